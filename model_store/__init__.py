@@ -1,0 +1,15 @@
+"""Model store: versioned, hash-checked anomaly models the worker loads.
+
+Start reading here:
+- registry.py        architecture name -> entrypoint (`register_model`, `create_model`)
+- models/base.py     the AnomalyModel interface every architecture implements
+- models/draem.py    DRAEM (the seed model); models/autoencoder.py (the baseline)
+- manifest.py        the JSON manifest written beside each model's safetensors weights
+- store.py           ModelStore: <root>/<model>/<version>/, aliases, resolve/load/promote/rollback
+- data.py            image folders (MVTec layout or flat) -> tensors
+- training.py        the generic training loop (time budget, checkpoints, resume)
+- calibration.py     thresholds and score normalisation
+- evaluation.py      AUROC / AP and the HTML report
+- cli.py             `linewatch-models` command line
+- quick.py           train_quick(): a small real model in seconds, for demos and pipeline tests
+"""
