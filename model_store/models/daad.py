@@ -1,0 +1,292 @@
+"""DAAD: Divide-and-Assemble, an autoencoder with block-wise memory on its skip connections.
+
+Source: J. Hou, Y. Zhang, Q. Zhong, D. Xie, S. Pu, H. Zhou, "Divide-and-Assemble: Learning
+Block-wise Memory for Unsupervised Anomaly Detection", ICCV 2021, arXiv 2107.13118. No official code
+was used. Memory addressing (softmax attention over learned items, hard shrinkage, entropy loss)
+follows MemAE: D. Gong et al., ICCV 2019, arXiv 1904.02639.
+
+Data flow (widths w1..wn, n stages, features f_i at 1/2^i of the input):
+
+    x [B,C,H,W] -> encoder stages (stride-2 conv + conv) -> f_1 .. f_n
+    f_i -> BlockMemory_i: cut into s_i x s_i blocks, each block (a C*s_i*s_i vector) is rebuilt as
+           an attention-weighted sum of N learned normal-block prototypes, blocks are assembled again
+    decoder: from memory(f_n) up through memory(f_{n-1}) .. memory(f_1) (U-Net concatenation)
+    -> x_hat [B,C,H,W] (sigmoid)
+    Discriminator D(.) judges x vs x_hat; its pooled latent features phi(.) join the score.
+
+Block size is the paper's "granularity": 1x1 blocks let the memory rebuild almost anything (each
+feature vector is matched on its own), big blocks force a whole region to be a mixture of normal
+regions, so an anomaly cannot be assembled. bench/daad_granularity.py measures this on real data.
+
+Scores (forward):
+    amap  = mean_c (x - x_hat)^2, mean-filtered (k = `map_smoothing`)          [B,H,W]
+    score = z(max amap) + disc_weight * z(mean (phi(x) - phi(x_hat))^2)          [B]
+where z() standardises with running mean/std of the same quantity on training normals (EMA kept in
+buffers, so they travel in the safetensors weights). The paper adds the two terms without giving
+weights; z-normalising makes "add" meaningful whatever the raw scales.
+
+Settings the paper leaves open, with our defaults:
+- block_sizes: per scale, chosen so every block covers the same 16x16 input pixels
+  (16 / 2^i at scale i): one prototype granularity for the whole pyramid.
+- mem_items 100 per scale: blocks are few per image, 100 prototypes suffice for one part type.
+- shrink_thres 0.0025 (MemAE's released default); entropy weight 2e-4 (MemAE).
+- attention logits are plain dot products, as in MemAE's released code (no 1/sqrt(dim) scaling:
+  with prototypes initialised at +-1/sqrt(dim) scaled logits start uniform and learn slowly).
+- adv_weight 0.01, lr 1e-3 (generator) / 2e-4 (discriminator, DCGAN): small adversarial weight
+  keeps short CPU runs stable; the reconstruction loss dominates.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from model_store.models.base import AnomalyModel, TrainConfig
+from model_store.registry import register_model
+
+__all__ = ["DAAD", "DAADConfig", "BlockMemory", "RunningMoments"]
+
+
+def conv_bn_act(cin: int, cout: int, k: int = 3, stride: int = 1) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, k, stride, padding=(k - 1) // 2 if stride == 1 else 1, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.LeakyReLU(0.2, inplace=True),
+    )
+
+
+def mean_filter(m: torch.Tensor, k: int) -> torch.Tensor:
+    """[B,H,W] -> [B,H,W] box filter, stride 1, same size (count_include_pad=False keeps edges fair)."""
+    if k <= 1:
+        return m
+    return F.avg_pool2d(m.unsqueeze(1), k, stride=1, padding=k // 2, count_include_pad=False).squeeze(1)
+
+
+class RunningMoments(nn.Module):
+    """EMA mean/variance of K score components on training normals; `standardise` is traceable."""
+
+    def __init__(self, k: int, momentum: float = 0.05) -> None:
+        super().__init__()
+        self.momentum = momentum
+        self.register_buffer("mean", torch.zeros(k))
+        self.register_buffer("var", torch.ones(k))
+        self.register_buffer("count", torch.zeros((), dtype=torch.long))
+
+    @torch.no_grad()
+    def update(self, values: torch.Tensor) -> None:  # values [B, K]
+        m, v = values.mean(0), values.var(0, unbiased=False) + 1e-12
+        if int(self.count) == 0:
+            self.mean.copy_(m)
+            self.var.copy_(v)
+        else:
+            self.mean.lerp_(m, self.momentum)
+            self.var.lerp_(v, self.momentum)
+        self.count += 1
+
+    def standardise(self, values: torch.Tensor) -> torch.Tensor:  # [B, K] -> [B, K]
+        return (values - self.mean) / torch.sqrt(self.var + 1e-12)
+
+
+class BlockMemory(nn.Module):
+    """Divide a feature map into s x s blocks, rebuild each from N prototypes, assemble.
+
+    Addressing (MemAE): w = softmax(q m^T); hard shrinkage
+    w' = relu(w - lam) * w / (|w - lam| + eps), then L1 renormalisation; out = w' m.
+    """
+
+    def __init__(self, channels: int, block: int, items: int, shrink_thres: float) -> None:
+        super().__init__()
+        self.block = block
+        self.dim = channels * block * block
+        self.shrink_thres = shrink_thres
+        bound = 1.0 / math.sqrt(self.dim)
+        self.memory = nn.Parameter(torch.empty(items, self.dim).uniform_(-bound, bound))  # [N, D]
+
+    def forward(self, f: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        B, C, H, W = f.shape
+        s = self.block
+        gh, gw = H // s, W // s
+        q = f.view(B, C, gh, s, gw, s).permute(0, 2, 4, 1, 3, 5).reshape(B * gh * gw, self.dim)  # [M, D]
+        w = torch.softmax(q @ self.memory.t(), dim=1)  # [M, N]
+        if self.shrink_thres > 0:
+            w = F.relu(w - self.shrink_thres) * w / (torch.abs(w - self.shrink_thres) + 1e-12)
+            w = w / (w.sum(dim=1, keepdim=True) + 1e-12)
+        out = (w @ self.memory).view(B, gh, gw, C, s, s).permute(0, 3, 1, 4, 2, 5).reshape(B, C, H, W)
+        return out, w
+
+
+class Discriminator(nn.Module):
+    """DCGAN-style: stride-2 convs, global pool -> latent phi(x) [B, F] -> logit [B]."""
+
+    def __init__(self, in_ch: int, width: int, depth: int = 4) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        c = in_ch
+        for i in range(depth):
+            cout = width * 2**i
+            layers += [nn.Conv2d(c, cout, 4, 2, 1, bias=i == 0)]
+            if i > 0:
+                layers += [nn.BatchNorm2d(cout)]
+            layers += [nn.LeakyReLU(0.2, inplace=True)]
+            c = cout
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Linear(c, 1)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        phi = self.features(x).mean(dim=(2, 3))  # [B, F]
+        return self.head(phi).squeeze(1), phi
+
+
+@dataclass
+class DAADConfig:
+    in_channels: int = 3
+    widths: tuple[int, ...] = (32, 64, 128, 256)  # encoder stage widths; features at 1/2 .. 1/16
+    block_sizes: tuple[int, ...] = (8, 4, 2, 1)  # per scale, in feature pixels: 16x16 input px each
+    mem_items: int = 100  # prototypes per scale
+    shrink_thres: float = 0.0025  # MemAE default; 0 disables sparsity
+    disc_width: int = 32
+    adv_weight: float = 0.01  # generator adversarial loss weight
+    entropy_weight: float = 2e-4  # MemAE's addressing-entropy weight
+    disc_weight: float = 1.0  # weight of the standardised discriminator-feature score
+    map_smoothing: int = 5  # box filter on the residual map (pixels)
+    lr: float = 1e-3
+    lr_disc: float = 2e-4
+
+
+class DAAD(AnomalyModel):
+    score_definition = (
+        "amap: box-filtered per-pixel squared reconstruction error; score: standardised max of amap "
+        "plus standardised discriminator latent-feature distance between input and reconstruction"
+    )
+
+    def __init__(self, cfg: DAADConfig) -> None:
+        super().__init__()
+        if len(cfg.block_sizes) != len(cfg.widths):
+            raise ValueError("block_sizes needs one entry per encoder stage")
+        self.cfg = cfg
+        self.in_channels = cfg.in_channels
+        w = cfg.widths
+        self.enc = nn.ModuleList()
+        c = cfg.in_channels
+        for cout in w:  # each stage halves the resolution
+            self.enc.append(nn.Sequential(conv_bn_act(c, cout, 4, 2), conv_bn_act(cout, cout)))
+            c = cout
+        self.mem = nn.ModuleList(
+            BlockMemory(cw, s, cfg.mem_items, cfg.shrink_thres) for cw, s in zip(w, cfg.block_sizes)
+        )
+        self.up = nn.ModuleList()
+        self.dec = nn.ModuleList()
+        for i in range(len(w) - 1, 0, -1):  # from scale n up to scale 1, concatenating memory skips
+            self.up.append(nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), conv_bn_act(w[i], w[i - 1])))
+            self.dec.append(conv_bn_act(2 * w[i - 1], w[i - 1]))
+        self.head = nn.Sequential(
+            nn.Upsample(scale_factor=2, mode="nearest"),
+            conv_bn_act(w[0], w[0]),
+            nn.Conv2d(w[0], cfg.in_channels, 3, padding=1),
+            nn.Sigmoid(),
+        )
+        self.disc = Discriminator(cfg.in_channels, cfg.disc_width)
+        self.moments = RunningMoments(2)
+        self.apply(_init_weights)
+
+    def reconstruct(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """x [B,C,H,W] -> (x_hat [B,C,H,W], addressing weights per scale)."""
+        feats = []
+        h = x
+        for stage in self.enc:
+            h = stage(h)
+            feats.append(h)  # f_i [B, w_i, H/2^i, W/2^i]
+        rebuilt, weights = zip(*(m(f) for m, f in zip(self.mem, feats)))
+        h = rebuilt[-1]
+        for j, (up, dec) in enumerate(zip(self.up, self.dec)):
+            skip = rebuilt[-2 - j]
+            h = dec(torch.cat([up(h), skip], dim=1))
+        return self.head(h), list(weights)
+
+    def _components(self, x: torch.Tensor, x_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        amap = mean_filter(((x - x_hat) ** 2).mean(1), self.cfg.map_smoothing)  # [B, H, W]
+        _, phi_x = self.disc(x)
+        _, phi_r = self.disc(x_hat)
+        disc_dist = ((phi_x - phi_r) ** 2).mean(1)  # [B]
+        return amap, torch.stack([amap.flatten(1).amax(1), disc_dist], dim=1)  # [B,H,W], [B,2]
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x_hat, _ = self.reconstruct(x)
+        amap, comps = self._components(x, x_hat)
+        z = self.moments.standardise(comps)
+        return amap, z[:, 0] + self.cfg.disc_weight * z[:, 1]
+
+    def configure_optimizers(self, cfg: TrainConfig) -> list[torch.optim.Optimizer]:
+        gen = [p for n, p in self.named_parameters() if not n.startswith("disc.")]
+        lr = cfg.lr if cfg.lr is not None else self.cfg.lr
+        return [
+            torch.optim.Adam(gen, lr=lr, betas=(0.5, 0.999), weight_decay=cfg.weight_decay),
+            torch.optim.Adam(self.disc.parameters(), lr=self.cfg.lr_disc, betas=(0.5, 0.999)),
+        ]
+
+    def training_step(self, batch: torch.Tensor, optimizers: list[torch.optim.Optimizer], step: int) -> dict[str, float]:
+        opt_g, opt_d = optimizers
+        x = batch
+        ones = torch.ones(x.shape[0], device=x.device)
+        # Discriminator: real normals vs reconstructions.
+        x_hat, weights = self.reconstruct(x)
+        d_real, _ = self.disc(x)
+        d_fake, _ = self.disc(x_hat.detach())
+        loss_d = F.binary_cross_entropy_with_logits(d_real, ones) + F.binary_cross_entropy_with_logits(d_fake, 0 * ones)
+        opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        opt_d.step()
+        # Generator: reconstruct, fool D, keep addressing sparse.
+        d_fake_g, _ = self.disc(x_hat)
+        rec = F.mse_loss(x_hat, x)
+        adv = F.binary_cross_entropy_with_logits(d_fake_g, ones)
+        ent = sum((-w * torch.log(w + 1e-12)).sum(1).mean() for w in weights) / len(weights)
+        loss_g = rec + self.cfg.adv_weight * adv + self.cfg.entropy_weight * ent
+        opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        opt_g.step()
+        with torch.no_grad():
+            _, comps = self._components(x, x_hat.detach())
+            self.moments.update(comps)
+        return {"loss": loss_g.item(), "rec": rec.item(), "adv": adv.item(), "entropy": ent.item(), "loss_d": loss_d.item()}
+
+
+def _init_weights(m: nn.Module) -> None:
+    """DCGAN init: conv N(0, 0.02); BatchNorm weight N(1, 0.02), bias 0."""
+    if isinstance(m, nn.Conv2d):
+        nn.init.normal_(m.weight, 0.0, 0.02)
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
+    elif isinstance(m, nn.BatchNorm2d):
+        nn.init.normal_(m.weight, 1.0, 0.02)
+        nn.init.zeros_(m.bias)
+
+
+def _create_daad(variant: str, **kwargs: Any) -> DAAD:
+    defaults = asdict(_DEFAULTS[variant])
+    defaults.update(kwargs)
+    for key in ("widths", "block_sizes"):  # manifests round-trip tuples through JSON lists
+        defaults[key] = tuple(defaults[key])
+    return DAAD(DAADConfig(**defaults))
+
+
+_DEFAULTS = {
+    "daad": DAADConfig(),
+    # 64-128 px on a CPU: a quarter of the widths, same 16x16-input-pixel blocks.
+    "daad_small": DAADConfig(widths=(16, 32, 64, 64), block_sizes=(8, 4, 2, 1), mem_items=50, disc_width=16),
+}
+
+
+@register_model
+def daad(**kwargs: Any) -> DAAD:
+    return _create_daad("daad", **kwargs)
+
+
+@register_model
+def daad_small(**kwargs: Any) -> DAAD:
+    return _create_daad("daad_small", **kwargs)
