@@ -1,0 +1,244 @@
+"""The wire contract between cameras, workers and alert consumers.
+
+Everything both sides must agree on lives here and nowhere else: topic roles, frame headers,
+the alert message, dead-letter headers and Redis key names. Producers call `frame_headers`,
+workers call `parse_frame_headers`; both raise or return the same `FrameMeta`.
+
+Frame record on the frames topic
+    key     camera id (UTF-8), so one camera's frames stay ordered in one partition
+    value   encoded image: JPEG (default), PNG, or raw uint8 pixels (row-major, BGR or gray)
+    headers lw-schema, lw-camera, lw-seq, lw-capture-ns, lw-encoding, lw-width, lw-height,
+            lw-channels (all ASCII)
+
+Alert record on the alerts topic: key = camera id, value = `Alert.to_json()`.
+Dead-letter record: the original key, value and headers plus lw-dlq-* headers.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Iterable, Sequence
+
+from linewatch.errors import FrameRejected
+
+FRAME_SCHEMA_VERSION = 1
+ALERT_SCHEMA_VERSION = 1
+
+ENCODINGS = ("jpeg", "png", "raw")
+
+H_SCHEMA = "lw-schema"
+H_CAMERA = "lw-camera"
+H_SEQ = "lw-seq"
+H_CAPTURE_NS = "lw-capture-ns"
+H_ENCODING = "lw-encoding"
+H_WIDTH = "lw-width"
+H_HEIGHT = "lw-height"
+H_CHANNELS = "lw-channels"
+
+H_DLQ_REASON = "lw-dlq-reason"
+H_DLQ_DETAIL = "lw-dlq-detail"
+H_DLQ_SOURCE = "lw-dlq-source"  # "<topic>:<partition>:<offset>" of the rejected record
+
+# Reason codes carried by FrameRejected and the lw-dlq-reason header.
+R_MISSING_HEADER = "missing_header"
+R_BAD_HEADER = "bad_header"
+R_UNKNOWN_SCHEMA = "unknown_schema"
+R_OVERSIZE = "oversize"
+R_UNDECODABLE = "undecodable"
+R_WRONG_DIMENSIONS = "wrong_dimensions"
+R_KEY_MISMATCH = "key_mismatch"
+
+MAX_DIMENSION = 16384  # beyond any industrial camera; guards allocations from a bad header
+MAX_CAMERA_ID = 128
+
+Headers = Sequence[tuple[str, bytes]]
+
+
+@dataclass(frozen=True, slots=True)
+class FrameMeta:
+    """What a frame's headers say about it."""
+
+    camera: str
+    seq: int
+    capture_ns: int
+    encoding: str
+    width: int
+    height: int
+    channels: int = 3
+    schema: int = FRAME_SCHEMA_VERSION
+
+    @property
+    def frame_id(self) -> str:
+        """Redis stream ID of this frame's result: unique per camera, increasing with capture time.
+
+        The millisecond part comes from the capture clock (survives producer restarts, which
+        reset `seq`); the sequence part makes replays of the same frame collide, which is what
+        makes result writes idempotent.
+        """
+        return f"{self.capture_ns // 1_000_000}-{self.seq}"
+
+
+def frame_headers(meta: FrameMeta) -> list[tuple[str, bytes]]:
+    """Headers for a frame record, validated the way a worker will read them."""
+    headers = [
+        (H_SCHEMA, str(meta.schema).encode()),
+        (H_CAMERA, meta.camera.encode()),
+        (H_SEQ, str(meta.seq).encode()),
+        (H_CAPTURE_NS, str(meta.capture_ns).encode()),
+        (H_ENCODING, meta.encoding.encode()),
+        (H_WIDTH, str(meta.width).encode()),
+        (H_HEIGHT, str(meta.height).encode()),
+        (H_CHANNELS, str(meta.channels).encode()),
+    ]
+    parse_frame_headers(headers)
+    return headers
+
+
+def _header_map(headers: Iterable[tuple[str, bytes | None]]) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for name, raw in headers or ():
+        if raw is None:
+            continue
+        try:
+            found[name] = raw.decode("ascii") if isinstance(raw, bytes) else str(raw)
+        except UnicodeDecodeError as exc:
+            raise FrameRejected(R_BAD_HEADER, f"{name} is not ASCII") from exc
+    return found
+
+
+def _int_header(found: dict[str, str], name: str, low: int, high: int) -> int:
+    if name not in found:
+        raise FrameRejected(R_MISSING_HEADER, name)
+    try:
+        value = int(found[name])
+    except ValueError as exc:
+        raise FrameRejected(R_BAD_HEADER, f"{name}={found[name]!r} is not an integer") from exc
+    if not low <= value <= high:
+        raise FrameRejected(R_BAD_HEADER, f"{name}={value} outside [{low}, {high}]")
+    return value
+
+
+def parse_frame_headers(headers: Headers | None, key: bytes | None = None) -> FrameMeta:
+    """Validate a frame record's headers (and key, when given); raise FrameRejected if bad."""
+    found = _header_map(headers or ())
+    if H_SCHEMA not in found:
+        raise FrameRejected(R_MISSING_HEADER, H_SCHEMA)
+    schema = _int_header(found, H_SCHEMA, 0, 1 << 16)
+    if schema != FRAME_SCHEMA_VERSION:
+        raise FrameRejected(R_UNKNOWN_SCHEMA, f"schema {schema}, this build reads {FRAME_SCHEMA_VERSION}")
+    camera = found.get(H_CAMERA, "")
+    if not camera:
+        raise FrameRejected(R_MISSING_HEADER, H_CAMERA)
+    if len(camera) > MAX_CAMERA_ID or not camera.isprintable() or ":" in camera:
+        raise FrameRejected(R_BAD_HEADER, f"camera id {camera[:40]!r} (printable, no ':', <= {MAX_CAMERA_ID})")
+    if key is not None and key.decode("utf-8", "replace") != camera:
+        raise FrameRejected(R_KEY_MISMATCH, f"key {key[:40]!r} != camera {camera!r}")
+    encoding = found.get(H_ENCODING, "")
+    if encoding not in ENCODINGS:
+        raise FrameRejected(R_BAD_HEADER if encoding else R_MISSING_HEADER, f"{H_ENCODING}={encoding!r}")
+    return FrameMeta(
+        camera=camera,
+        seq=_int_header(found, H_SEQ, 0, (1 << 63) - 1),
+        capture_ns=_int_header(found, H_CAPTURE_NS, 0, (1 << 63) - 1),
+        encoding=encoding,
+        width=_int_header(found, H_WIDTH, 1, MAX_DIMENSION),
+        height=_int_header(found, H_HEIGHT, 1, MAX_DIMENSION),
+        channels=_int_header(found, H_CHANNELS, 1, 4) if H_CHANNELS in found else 3,
+        schema=schema,
+    )
+
+
+def dead_letter_headers(
+    headers: Headers | None, reason: str, detail: str, source: str
+) -> list[tuple[str, bytes]]:
+    """The rejected record's own headers plus why and where it was rejected."""
+    kept = [(k, v) for k, v in (headers or ()) if not k.startswith("lw-dlq-") and v is not None]
+    return kept + [
+        (H_DLQ_REASON, reason.encode()),
+        (H_DLQ_DETAIL, detail[:512].encode("utf-8", "replace")),
+        (H_DLQ_SOURCE, source.encode()),
+    ]
+
+
+@dataclass(slots=True)
+class Alert:
+    """One alert: a camera's score crossed its threshold often enough to pass the debounce."""
+
+    camera: str
+    frame_seq: int
+    capture_ns: int
+    score_raw: float
+    score: float  # normalised to [0, 1]; the model's calibrated threshold sits at 0.5
+    threshold: float  # normalised threshold in force for this camera
+    model_name: str
+    model_version: str
+    mask_key: str  # Redis key of the PNG mask (model resolution; expires with its TTL)
+    mask_size: tuple[int, int]  # (width, height) of the mask, the frame boxes scale from
+    boxes: list[tuple[int, int, int, int]] = field(default_factory=list)  # x, y, w, h in mask pixels
+    frame_id: str = ""
+    emitted_ns: int = 0
+    schema: int = ALERT_SCHEMA_VERSION
+
+    def to_json(self) -> bytes:
+        return json.dumps(asdict(self), separators=(",", ":")).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> "Alert":
+        data = json.loads(raw)
+        if data.get("schema") != ALERT_SCHEMA_VERSION:
+            raise FrameRejected(R_UNKNOWN_SCHEMA, f"alert schema {data.get('schema')!r}")
+        data["mask_size"] = tuple(data["mask_size"])
+        data["boxes"] = [tuple(b) for b in data.get("boxes", [])]
+        return cls(**data)
+
+
+@dataclass(frozen=True, slots=True)
+class Topics:
+    """Kafka topic names, derived from one base name so deployments stay consistent."""
+
+    frames: str
+    alerts: str
+    dead_letter: str
+
+    @classmethod
+    def from_base(cls, base: str) -> "Topics":
+        return cls(frames=f"{base}.frames", alerts=f"{base}.alerts", dead_letter=f"{base}.frames.dlq")
+
+
+@dataclass(frozen=True, slots=True)
+class RedisKeys:
+    """Redis key names under one prefix. Cameras never contain ':' (checked in the headers).
+
+    latest(camera)         hash: the newest result of a camera (TTL)
+    history(camera)        stream: one entry per scored frame, ID = FrameMeta.frame_id, MAXLEN ~ N
+    mask(camera, frame_id) PNG bytes of the anomaly mask at model resolution (TTL)
+    thresholds             hash: camera -> normalised threshold override, read by workers at runtime
+    cameras                set: every camera that has produced a result
+    """
+
+    prefix: str
+
+    def latest(self, camera: str) -> str:
+        return f"{self.prefix}:latest:{camera}"
+
+    def history(self, camera: str) -> str:
+        return f"{self.prefix}:history:{camera}"
+
+    def mask(self, camera: str, frame_id: str) -> str:
+        return f"{self.prefix}:mask:{camera}:{frame_id}"
+
+    @property
+    def thresholds(self) -> str:
+        return f"{self.prefix}:thresholds"
+
+    @property
+    def cameras(self) -> str:
+        return f"{self.prefix}:cameras"
+
+
+# Fields of the latest hash and of each history entry (strings in Redis).
+RESULT_FIELDS = (
+    "camera", "seq", "frame_id", "capture_ns", "score_raw", "score", "threshold", "anomalous",
+    "model_name", "model_version", "latency_ms", "mask_key", "worker",
+)
