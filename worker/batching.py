@@ -1,0 +1,179 @@
+"""Decoded frames -> dynamic batches -> the model.
+
+The batch thread takes records in intake order, waits for their decode, and closes a batch at
+`max_batch` frames or `max_wait_ms` after its first frame, whichever comes first; a batch mixes
+cameras. Rejected records skip the model and go straight on to the publisher (dead letter).
+Between batches it swaps in a newly staged model version.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+import structlog
+
+from linewatch.contract import FrameMeta
+from linewatch.errors import FrameRejected
+from worker import metrics
+from worker.serving import ModelHolder, ServedModel
+
+log = structlog.get_logger(__name__)
+
+STOP = object()  # sentinel that ends a thread's queue
+
+
+@dataclass(slots=True)
+class Item:
+    """One record between intake and commit."""
+
+    tp: tuple[str, int]
+    offset: int
+    epoch: int
+    key: bytes | None
+    value: bytes
+    headers: list[tuple[str, bytes]]
+    taken_at: float  # time.monotonic() at intake
+    meta: FrameMeta | None = None
+    decoded: Future | None = None
+    rejection: FrameRejected | None = None
+
+
+@dataclass(slots=True)
+class ScoredBatch:
+    items: list[Item]
+    pixels: np.ndarray  # uint8 [B, H, W, C] as the model saw them
+    maps: np.ndarray  # float32 [B, H, W]
+    scores: np.ndarray  # float32 [B] raw image scores
+    served: ServedModel
+    infer_s: float = 0.0
+
+
+@dataclass(slots=True)
+class Rejected:
+    item: Item
+    reason: str
+    detail: str
+
+
+@dataclass
+class BatchPolicy:
+    max_batch: int = 16
+    max_wait_s: float = 0.01
+
+
+def gather(inbox: "queue.Queue[object]", policy: BatchPolicy, idle_s: float = 0.1) -> tuple[list[object], bool]:
+    """Take up to `max_batch` entries: block for the first (up to `idle_s`), then until the wait ends.
+
+    Returns (entries, stop_seen). Pure queue logic, tested on its own.
+    """
+    try:
+        first = inbox.get(timeout=idle_s)
+    except queue.Empty:
+        return [], False
+    if first is STOP:
+        return [], True
+    entries = [first]
+    deadline = time.monotonic() + policy.max_wait_s
+    while len(entries) < policy.max_batch:
+        remaining = deadline - time.monotonic()
+        try:
+            entry = inbox.get(timeout=remaining) if remaining > 0 else inbox.get_nowait()
+        except queue.Empty:
+            break
+        if entry is STOP:
+            return entries, True
+        entries.append(entry)
+    return entries, False
+
+
+def _fit(pixels: np.ndarray, served: ServedModel) -> np.ndarray:
+    """Decoded for a previous model's input size? Resize to the current one (only around a swap)."""
+    spec = served.spec
+    if pixels.shape[:2] == (spec.height, spec.width) and pixels.shape[2] == spec.channels:
+        return pixels
+    bgr = pixels if pixels.shape[2] == 3 else np.repeat(pixels, 3, axis=2)
+    resized = cv2.resize(bgr, (spec.width, spec.height), interpolation=cv2.INTER_AREA)
+    if spec.channels == 1:
+        return cv2.cvtColor(resized, cv2.COLOR_RGB2GRAY)[:, :, None]
+    return resized
+
+
+class Batcher:
+    """The batch thread: inbox of Items -> outbox of ScoredBatch / Rejected."""
+
+    def __init__(self, inbox: "queue.Queue[object]", outbox: "queue.Queue[object]", holder: ModelHolder, policy: BatchPolicy) -> None:
+        self.inbox = inbox
+        self.outbox = outbox
+        self.holder = holder
+        self.policy = policy
+        self.busy_since: float | None = None  # monotonic start of the batch being computed, for readiness
+        self._thread = threading.Thread(target=self._run, name="batcher", daemon=True)
+        self._pending: list[tuple[list[Item], np.ndarray, ServedModel, float]] = []
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def join(self, timeout: float | None = None) -> None:
+        self._thread.join(timeout)
+
+    def is_alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def _run(self) -> None:
+        stop = False
+        while not stop:
+            entries, stop = gather(self.inbox, self.policy)
+            frames = self._split(entries)
+            if frames:
+                self._submit(frames)
+            # Collect when the engine is full, or when nothing else is waiting (keeps latency low).
+            while self._pending and (len(self._pending) >= self._engine_capacity() or self.inbox.empty() or stop):
+                self._collect_oldest()
+        self.outbox.put(STOP)
+
+    def _engine_capacity(self) -> int:
+        served = self._pending[0][2] if self._pending else self.holder.current
+        return served.engine.capacity if served else 1
+
+    def _split(self, entries: list[object]) -> list[tuple[Item, np.ndarray]]:
+        frames: list[tuple[Item, np.ndarray]] = []
+        for item in entries:
+            assert isinstance(item, Item)
+            if item.rejection is not None:
+                self.outbox.put(Rejected(item, item.rejection.reason, item.rejection.detail))
+                continue
+            assert item.decoded is not None
+            try:
+                frames.append((item, item.decoded.result()))
+            except FrameRejected as exc:
+                self.outbox.put(Rejected(item, exc.reason, exc.detail))
+        return frames
+
+    def _submit(self, frames: list[tuple[Item, np.ndarray]]) -> None:
+        if self.holder.take_update() is not None:
+            while self._pending:  # results of the old model first, then the new one takes over
+                self._collect_oldest()
+        served = self.holder.current
+        assert served is not None
+        now = time.monotonic()
+        for item, _ in frames:
+            metrics.STAGE_SECONDS.labels("queue").observe(now - item.taken_at)
+        pixels = np.stack([_fit(px, served) for _, px in frames])
+        metrics.BATCH_SIZE.observe(len(frames))
+        self.busy_since = time.monotonic()
+        served.engine.submit(pixels)
+        self._pending.append(([item for item, _ in frames], pixels, served, self.busy_since))
+
+    def _collect_oldest(self) -> None:
+        items, pixels, served, started = self._pending.pop(0)
+        maps, scores = served.engine.collect()
+        infer_s = time.monotonic() - started
+        metrics.STAGE_SECONDS.labels("infer").observe(infer_s)
+        self.busy_since = self._pending[0][3] if self._pending else None
+        self.outbox.put(ScoredBatch(items, pixels, maps, scores, served, infer_s))

@@ -1,0 +1,36 @@
+"""The worker's Prometheus metrics, defined once. Names start with linewatch_worker_."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+FRAMES_IN = Counter("linewatch_worker_frames_in_total", "Frame records taken from Kafka.", ["camera"])
+FRAMES_OUT = Counter("linewatch_worker_frames_out_total", "Frames scored and published.", ["camera"])
+ANOMALOUS = Counter("linewatch_worker_frames_anomalous_total", "Frames over their camera's threshold.", ["camera"])
+DEAD_LETTERED = Counter("linewatch_worker_dead_lettered_total", "Records sent to the dead-letter topic.", ["reason"])
+DUPLICATES = Counter(
+    "linewatch_worker_duplicate_results_total", "Results already in Redis (a replay), not written again."
+)
+ALERTS = Counter("linewatch_worker_alerts_total", "Alerts sent to the alert topic.", ["camera"])
+PUBLISH_FAILURES = Counter(
+    "linewatch_worker_publish_failures_total", "Failed publish attempts (retried).", ["target"]
+)
+MODEL_LOADS = Counter("linewatch_worker_model_loads_total", "Model loads by outcome.", ["outcome"])
+BATCH_SIZE = Histogram(
+    "linewatch_worker_batch_size", "Frames per model batch.", buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256)
+)
+STAGE_SECONDS = Histogram(
+    "linewatch_worker_stage_seconds",
+    "Time per stage: queue (poll to batch), decode, infer, publish.",
+    ["stage"],
+    buckets=_LATENCY_BUCKETS,
+)
+END_TO_END_SECONDS = Histogram(
+    "linewatch_worker_end_to_end_seconds", "Capture time to result in Redis.", buckets=_LATENCY_BUCKETS
+)
+LAG = Gauge("linewatch_worker_consumer_lag", "Records behind the partition's end.", ["topic", "partition"])
+IN_FLIGHT = Gauge("linewatch_worker_in_flight_frames", "Frames taken in but not yet published.")
+PAUSED = Gauge("linewatch_worker_paused", "1 while partitions are paused for backpressure or an outage.")
+MODEL_INFO = Gauge("linewatch_worker_model_info", "The model being served (value 1).", ["name", "version"])

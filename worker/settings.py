@@ -1,0 +1,74 @@
+"""The worker's settings: one class, environment prefix LW_, documented field by field."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from linewatch.settings import BaseProgramSettings, KafkaSettings, RedisSettings
+
+
+class WorkerSettings(BaseProgramSettings, KafkaSettings, RedisSettings):
+    """Everything a worker reads at start-up (see README: Settings)."""
+
+    worker_id: str = Field(
+        default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}",
+        description="Name of this worker in logs, metrics and results (default: host-pid).",
+    )
+    group_id: str = Field("linewatch-workers", description="Kafka consumer group shared by all workers.")
+    model: str = Field("default@production", description="Model to serve: name, name@version or name@alias.")
+    model_root: Path = Field(Path("models"), description="Root folder of the model store.")
+    model_poll_s: float = Field(5.0, description="How often to check whether the model alias moved (0: never).")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Inference device; auto picks CUDA when present.")
+    amp: Literal["off", "fp16", "bf16"] = Field("off", description="Mixed precision on CUDA (ignored on CPU, where it is slower).")
+    torch_threads: int = Field(0, description="Intra-op CPU threads for inference (0: torch's default).")
+    max_batch: int = Field(16, ge=1, le=256, description="Largest batch sent to the model.")
+    max_wait_ms: float = Field(10.0, ge=0, description="Longest a frame waits for its batch to fill.")
+    batch_buckets: str = Field(
+        "1,2,4,8,16,32",
+        description="Batch sizes a CUDA batch is padded up to, so shapes stay fixed (CUDA graphs, compile).",
+    )
+    cuda_streams: int = Field(2, ge=1, le=8, description="Batches in flight on CUDA, one compute stream each.")
+    decode_threads: int = Field(2, ge=1, le=64, description="Threads decoding and resizing frames.")
+    inflight_frames: int = Field(
+        256, ge=1, description="Frames accepted but not yet published before the worker pauses its partitions."
+    )
+    max_poll_records: int = Field(64, ge=1, description="Records one Kafka poll may return.")
+    threshold: float = Field(0.5, ge=0, le=1, description="Default normalised threshold (0.5 = the model's calibrated one).")
+    camera_thresholds: dict[str, float] = Field(
+        default_factory=dict, description='Per-camera normalised thresholds, JSON: {"cam-1": 0.6}.'
+    )
+    threshold_refresh_s: float = Field(
+        2.0, description="How often runtime threshold overrides are read from Redis (<prefix>:thresholds)."
+    )
+    debounce_n: int = Field(3, ge=1, description="Alert when at least N of the last M frames of a camera are anomalous...")
+    debounce_m: int = Field(5, ge=1, description="...out of the last M frames.")
+    alert_cooldown_s: float = Field(
+        30.0, ge=0, description="After an alert, no new alert for that camera for this long (capture time)."
+    )
+    result_ttl_s: int = Field(3600, ge=1, description="TTL of a camera's latest-result hash.")
+    mask_ttl_s: int = Field(600, ge=1, description="TTL of mask PNGs.")
+    masks: Literal["all", "anomalous", "none"] = Field("all", description="Which frames get a mask PNG in Redis.")
+    history_maxlen: int = Field(10000, ge=1, description="Approximate length cap of each camera's history stream.")
+    publish_retry_max_s: float = Field(5.0, description="Longest back-off between publish retries while Redis/Kafka is down.")
+    http_port: int = Field(8080, description="Port of /metrics, /healthz and /readyz (0: off).")
+    http_host: str = Field("0.0.0.0", description="Address the HTTP endpoint binds.")
+    stall_after_s: float = Field(60.0, description="Not ready when one batch has been busy longer than this.")
+    drain_timeout_s: float = Field(30.0, description="On SIGTERM, longest wait for in-flight frames to publish.")
+    create_topics: int = Field(0, ge=0, description="Create missing topics with this many partitions at start (0: don't).")
+
+    @field_validator("batch_buckets")
+    @classmethod
+    def _buckets_are_sizes(cls, value: str) -> str:
+        sizes = [int(s) for s in value.split(",") if s.strip()]
+        if not sizes or any(s < 1 for s in sizes):
+            raise ValueError("batch_buckets must list positive sizes")
+        return value
+
+    @property
+    def buckets(self) -> list[int]:
+        return sorted({int(s) for s in self.batch_buckets.split(",") if s.strip()})
