@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Reproduce the results table of docs/models.md: train a CPU-sized DRAEM and the autoencoder
+# baseline on magnetic_tile and ball_screw (BUDGET_MIN minutes of training each, sequentially,
+# under nice), then evaluate each with the CLI. Logs, store and reports go under runs/eval/.
+#   bench/eval_models.sh            # everything
+#   STAGE=evaluate bench/eval_models.sh   # only re-evaluate the trained models
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PY:-.venv/bin/python}
+DATA=${DATA:-../shared/data}
+OUT=${OUT:-runs/eval}
+STORE=${STORE:-$OUT/store}
+BUDGET_MIN=${BUDGET_MIN:-10}
+THREADS=${THREADS:-2}
+STAGE=${STAGE:-all}
+mkdir -p "$OUT"
+CLI=(nice -n 15 "$PY" -m model_store.cli --store "$STORE" --threads "$THREADS")
+
+# name | dataset folder | input size | arch and settings
+RUNS=(
+  "mt_draem|magnetic_tile/magnetic_tile|128|--arch draem_small --set base_width=16 --set disc_width=16 --lr 5e-4"
+  "mt_ae|magnetic_tile/magnetic_tile|128|--arch autoencoder"
+  "bs_draem|ball_screw/ball_screw|96x224|--arch draem_small --set base_width=16 --set disc_width=16 --lr 5e-4"
+  "bs_ae|ball_screw/ball_screw|96x224|--arch autoencoder"
+)
+
+if [[ $STAGE == all || $STAGE == train ]]; then
+  for r in "${RUNS[@]}"; do
+    IFS='|' read -r name ds size args <<<"$r"
+    echo "== train $name ($(date -u +%H:%M:%S))"
+    # shellcheck disable=SC2086
+    "${CLI[@]}" train "$DATA/$ds" --name "$name" --input-size "$size" --time-budget "$BUDGET_MIN" \
+      --seed 0 --alias production --no-progress $args >"$OUT/$name.train.json" 2>"$OUT/$name.train.log"
+  done
+fi
+if [[ $STAGE == all || $STAGE == evaluate ]]; then
+  for r in "${RUNS[@]}"; do
+    IFS='|' read -r name ds size args <<<"$r"
+    echo "== evaluate $name ($(date -u +%H:%M:%S))"
+    "${CLI[@]}" evaluate "$name@production" "$DATA/$ds" --report "$OUT/$name" >"$OUT/$name.eval.json" 2>"$OUT/$name.eval.log"
+  done
+  "$PY" - "$OUT" <<'PY'
+import json, sys, pathlib
+out = pathlib.Path(sys.argv[1])
+print("| model | dataset | image AUROC | pixel AUROC | pixel AP | train steps | train s |")
+print("|---|---|---|---|---|---|---|")
+for f in sorted(out.glob("*.eval.json")):
+    e = json.loads(f.read_text()); t = json.loads((out / f.name.replace(".eval.", ".train.")).read_text())["training"]
+    print(f"| {e['model']} | {e['dataset']} | {e['image_auroc']:.3f} | {e['pixel_auroc']:.3f} | {e['pixel_ap']:.3f} | {t['steps']} | {t['seconds']:.0f} |")
+PY
+fi

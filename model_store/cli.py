@@ -1,0 +1,266 @@
+"""`linewatch-models`: train, calibrate, evaluate, export and manage models in a store.
+
+    linewatch-models train DATA --name NAME [--arch draem_small] [--set k=v ...] [--time-budget MIN]
+    linewatch-models calibrate REF --normal DIR [--defects MVTEC_DIR] [--camera cam=0.6 ...]
+    linewatch-models evaluate REF MVTEC_DIR [--report DIR]
+    linewatch-models list | show REF | promote REF ALIAS | rollback NAME ALIAS | delete REF
+    linewatch-models export REF --out DIR
+
+The store root is --store, else $LINEWATCH_MODEL_STORE, else ./models. Output is JSON on stdout
+where a script might read it; logs go to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from linewatch.errors import LinewatchError
+
+log = structlog.get_logger(__name__)
+
+
+def _parse_size(text: str) -> tuple[int, int]:
+    h, _, w = text.lower().partition("x")
+    return int(h), int(w or h)
+
+
+def _parse_sets(items: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items:
+        key, eq, raw = item.partition("=")
+        if not eq:
+            raise argparse.ArgumentTypeError(f"--set wants key=value, got {item!r}")
+        try:
+            out[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key] = raw  # bare strings (paths) need no quotes
+    return out
+
+
+def _store(args: argparse.Namespace):
+    from model_store.store import ModelStore
+
+    return ModelStore(Path(args.store or os.environ.get("LINEWATCH_MODEL_STORE", "models")))
+
+
+def _jsonable(obj: Any) -> Any:
+    dump = getattr(obj, "model_dump", None)  # pydantic models (manifest parts)
+    return dump(mode="json") if dump else str(obj)
+
+
+def _emit(obj: Any) -> None:
+    print(json.dumps(obj, indent=2, default=_jsonable))
+
+
+def _threads(args: argparse.Namespace) -> None:
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+
+# ---- commands -------------------------------------------------------------------------------
+def cmd_train(args: argparse.Namespace) -> None:
+    from model_store.pipeline import TrainRequest, train_and_publish
+
+    _threads(args)
+    req = TrainRequest(
+        data=Path(args.data),
+        name=args.name,
+        arch=args.arch,
+        kwargs=_parse_sets(args.set),
+        input_size=_parse_size(args.input_size),
+        batch_size=args.batch_size,
+        lr=args.lr,
+        max_steps=args.steps,
+        time_budget_s=args.time_budget * 60 if args.time_budget else None,
+        seed=args.seed,
+        device=args.device,
+        calib_fraction=args.calib_fraction,
+        checkpoint=Path(args.checkpoint) if args.checkpoint else Path("runs") / "checkpoints" / f"{args.name}.safetensors",
+        resume=args.resume,
+        checkpoint_every_s=args.checkpoint_every,
+        alias=args.alias,
+        max_images=args.max_images,
+        show_progress=not args.no_progress,
+    )
+    manifest = train_and_publish(_store(args), req)
+    _emit({"model": manifest.name, "version": manifest.version, "calibration": manifest.calibration, "training": manifest.training})
+
+
+def cmd_calibrate(args: argparse.Namespace) -> None:
+    from model_store.pipeline import recalibrate
+
+    _threads(args)
+    store = _store(args)
+    cams = {k: float(v) for k, v in _parse_sets(args.camera).items()}
+    if args.normal:
+        m = recalibrate(store, args.ref, Path(args.normal), Path(args.defects) if args.defects else None, args.device, args.quantile, args.margin)
+        ref = f"{m.name}@{m.version}"
+        out: dict[str, Any] = {"model": m.name, "version": m.version, "parent": m.parent_version, "calibration": m.calibration}
+    else:
+        ref, out = args.ref, {}
+    if cams:
+        store.set_camera_thresholds(ref, cams)
+        out["camera_thresholds"] = cams
+    if not out:
+        raise SystemExit("calibrate: give --normal DIR and/or --camera cam=threshold")
+    _emit(out)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from model_store.evaluation import evaluate_ref
+
+    _threads(args)
+    report = Path(args.report) if args.report else None
+    _emit(evaluate_ref(_store(args), args.ref, Path(args.data), args.device, report, args.max_images))
+
+
+def cmd_list(args: argparse.Namespace) -> None:
+    store = _store(args)
+    rows = []
+    for name in store.models():
+        aliases = store.aliases(name)
+        for v in store.versions(name):
+            m = store.manifest(f"{name}@{v}")
+            rows.append({
+                "model": name, "version": v, "arch": m.architecture, "created": m.created_at,
+                "aliases": sorted(a for a, t in aliases.items() if t == v),
+                "image_auroc": m.metrics.get("image_auroc"),
+            })
+    _emit(rows)
+
+
+def cmd_show(args: argparse.Namespace) -> None:
+    store = _store(args)
+    name, version = store.resolve(args.ref)
+    out = json.loads(store.manifest(f"{name}@{version}").model_dump_json())
+    out["aliases"] = store.aliases(name)
+    out["camera_thresholds"] = store.camera_thresholds(name, version)
+    _emit(out)
+
+
+def cmd_promote(args: argparse.Namespace) -> None:
+    store = _store(args)
+    name, version = store.resolve(args.ref)
+    store.promote(name, version, args.alias)
+    _emit({"model": name, "alias": args.alias, "version": version})
+
+
+def cmd_rollback(args: argparse.Namespace) -> None:
+    version = _store(args).rollback(args.name, args.alias)
+    _emit({"model": args.name, "alias": args.alias, "version": version})
+
+
+def cmd_delete(args: argparse.Namespace) -> None:
+    store = _store(args)
+    name, version = store.resolve(args.ref)
+    store.delete(name, version, force=args.force)
+    _emit({"deleted": f"{name}@{version}"})
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    from model_store.export import export_ref
+
+    _threads(args)
+    _emit(export_ref(_store(args), args.ref, Path(args.out), args.batch, args.atol))
+
+
+# ---- parser ---------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="linewatch-models", description=__doc__.split("\n\n")[0])
+    p.add_argument("--store", help="store root (default $LINEWATCH_MODEL_STORE or ./models)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train a new model version on a folder of normal images")
+    t.add_argument("data", help="MVTec category folder (<cat>/train/good) or a flat folder of normal images")
+    t.add_argument("--name", required=True, help="model name in the store")
+    t.add_argument("--arch", default="draem_small", help="registered architecture (see `list-archs`)")
+    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="model kwarg (JSON value); repeatable")
+    t.add_argument("--input-size", default="128", help="H or HxW (default 128)")
+    t.add_argument("--batch-size", type=int, default=8)
+    t.add_argument("--lr", type=float, default=None, help="default: the architecture's")
+    t.add_argument("--steps", type=int, default=None, help="max optimizer steps")
+    t.add_argument("--time-budget", type=float, default=None, help="wall-clock minutes (training only)")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
+    t.add_argument("--calib-fraction", type=float, default=0.1, help="normal train images held out to auto-calibrate")
+    t.add_argument("--checkpoint", default=None, help="checkpoint file (default runs/checkpoints/<name>.safetensors)")
+    t.add_argument("--checkpoint-every", type=float, default=120.0, help="seconds between checkpoints")
+    t.add_argument("--resume", action="store_true", help="continue from the checkpoint if it exists")
+    t.add_argument("--alias", default=None, help="promote the new version to this alias")
+    t.add_argument("--max-images", type=int, default=None, help="use only the first N training images (tests)")
+    t.add_argument("--no-progress", action="store_true")
+    t.set_defaults(fn=cmd_train)
+
+    c = sub.add_parser("calibrate", help="new version with thresholds from normal (and defect) images; camera overrides")
+    c.add_argument("ref", help="name, name@version or name@alias")
+    c.add_argument("--normal", help="folder of normal validation images (MVTec test/good or flat)")
+    c.add_argument("--defects", help="MVTec category folder: its test defects make the threshold F1-optimal")
+    c.add_argument("--camera", action="append", default=[], metavar="CAM=THR", help="normalised threshold override")
+    c.add_argument("--quantile", type=float, default=0.995)
+    c.add_argument("--margin", type=float, default=0.1)
+    c.add_argument("--device", default="cpu")
+    c.set_defaults(fn=cmd_calibrate)
+
+    e = sub.add_parser("evaluate", help="image/pixel AUROC and pixel AP on an MVTec-layout test set")
+    e.add_argument("ref")
+    e.add_argument("data", help="MVTec category folder with test/ and ground_truth/")
+    e.add_argument("--report", help="folder for report.json, report.html and images")
+    e.add_argument("--device", default="cpu")
+    e.add_argument("--max-images", type=int, default=None, help="first N images per test type (smoke tests)")
+    e.set_defaults(fn=cmd_evaluate)
+
+    sub.add_parser("list", help="models, versions, aliases").set_defaults(fn=cmd_list)
+    sub.add_parser("list-archs", help="registered architectures").set_defaults(fn=lambda a: _emit(_archs()))
+    s = sub.add_parser("show", help="a version's manifest")
+    s.add_argument("ref")
+    s.set_defaults(fn=cmd_show)
+    pr = sub.add_parser("promote", help="point an alias at a version (atomic)")
+    pr.add_argument("ref", help="name@version")
+    pr.add_argument("alias", nargs="?", default="production")
+    pr.set_defaults(fn=cmd_promote)
+    rb = sub.add_parser("rollback", help="move an alias back to its previous version")
+    rb.add_argument("name")
+    rb.add_argument("alias", nargs="?", default="production")
+    rb.set_defaults(fn=cmd_rollback)
+    d = sub.add_parser("delete", help="delete a version (refused while an alias points at it)")
+    d.add_argument("ref")
+    d.add_argument("--force", action="store_true")
+    d.set_defaults(fn=cmd_delete)
+    x = sub.add_parser("export", help="TorchScript (and ONNX when installed), checked against eager")
+    x.add_argument("ref")
+    x.add_argument("--out", required=True)
+    x.add_argument("--batch", type=int, default=2)
+    x.add_argument("--atol", type=float, default=1e-4)
+    x.set_defaults(fn=cmd_export)
+    return p
+
+
+def _archs() -> list[str]:
+    from model_store.registry import list_models
+
+    return list_models()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    structlog.configure(logger_factory=structlog.PrintLoggerFactory(file=sys.stderr))
+    try:
+        args.fn(args)
+    except LinewatchError as exc:
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

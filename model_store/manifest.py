@@ -1,0 +1,109 @@
+"""The JSON manifest stored beside each model's weights (`manifest.json`).
+
+Everything needed to use the weights correctly travels here, never hard-coded in the worker:
+architecture + kwargs (fed to `create_model`), input size, colour order and preprocessing, what
+the score means, calibration (thresholds and normalisation), where the training data came from,
+how it was trained and evaluated, and the sha256 of the weights file. Unknown keys are rejected so
+a hand-edited or foreign manifest fails at load, not inside torch.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import subprocess
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA_VERSION = 1
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Preprocessing(_Strict):
+    """How a camera frame becomes the model input; the worker follows this exactly."""
+
+    decode: str = Field("BGR uint8 (OpenCV)", description="what the frame decoder yields")
+    colour_order: Literal["RGB"] = Field("RGB", description="channel order the model expects")
+    resize: Literal["area"] = Field("area", description="cv2.INTER_AREA to input_size (no crop)")
+    scale: float = Field(1 / 255, description="multiply uint8 by this: inputs in [0, 1]")
+    mean: list[float] | None = Field(None, description="no mean/std normalisation (DRAEM loses AUROC with it)")
+    std: list[float] | None = None
+    gray: Literal["replicate", "luma"] = Field(
+        "replicate", description="3-channel models: gray frames are replicated; 1-channel: luma"
+    )
+
+
+class Calibration(_Strict):
+    """Thresholds and the map raw score -> normalised score in [0, 1].
+
+    normalised(s) = 1 / (1 + exp(-(s - threshold) / scale)), so the threshold maps to exactly 0.5
+    and the median normal calibration score maps to 0.01 (scale = (threshold - normal_median) / ln 99).
+    """
+
+    threshold: float = Field(description="raw image-score threshold")
+    scale: float = Field(gt=0, description="logistic scale of the normalisation")
+    normal_median: float
+    method: Literal["normal_quantile", "f1_optimal"]
+    quantile: float | None = None
+    margin: float | None = None
+    pixel_threshold: float = Field(description="raw pixel-map threshold for masks")
+    n_normal: int
+    n_defect: int = 0
+    normal_max: float | None = None
+    flagged_normal_fraction: float = Field(description="share of calibration normals above threshold")
+    f1: float | None = None
+
+
+class TrainingInfo(_Strict):
+    data_dir: str
+    data_fingerprint: str = Field(description="sha256 over sorted (relative path, size, mtime-free content hash)")
+    n_train: int
+    n_calibration: int
+    settings: dict[str, Any]
+    steps: int
+    seconds: float
+    epochs: float
+    device: str
+    threads: int
+    seed: int
+    final_losses: dict[str, float] = {}
+
+
+class Manifest(_Strict):
+    schema_version: int = SCHEMA_VERSION
+    name: str
+    version: str
+    architecture: str
+    kwargs: dict[str, Any] = {}
+    input_size: tuple[int, int] = Field(description="(H, W) of the model input")
+    channels: Literal[1, 3] = 3
+    preprocessing: Preprocessing = Preprocessing()
+    score_definition: str
+    calibration: Calibration | None = None
+    training: TrainingInfo | None = None
+    metrics: dict[str, Any] = {}
+    created_at: str = Field(default_factory=lambda: dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
+    code_version: str = Field(default_factory=lambda: code_version())
+    weights_file: str = "weights.safetensors"
+    weights_sha256: str
+    parent_version: str | None = Field(None, description="version this one was derived from (calibrate)")
+
+
+def code_version() -> str:
+    """`git describe` of the source tree, or 'unknown' outside a checkout."""
+    try:
+        out = subprocess.run(
+            ["git", "describe", "--always", "--dirty", "--tags"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        )
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
