@@ -3,7 +3,8 @@
 Layout (local backend):
     <root>/<model>/<version>/weights.safetensors   immutable
     <root>/<model>/<version>/manifest.json         immutable; holds sha256 of the weights
-    <root>/<model>/<version>/camera_thresholds.json  the one mutable file: per-camera overrides
+    <root>/<model>/<version>/camera_thresholds.json  mutable side file: per-camera overrides
+    <root>/<model>/<version>/evaluations.json  mutable side file: latest metrics per test set
     <root>/<model>/aliases/<alias>.json            {"version": ..., "history": [...]}, os.replace'd
 
 References: "name@version", "name@alias", or "name" (= name@production). Versions are v0001,
@@ -243,6 +244,20 @@ class ModelStore:
                 raise ValueError(f"camera {cam!r}: normalised threshold must be in (0, 1), got {thr}")
         data = json.dumps(dict(sorted(thresholds.items())), indent=2).encode()
         self.backend.write_atomic(f"{name}/{version}/camera_thresholds.json", data)
+
+    def record_evaluation(self, name: str, version: str, metrics: dict[str, Any]) -> None:
+        """Keep the latest evaluation per dataset beside the (immutable) version: evaluations.json."""
+        evals = self.evaluations(name, version)
+        evals[str(metrics.get("dataset", "default"))] = {k: v for k, v in metrics.items() if k != "per_defect"} | {
+            "per_defect": metrics.get("per_defect", {})
+        }
+        self.backend.write_atomic(f"{name}/{version}/evaluations.json", json.dumps(evals, indent=2).encode())
+
+    def evaluations(self, name: str, version: str) -> dict[str, Any]:
+        try:
+            return json.loads(self.backend.read_bytes(f"{name}/{version}/evaluations.json"))
+        except FileNotFoundError:
+            return {}
 
     # ---- reading ----------------------------------------------------------------------------
     def manifest(self, ref: str) -> Manifest:

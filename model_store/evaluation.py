@@ -1,0 +1,182 @@
+"""Evaluate a stored model on an MVTec-layout test set: metrics JSON and an HTML report.
+
+Conventions (../shared/docs/models.md): image AUROC over test/good vs all defect images; pixel
+AUROC and pixel AP over all pixels of all test images, masks resized (nearest) to the map's size,
+mask > 127 anomalous. Per defect type: the same metrics on good + that type. The report adds the
+detection rate / false-alarm rate at the model's calibrated threshold, ROC curves drawn with cv2
+(no matplotlib) and heatmap overlays of a few images per type.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
+
+from model_store.calibration import predict
+from model_store.data import TestSample, load_uint8, mvtec_test_set, read_mask
+from model_store.store import LoadedModel, ModelStore
+
+_COLOURS = [(230, 90, 30), (40, 160, 40), (30, 30, 220), (170, 60, 170), (0, 150, 200), (120, 120, 0), (90, 90, 90)]
+
+
+def _auroc(labels: np.ndarray, scores: np.ndarray) -> float | None:
+    return float(roc_auc_score(labels, scores)) if 0 < labels.sum() < labels.size else None
+
+
+def _ap(labels: np.ndarray, scores: np.ndarray) -> float | None:
+    return float(average_precision_score(labels, scores)) if labels.any() else None
+
+
+def compute_metrics(samples: list[TestSample], scores: np.ndarray, amaps: np.ndarray, masks: np.ndarray, threshold: float | None) -> dict[str, Any]:
+    labels = np.array([s.label for s in samples])
+    defects = np.array([s.defect for s in samples])
+    out: dict[str, Any] = {
+        "n_images": len(samples),
+        "n_good": int((labels == 0).sum()),
+        "n_defect": int(labels.sum()),
+        "image_auroc": _auroc(labels, scores),
+        "pixel_auroc": _auroc(masks.reshape(-1).astype(np.uint8), amaps.reshape(-1)),
+        "pixel_ap": _ap(masks.reshape(-1), amaps.reshape(-1)),
+    }
+    if threshold is not None:
+        flagged = scores > threshold
+        out["at_threshold"] = {
+            "detection_rate": float(flagged[labels == 1].mean()) if labels.any() else None,
+            "false_alarm_rate": float(flagged[labels == 0].mean()) if (labels == 0).any() else None,
+        }
+    per = {}
+    for d in sorted(set(defects) - {"good"}):
+        sel = (defects == d) | (defects == "good")
+        m, a = masks[sel].reshape(-1), amaps[sel].reshape(-1)
+        per[d] = {
+            "n": int((defects == d).sum()),
+            "image_auroc": _auroc(labels[sel], scores[sel]),
+            "pixel_auroc": _auroc(m.astype(np.uint8), a) if m.any() else None,
+            "pixel_ap": _ap(m, a),
+        }
+    out["per_defect"] = per
+    return out
+
+
+def draw_roc(curves: dict[str, tuple[np.ndarray, np.ndarray, float | None]], path: Path, size: int = 520) -> None:
+    """ROC curves on a white canvas with axes, diagonal and a legend (cv2 only)."""
+    pad = 50
+    img = np.full((size, size, 3), 255, np.uint8)
+    span = size - 2 * pad
+
+    def pt(fpr: float, tpr: float) -> tuple[int, int]:
+        return int(pad + fpr * span), int(size - pad - tpr * span)
+
+    for v in np.linspace(0, 1, 6):
+        cv2.line(img, pt(v, 0), pt(v, 1), (235, 235, 235), 1)
+        cv2.line(img, pt(0, v), pt(1, v), (235, 235, 235), 1)
+        cv2.putText(img, f"{v:.1f}", (pt(v, 0)[0] - 10, size - pad + 18), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1)
+        cv2.putText(img, f"{v:.1f}", (pad - 32, pt(0, v)[1] + 4), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1)
+    cv2.rectangle(img, pt(0, 1), pt(1, 0), (0, 0, 0), 1)
+    cv2.line(img, pt(0, 0), pt(1, 1), (160, 160, 160), 1, cv2.LINE_AA)
+    cv2.putText(img, "false positive rate", (size // 2 - 70, size - 12), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1)
+    cv2.putText(img, "TPR", (8, pad - 12), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1)
+    for i, (label, (fpr, tpr, auc)) in enumerate(curves.items()):
+        colour = _COLOURS[i % len(_COLOURS)]
+        pts = np.array([pt(f, t) for f, t in zip(fpr, tpr)], np.int32)
+        cv2.polylines(img, [pts], False, colour, 2 if i == 0 else 1, cv2.LINE_AA)
+        text = f"{label} {auc:.3f}" if auc is not None else label
+        y = pad + 30 + 18 * i
+        cv2.line(img, (size - pad - 170, y - 4), (size - pad - 150, y - 4), colour, 2)
+        cv2.putText(img, text, (size - pad - 145, y), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.imwrite(str(path), img)
+
+
+def overlay(rgb: np.ndarray, amap: np.ndarray, mask: np.ndarray, lo: float, hi: float, scale: int = 2) -> np.ndarray:
+    """[input | heatmap overlay + ground-truth contour] side by side, BGR, upscaled for viewing."""
+    bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+    heat = np.clip((amap - lo) / max(hi - lo, 1e-9), 0, 1)
+    heat = cv2.applyColorMap((heat * 255).astype(np.uint8), cv2.COLORMAP_JET)
+    over = cv2.addWeighted(bgr, 0.5, heat, 0.5, 0)
+    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    cv2.drawContours(over, contours, -1, (255, 255, 255), 1)
+    both = np.concatenate([bgr, np.full((bgr.shape[0], 4, 3), 255, np.uint8), over], axis=1)
+    return cv2.resize(both, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
+
+
+def write_report(
+    out_dir: Path, loaded: LoadedModel, metrics: dict[str, Any], samples: list[TestSample],
+    images: np.ndarray, scores: np.ndarray, amaps: np.ndarray, masks: np.ndarray, per_type: int = 3,
+) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    labels = np.array([s.label for s in samples])
+    defects = np.array([s.defect for s in samples])
+    curves = {}
+    if 0 < labels.sum() < len(labels):
+        fpr, tpr, _ = roc_curve(labels, scores)
+        curves["all"] = (fpr, tpr, metrics["image_auroc"])
+        for d, pm in metrics["per_defect"].items():
+            sel = (defects == d) | (defects == "good")
+            fpr, tpr, _ = roc_curve(labels[sel], scores[sel])
+            curves[d] = (fpr, tpr, pm["image_auroc"])
+    draw_roc(curves, out_dir / "roc.png")
+    lo, hi = np.percentile(amaps, [1, 99.9])
+    rows = []
+    for d in sorted(set(defects)):
+        idx = np.where(defects == d)[0]
+        # the highest-scoring good images (false-alarm candidates) and a spread of defect images
+        pick = idx[np.argsort(-scores[idx])][:per_type] if d == "good" else idx[np.linspace(0, len(idx) - 1, min(per_type, len(idx))).astype(int)]
+        for i in pick:
+            name = f"ex_{d}_{samples[i].path.stem}.png"
+            cv2.imwrite(str(out_dir / name), overlay(images[i], amaps[i], masks[i], lo, hi))
+            norm = float(loaded.normalise(np.array([scores[i]]))[0]) if loaded.calibrated else float("nan")
+            rows.append(f"<figure><img src='{html.escape(name)}'><figcaption>{html.escape(d)} / {html.escape(samples[i].path.name)}: raw {scores[i]:.4f}, normalised {norm:.3f}</figcaption></figure>")
+    def fmt(v: Any) -> str:
+        return f"{v:.3f}" if isinstance(v, float) else html.escape(str(v))
+    table = "".join(
+        f"<tr><td>{html.escape(d)}</td><td>{pm['n']}</td><td>{fmt(pm['image_auroc'])}</td><td>{fmt(pm['pixel_auroc'])}</td><td>{fmt(pm['pixel_ap'])}</td></tr>"
+        for d, pm in metrics["per_defect"].items()
+    )
+    doc = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(loaded.ref)} on {html.escape(metrics['dataset'])}</title>
+<style>body{{font-family:sans-serif;margin:2em}} td,th{{padding:2px 10px;text-align:right}} figure{{display:inline-block;margin:6px}} figcaption{{font-size:12px}}</style></head><body>
+<h1>{html.escape(loaded.ref)} ({html.escape(loaded.manifest.architecture)}) on {html.escape(metrics['dataset'])}</h1>
+<p>image AUROC <b>{fmt(metrics['image_auroc'])}</b>, pixel AUROC <b>{fmt(metrics['pixel_auroc'])}</b>, pixel AP <b>{fmt(metrics['pixel_ap'])}</b>
+ over {metrics['n_good']} good and {metrics['n_defect']} defect images at {loaded.input_size[0]}x{loaded.input_size[1]}.
+ At the calibrated threshold: {html.escape(json.dumps(metrics.get('at_threshold')))}.</p>
+<table><tr><th>defect</th><th>n</th><th>image AUROC</th><th>pixel AUROC</th><th>pixel AP</th></tr>{table}</table>
+<h2>Image-level ROC</h2><img src="roc.png">
+<h2>Examples</h2><p>Left: model input; right: anomaly map (colour range = 1st..99.9th percentile of all test maps) with the ground-truth outline in white. Good images shown are the highest-scoring ones.</p>
+{''.join(rows)}
+<h2>Manifest</h2><pre>{html.escape(loaded.manifest.model_dump_json(indent=2))}</pre></body></html>"""
+    (out_dir / "report.html").write_text(doc)
+    (out_dir / "report.json").write_text(json.dumps(metrics, indent=2))
+
+
+def evaluate_ref(
+    store: ModelStore, ref: str, data: Path, device: str = "cpu", report_dir: Path | None = None, max_per_type: int | None = None
+) -> dict[str, Any]:
+    loaded = store.load(ref, device=device, require_calibration=False)
+    samples = mvtec_test_set(data)
+    if max_per_type:
+        kept: dict[str, int] = {}
+        samples = [s for s in samples if kept.setdefault(s.defect, 0) < max_per_type and not kept.__setitem__(s.defect, kept[s.defect] + 1)]
+    size = loaded.input_size
+    images = load_uint8([s.path for s in samples], size)
+    t0 = time.monotonic()
+    amaps, scores = predict(loaded.module, images, device)
+    seconds = time.monotonic() - t0
+    masks = np.stack([read_mask(s, size) for s in samples])
+    thr = loaded.manifest.calibration.threshold if loaded.manifest.calibration else None
+    metrics = compute_metrics(samples, scores, amaps, masks, thr)
+    metrics.update(
+        model=loaded.name, version=loaded.version, architecture=loaded.manifest.architecture,
+        dataset=data.resolve().name, data_dir=str(data), input_size=list(size), device=device,
+        inference_images_per_s=round(len(samples) / seconds, 2),
+    )
+    if report_dir is not None:
+        write_report(report_dir, loaded, metrics, samples, images.permute(0, 2, 3, 1).numpy(), scores, amaps, masks)
+        metrics["report"] = str(report_dir / "report.html")
+    store.record_evaluation(loaded.name, loaded.version, metrics)
+    return metrics
