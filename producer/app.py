@@ -1,0 +1,380 @@
+"""linewatch-producer: cameras -> encode -> Kafka frames topic. This module wires the parts.
+
+    start()   metrics endpoint, Kafka producer, queues, sender thread, one capture thread per camera
+    drain()   stop capturing, send what is queued, flush Kafka; True when nothing was left behind
+    stop()    stop everything now and close the Kafka producer
+
+Settings come from LW_* environment variables (producer/settings.py); `produce_synthetic` is the
+small deterministic helper the tests and the demo use.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Sequence
+
+import structlog
+from kafka import KafkaProducer
+from kafka.errors import KafkaError
+from prometheus_client import start_http_server
+from pydantic import ValidationError
+
+from linewatch.errors import ConfigError, LinewatchError, ServiceUnavailable
+from linewatch.logs import configure_logging
+from linewatch.settings import check_environment
+from producer.capture import CameraCapture, CaptureOptions, FrameQueues, OutgoingFrame
+from producer.metrics import ProducerMetrics
+from producer.sender import AckCallback, KafkaProducerLike, KafkaSender
+from producer.settings import CameraSpec, ProducerSettings
+from producer.sources import FrameSource, open_source
+
+log = structlog.get_logger("producer.app")
+
+SourceFactory = Callable[[CameraSpec], FrameSource]
+
+
+def make_kafka_producer(settings: ProducerSettings) -> KafkaProducer:
+    """kafka-python producer for frames: acks=all, no compression (JPEG is compressed already)."""
+    try:
+        return KafkaProducer(
+            **settings.kafka_client_kwargs(),
+            client_id="linewatch-producer",
+            acks="all",
+            compression_type=None,
+            linger_ms=settings.linger_ms,
+            max_request_size=settings.kafka_max_message_bytes,
+            # Room for a few seconds of frames while a broker fails over.
+            buffer_memory=max(32 * 1024 * 1024, 4 * settings.kafka_max_message_bytes),
+            max_block_ms=10_000,
+        )
+    except KafkaError as exc:
+        raise ServiceUnavailable(f"Kafka at {settings.kafka_bootstrap}: {exc}") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class CameraCounts:
+    """One camera's counters, read back from the app's metrics."""
+
+    captured: int
+    dropped: int
+    sent: int
+    send_errors: int
+    reconnects: int
+
+
+class ProducerApp:
+    """One producer process: owns its metrics, Kafka producer, queues and threads."""
+
+    def __init__(
+        self,
+        settings: ProducerSettings,
+        *,
+        producer: KafkaProducerLike | None = None,
+        source_factory: SourceFactory = open_source,
+        on_ack: AckCallback | None = None,
+    ) -> None:
+        self.settings = settings
+        self.metrics = ProducerMetrics()
+        self._producer = producer
+        self._source_factory = source_factory
+        self._on_ack = on_ack
+        self._stop_capture = threading.Event()
+        self._captures: list[CameraCapture] = []
+        self._sender: KafkaSender | None = None
+        self._http: Any = None
+        self._started = False
+        self._closed = False
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        s = self.settings
+        s.check()
+        cameras = [spec.id for spec in s.cameras]
+        for camera in cameras:
+            self.metrics.init_camera(camera)
+        if s.metrics_port:
+            self._http, _ = start_http_server(s.metrics_port, registry=self.metrics.registry)
+            log.info("start_step", step="metrics", port=s.metrics_port)
+        if self._producer is None:
+            self._producer = make_kafka_producer(s)
+        log.info("start_step", step="kafka_producer", bootstrap=s.kafka_bootstrap, topic=s.topics.frames)
+        queues = FrameQueues(cameras, s.queue_size, s.drop_policy, self.metrics)
+        self._sender = KafkaSender(self._producer, s.topics.frames, queues, self.metrics, self._on_ack)
+        self._sender.start()
+        log.info("start_step", step="sender")
+        options = CaptureOptions(
+            encoding=s.encoding,
+            jpeg_quality=s.jpeg_quality,
+            resize=(s.resize_width, s.resize_height) if s.resize_width else None,
+            target_fps=s.target_fps,
+            max_frames=s.max_frames,
+            backoff_min_s=s.reconnect_backoff_min_s,
+            backoff_max_s=s.reconnect_backoff_max_s,
+        )
+        for spec in s.cameras:
+            capture = CameraCapture(spec, self._source_factory(spec), queues, options, self.metrics, self._stop_capture)
+            self._captures.append(capture)
+            capture.start()
+        self._started = True
+        log.info("start_step", step="cameras", cameras=cameras, encoding=s.encoding, drop_policy=s.drop_policy)
+
+    def finished(self) -> bool:
+        """True when every capture thread has ended (max_frames reached, finite source ended, error)."""
+        return self._started and not any(c.is_alive() for c in self._captures)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for every camera to finish on its own; False on timeout."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for capture in self._captures:
+            capture.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        return self.finished()
+
+    def drain(self, timeout: float | None = None) -> bool:
+        """Stop capturing, send everything queued and flush Kafka; True when nothing was left behind."""
+        if not self._started or self._closed:
+            return True
+        timeout = self.settings.drain_timeout_s if timeout is None else timeout
+        deadline = time.monotonic() + timeout
+        self._stop_capture.set()
+        for capture in self._captures:
+            capture.join(max(0.0, deadline - time.monotonic()))
+        log.info("drain_step", step="capture_stopped")
+        assert self._sender is not None and self._producer is not None
+        self._sender.finish()
+        self._sender.join(max(0.0, deadline - time.monotonic()))
+        left = self._sender.queues.pending()
+        log.info("drain_step", step="queues_sent", left=left)
+        try:
+            self._producer.flush(timeout=max(0.1, deadline - time.monotonic()))
+        except KafkaError as exc:  # flush timed out: the frames still in flight are reported below
+            log.warning("drain_flush_incomplete", error=str(exc))
+        in_flight = self._sender.in_flight
+        log.info("drain_step", step="kafka_flushed", in_flight=in_flight, left=left)
+        return left == 0 and in_flight == 0 and not self._sender.is_alive()
+
+    def stop(self) -> None:
+        """Stop now (drain first for a clean shutdown) and release the Kafka producer and endpoint."""
+        if self._closed:
+            return
+        self._closed = True
+        self._stop_capture.set()
+        for capture in self._captures:
+            capture.join(5.0)
+        log.info("stop_step", step="capture")
+        if self._sender is not None:
+            self._sender.abort()
+            self._sender.join(5.0)
+        log.info("stop_step", step="sender")
+        if self._producer is not None:
+            try:
+                self._producer.close(timeout=5.0)
+            except KafkaError as exc:
+                log.warning("kafka_close_failed", error=str(exc))
+        log.info("stop_step", step="kafka_producer")
+        if self._http is not None:
+            self._http.shutdown()
+            self._http.server_close()
+            log.info("stop_step", step="metrics")
+
+    # -- introspection ---------------------------------------------------------------------
+
+    def counts(self, camera: str) -> CameraCounts:
+        value = self.metrics.value
+        return CameraCounts(
+            captured=int(value("linewatch_producer_frames_captured_total", camera)),
+            dropped=int(value("linewatch_producer_frames_dropped_total", camera)),
+            sent=int(value("linewatch_producer_frames_sent_total", camera)),
+            send_errors=int(value("linewatch_producer_send_errors_total", camera)),
+            reconnects=int(value("linewatch_producer_reconnects_total", camera)),
+        )
+
+    @property
+    def errors(self) -> list[BaseException]:
+        """Exceptions that ended a capture or the sender thread."""
+        threads: list[Any] = [*self._captures, self._sender]
+        return [t.error for t in threads if t is not None and t.error is not None]
+
+
+# -- the helper tests and the demo use ---------------------------------------------------------
+
+
+@dataclass(slots=True)
+class ProduceResult:
+    """What `produce_synthetic` sent: per camera, (seq, defective) of every acknowledged frame, by seq."""
+
+    topic: str
+    frames: dict[str, list[tuple[int, bool]]] = field(default_factory=dict)
+    dropped: int = 0
+    send_errors: int = 0
+
+    @property
+    def sent(self) -> int:
+        return sum(len(v) for v in self.frames.values())
+
+    def defective(self, camera: str) -> list[int]:
+        return [seq for seq, bad in self.frames.get(camera, []) if bad]
+
+
+def synthetic_specs(
+    cameras: int,
+    *,
+    size: int = 256,
+    defect_rate: float = 0.05,
+    fps: float = 0.0,
+    defects: Mapping[str, tuple[int, int | None]] | None = None,
+    first_seed: int = 1,
+) -> list[CameraSpec]:
+    """cam-1..cam-N on seeds first_seed.., with optional forced defect ranges [from, to) per camera."""
+    specs = []
+    for i in range(cameras):
+        camera = f"cam-{i + 1}"
+        url = f"synthetic://?seed={first_seed + i}&defect_rate={defect_rate}&width={size}&height={size}"
+        if defects and camera in defects:
+            start, end = defects[camera]
+            url += f"&defect_from={start}" + (f"&defect_to={end}" if end is not None else "")
+        specs.append(CameraSpec(id=camera, source=url, fps=fps, loop=True))
+    return specs
+
+
+def produce_synthetic(
+    settings: ProducerSettings | Mapping[str, Any],
+    cameras: int = 2,
+    frames_per_camera: int = 50,
+    *,
+    size: int = 256,
+    defect_rate: float = 0.05,
+    fps: float = 0.0,
+    defects: Mapping[str, tuple[int, int | None]] | None = None,
+    timeout_s: float = 120.0,
+    metrics_port: int = 0,
+    producer: KafkaProducerLike | None = None,
+) -> ProduceResult:
+    """Send `frames_per_camera` synthetic frames from each of `cameras` cameras (cam-1..cam-N) and wait.
+
+    Deterministic: camera i uses seed i, so the same call renders the same frames and defects.
+    fps=0 sends as fast as Kafka takes them; the block policy means nothing is dropped.
+    `defects={"cam-1": (20, 40)}` forces one persistent defect on cam-1's seqs 20..39.
+    Raises ServiceUnavailable if not everything was acknowledged within `timeout_s`.
+    """
+    overrides: dict[str, Any] = {
+        "cameras": synthetic_specs(cameras, size=size, defect_rate=defect_rate, fps=fps, defects=defects),
+        "max_frames": frames_per_camera,
+        "drop_policy": "block",
+        "target_fps": 0.0,
+        "metrics_port": metrics_port,
+    }
+    if isinstance(settings, ProducerSettings):
+        settings = settings.model_copy(update=overrides)
+    else:
+        settings = ProducerSettings(**{**settings, **overrides})
+    result = ProduceResult(topic=settings.topics.frames)
+    lock = threading.Lock()
+
+    def collect(frame: OutgoingFrame, _metadata: Any) -> None:
+        with lock:
+            result.frames.setdefault(frame.camera, []).append((frame.seq, bool(frame.defective)))
+
+    app = ProducerApp(settings, producer=producer, on_ack=collect)
+    deadline = time.monotonic() + timeout_s
+    try:
+        app.start()
+        app.wait(timeout_s)
+        complete = app.drain(max(1.0, deadline - time.monotonic()))
+    finally:
+        app.stop()
+    for spec in settings.cameras:
+        counts = app.counts(spec.id)
+        result.dropped += counts.dropped
+        result.send_errors += counts.send_errors
+        result.frames.setdefault(spec.id, []).sort()
+    if not complete or result.sent != cameras * frames_per_camera or app.errors:
+        raise ServiceUnavailable(
+            f"produced {result.sent}/{cameras * frames_per_camera} frames to {result.topic} "
+            f"(send errors {result.send_errors}, dropped {result.dropped}, thread errors {app.errors})"
+        )
+    return result
+
+
+# -- command line ------------------------------------------------------------------------------
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="linewatch-producer",
+        description=(
+            "Read cameras (files, devices, RTSP/HTTP, image folders, synthetic) and send their frames "
+            "to the Kafka frames topic. Settings come from LW_* environment variables (see the README "
+            "table, e.g. LW_KAFKA_BOOTSTRAP, LW_TOPIC_BASE, LW_CAMERAS, LW_ENCODING, LW_DROP_POLICY); "
+            "the options below override them."
+        ),
+    )
+    parser.add_argument("--cameras", help='LW_CAMERAS: JSON list of {"id","source","fps","loop"} or synthetic:N')
+    parser.add_argument("--max-frames", type=int, help="LW_MAX_FRAMES: stop each camera after N frames (0 = unlimited)")
+    parser.add_argument("--target-fps", type=float, help="LW_TARGET_FPS: frames/s for every camera (0 = each camera's own)")
+    parser.add_argument("--encoding", choices=["jpeg", "png", "raw"], help="LW_ENCODING")
+    parser.add_argument("--topic-base", help="LW_TOPIC_BASE: topics <base>.frames, <base>.alerts, <base>.frames.dlq")
+    parser.add_argument("--metrics-port", type=int, help="LW_METRICS_PORT: Prometheus port (0 disables)")
+    parser.add_argument("--create-topics", action="store_true", help="create the topics first if missing")
+    parser.add_argument("--partitions", type=int, default=4, help="partitions for --create-topics (default 4)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    overrides = {
+        name: getattr(args, name)
+        for name in ("cameras", "max_frames", "target_fps", "encoding", "topic_base", "metrics_port")
+        if getattr(args, name) is not None
+    }
+    try:
+        check_environment(ProducerSettings)
+        settings = ProducerSettings(**overrides)
+        settings.check()
+    except (ValidationError, ConfigError) as exc:
+        print(f"linewatch-producer: bad settings: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level, settings.log_json)
+
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        log.info("signal", signal=signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+    app = ProducerApp(settings)
+    try:
+        if args.create_topics:
+            from linewatch.topics import ensure_topics
+
+            ensure_topics(settings, args.partitions)
+        app.start()
+        while not stop.wait(0.5) and not app.finished():
+            pass
+        drained = app.drain(settings.drain_timeout_s)
+    except LinewatchError as exc:
+        log.error("producer_failed", error=str(exc))
+        return 1
+    finally:
+        app.stop()
+    total = [app.counts(spec.id) for spec in settings.cameras]
+    log.info(
+        "producer_stopped",
+        drained=drained,
+        sent=sum(c.sent for c in total),
+        dropped=sum(c.dropped for c in total),
+        send_errors=sum(c.send_errors for c in total),
+    )
+    return 0 if drained and not app.errors else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

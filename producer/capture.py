@@ -1,0 +1,289 @@
+"""Capture side of the producer: one thread per camera reads, encodes and queues frames.
+
+    CameraCapture   source -> (pace) -> resize -> encode -> FrameMeta headers -> FrameQueues
+    FrameQueues     bounded per-camera queues with drop_oldest or block; every drop is counted
+    Backoff         exponential reconnect delays between min and max
+"""
+
+from __future__ import annotations
+
+import collections
+import random
+import threading
+import time
+from dataclasses import dataclass
+from typing import Literal
+
+import cv2
+import numpy as np
+import structlog
+
+from linewatch.contract import FrameMeta, frame_headers
+from linewatch.errors import ConfigError
+from producer.metrics import ProducerMetrics, RateLimitedLog
+from producer.settings import CameraSpec
+from producer.sources import CameraLost, FrameSource
+
+log = structlog.get_logger("producer.capture")
+
+DropPolicy = Literal["drop_oldest", "block"]
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingFrame:
+    """An encoded frame ready for Kafka, plus the ground truth when the source knows it."""
+
+    camera: str
+    seq: int
+    value: bytes
+    headers: list[tuple[str, bytes]]
+    defective: bool | None = None
+
+
+class FrameQueues:
+    """Bounded per-camera FIFO queues behind one lock; the sender takes from them round-robin."""
+
+    def __init__(
+        self,
+        cameras: list[str],
+        maxsize: int,
+        policy: DropPolicy,
+        metrics: ProducerMetrics,
+        drop_log: RateLimitedLog | None = None,
+    ) -> None:
+        if maxsize < 1:
+            raise ConfigError("queue size must be >= 1")
+        self.maxsize, self.policy, self.metrics = maxsize, policy, metrics
+        self._drop_log = drop_log or RateLimitedLog()
+        self._queues = {camera: collections.deque[OutgoingFrame]() for camera in cameras}
+        self._order = list(cameras)
+        self._next = 0
+        self._cond = threading.Condition()
+
+    def put(self, frame: OutgoingFrame, stop: threading.Event) -> bool:
+        """Queue `frame`; False only when the block policy gave up because `stop` was set."""
+        queue = self._queues[frame.camera]
+        dropped: OutgoingFrame | None = None
+        with self._cond:
+            if self.policy == "block":
+                while len(queue) >= self.maxsize and not stop.is_set():
+                    self._cond.wait(0.05)
+                if len(queue) >= self.maxsize:
+                    dropped = frame  # stopping while blocked: this frame will never be sent
+            elif len(queue) >= self.maxsize:
+                dropped = queue.popleft()  # the oldest frame is the least useful one to a live line
+            if dropped is not frame:
+                queue.append(frame)
+                self._cond.notify_all()
+            depth = len(queue)
+        self.metrics.queue_depth.labels(frame.camera).set(depth)
+        if dropped is not None:
+            self.metrics.dropped.labels(frame.camera).inc()
+            self._drop_log.warning(
+                f"drop:{frame.camera}",
+                "frame_dropped",
+                camera=frame.camera,
+                seq=dropped.seq,
+                reason="shutdown" if dropped is frame else "queue_full",
+                queue_size=self.maxsize,
+                dropped_total=int(self.metrics.value("linewatch_producer_frames_dropped_total", frame.camera)),
+            )
+        return dropped is not frame
+
+    def get(self, timeout: float) -> OutgoingFrame | None:
+        """The next frame, taking cameras in turn so one busy camera cannot starve the others."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                for i in range(len(self._order)):
+                    camera = self._order[(self._next + i) % len(self._order)]
+                    queue = self._queues[camera]
+                    if queue:
+                        self._next = (self._next + i + 1) % len(self._order)
+                        frame = queue.popleft()
+                        self.metrics.queue_depth.labels(camera).set(len(queue))
+                        self._cond.notify_all()  # wake a capture thread blocked on a full queue
+                        return frame
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return None
+                self._cond.wait(remaining)
+
+    def pending(self) -> int:
+        with self._cond:
+            return sum(len(q) for q in self._queues.values())
+
+
+class Backoff:
+    """Exponential delays: min, 2*min, 4*min ... capped at max; `jitter` shaves up to that fraction off."""
+
+    def __init__(self, min_s: float, max_s: float, factor: float = 2.0, jitter: float = 0.1, rng: random.Random | None = None) -> None:
+        if min_s <= 0 or max_s < min_s or factor < 1 or not 0 <= jitter < 1:
+            raise ConfigError(f"backoff needs 0 < min <= max, factor >= 1, 0 <= jitter < 1 (min={min_s}, max={max_s})")
+        self.min_s, self.max_s, self.factor, self.jitter = min_s, max_s, factor, jitter
+        self._rng = rng or random.Random()
+        self._attempt = 0
+
+    def next(self) -> float:
+        delay = min(self.max_s, self.min_s * self.factor**self._attempt)
+        self._attempt += 1
+        if self.jitter:  # spread reconnects of many cameras that failed together (one switch went down)
+            delay *= 1.0 - self._rng.uniform(0.0, self.jitter)
+        return delay
+
+    def reset(self) -> None:
+        self._attempt = 0
+
+
+@dataclass(frozen=True, slots=True)
+class CaptureOptions:
+    """What every camera thread needs from the settings (one small object, not a long argument list)."""
+
+    encoding: str = "jpeg"
+    jpeg_quality: int = 90
+    resize: tuple[int, int] | None = None  # (width, height)
+    target_fps: float = 0.0  # 0: each camera's own rate
+    max_frames: int = 0  # 0: unlimited
+    backoff_min_s: float = 0.5
+    backoff_max_s: float = 30.0
+
+
+def encode_frame(image: np.ndarray, encoding: str, jpeg_quality: int = 90) -> bytes:
+    """Encode BGR/gray uint8 pixels as the wire expects (see linewatch.contract)."""
+    if encoding == "raw":
+        return np.ascontiguousarray(image).tobytes()
+    if encoding == "jpeg":
+        ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])
+    elif encoding == "png":
+        ok, buf = cv2.imencode(".png", image, [cv2.IMWRITE_PNG_COMPRESSION, 1])  # speed over size
+    else:
+        raise ConfigError(f"unknown encoding {encoding!r}")
+    if not ok:
+        raise ValueError(f"cv2.imencode failed for a {image.shape} frame as {encoding}")
+    return buf.tobytes()
+
+
+def effective_fps(spec: CameraSpec, source: FrameSource, target_fps: float) -> float:
+    """Frames/s to emit: the override, else the camera's, else the source's; 0 = unpaced."""
+    if target_fps > 0:
+        return target_fps
+    if spec.fps is not None:
+        return spec.fps
+    return source.native_fps or 0.0
+
+
+class CameraCapture(threading.Thread):
+    """Reads one camera until stopped, finished (max_frames, end of a finite source) or broken."""
+
+    def __init__(
+        self,
+        spec: CameraSpec,
+        source: FrameSource,
+        queues: FrameQueues,
+        options: CaptureOptions,
+        metrics: ProducerMetrics,
+        stop: threading.Event,
+    ) -> None:
+        super().__init__(name=f"capture-{spec.id}", daemon=True)
+        self.spec, self.source, self.queues, self.options, self.metrics = spec, source, queues, options, metrics
+        self.stop_event = stop
+        self.backoff = Backoff(options.backoff_min_s, options.backoff_max_s)
+        self.seq = 0  # next sequence number; counts every captured frame, sent or dropped
+        self.error: BaseException | None = None
+        self._log = log.bind(camera=spec.id, source=source.name)
+        self._rl = RateLimitedLog()
+
+    def run(self) -> None:
+        try:
+            self._loop()
+        except Exception as exc:  # thread boundary: record and log, never die silently
+            self.error = exc
+            self._log.exception("capture_failed")
+        finally:
+            self.metrics.connected.labels(self.spec.id).set(0)
+            self.source.close()
+
+    def _loop(self) -> None:
+        if not self._connect(after_loss=False):
+            return
+        fps = effective_fps(self.spec, self.source, self.options.target_fps)
+        period = 1.0 / fps if fps > 0 else 0.0
+        self._log.info("capture_started", fps=fps, live=self.source.live)
+        next_due = time.monotonic()
+        while not self.stop_event.is_set():
+            if self.options.max_frames and self.seq >= self.options.max_frames:
+                self._log.info("capture_finished", reason="max_frames", frames=self.seq)
+                return
+            try:
+                frame = self.source.read()
+            except (CameraLost, cv2.error) as exc:
+                self._log.warning("camera_lost", error=str(exc), seq=self.seq)
+                self.metrics.connected.labels(self.spec.id).set(0)
+                self.source.close()
+                if not self._connect(after_loss=True):
+                    return
+                next_due = time.monotonic()
+                continue
+            if frame is None:
+                self._log.info("capture_finished", reason="end_of_source", frames=self.seq)
+                return
+            now = time.monotonic()
+            if period and self.source.live:
+                # A live camera delivers at its own pace: skip frames to slow it down, never sleep
+                # (sleeping would let the device buffer fill and add latency).
+                if now < next_due:
+                    continue
+                next_due = max(next_due + period, now)
+            self._emit(frame.image, frame.defective)
+            if period and not self.source.live:
+                next_due += period
+                delay = next_due - time.monotonic()
+                if delay > 0:
+                    self.stop_event.wait(delay)
+                elif delay < -period:
+                    next_due = time.monotonic()  # fell behind: carry on at the rate, do not burst
+
+    def _emit(self, image: np.ndarray, defective: bool | None) -> None:
+        capture_ns = time.time_ns()
+        if self.options.resize and image.shape[1::-1] != self.options.resize:
+            image = cv2.resize(image, self.options.resize, interpolation=cv2.INTER_AREA)
+        value = encode_frame(image, self.options.encoding, self.options.jpeg_quality)
+        height, width = image.shape[:2]
+        meta = FrameMeta(
+            camera=self.spec.id,
+            seq=self.seq,
+            capture_ns=capture_ns,
+            encoding=self.options.encoding,
+            width=width,
+            height=height,
+            channels=1 if image.ndim == 2 else image.shape[2],
+        )
+        frame = OutgoingFrame(self.spec.id, self.seq, value, frame_headers(meta), defective)
+        self.seq += 1
+        self.metrics.captured.labels(self.spec.id).inc()
+        self.metrics.frame_bytes.labels(self.spec.id).observe(len(value))
+        self.queues.put(frame, self.stop_event)
+
+    def _connect(self, after_loss: bool) -> bool:
+        """Open the source, retrying with backoff; False if stopped first."""
+        failures = 0
+        while not self.stop_event.is_set():
+            if after_loss or failures:
+                delay = self.backoff.next()
+                if self.stop_event.wait(delay):
+                    return False
+                self.metrics.reconnects.labels(self.spec.id).inc()
+            try:
+                self.source.open()
+            except (CameraLost, cv2.error) as exc:
+                failures += 1
+                self._rl.warning(
+                    f"open:{self.spec.id}", "camera_open_failed", camera=self.spec.id, error=str(exc), failures=failures
+                )
+                continue
+            if after_loss or failures:
+                self._log.info("camera_reconnected", failed_attempts=failures)
+            self.backoff.reset()
+            self.metrics.connected.labels(self.spec.id).set(1)
+            return True
+        return False

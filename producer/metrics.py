@@ -1,0 +1,90 @@
+"""The producer's Prometheus metrics, and a rate-limited logger so drops are loud but not floods.
+
+All per-camera series are created for every configured camera at start-up, so a camera that
+never dropped a frame reports 0 rather than nothing.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import structlog
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, PlatformCollector, ProcessCollector
+
+
+class ProducerMetrics:
+    """One set of producer metrics in its own registry, so several apps can live in one process (tests)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        if registry is None:
+            registry = CollectorRegistry()
+            # The usual process_* series, as the default registry would have them.
+            ProcessCollector(registry=registry)
+            PlatformCollector(registry=registry)
+        self.registry = registry
+        label = ["camera"]
+        self.captured = Counter(
+            "linewatch_producer_frames_captured_total", "Frames read from the camera and encoded.", label, registry=registry
+        )
+        self.dropped = Counter(
+            "linewatch_producer_frames_dropped_total",
+            "Frames dropped because the camera's queue to Kafka was full (drop_oldest policy).",
+            label,
+            registry=registry,
+        )
+        self.sent = Counter(
+            "linewatch_producer_frames_sent_total", "Frames acknowledged by Kafka.", label, registry=registry
+        )
+        self.send_errors = Counter(
+            "linewatch_producer_send_errors_total", "Frames Kafka did not accept (send or delivery failed).", label, registry=registry
+        )
+        self.reconnects = Counter(
+            "linewatch_producer_reconnects_total", "Attempts to reopen a camera after it failed.", label, registry=registry
+        )
+        self.queue_depth = Gauge(
+            "linewatch_producer_queue_depth", "Encoded frames waiting to be sent.", label, registry=registry
+        )
+        self.connected = Gauge(
+            "linewatch_producer_camera_connected", "1 while the camera's source is open and delivering.", label, registry=registry
+        )
+        self.frame_bytes = Histogram(
+            "linewatch_producer_frame_bytes",
+            "Size of encoded frames.",
+            label,
+            buckets=(4e3, 16e3, 64e3, 256e3, 1e6, 4e6, 16e6),
+            registry=registry,
+        )
+
+    def init_camera(self, camera: str) -> None:
+        """Create every series of `camera` at 0 so dashboards see zeros, not gaps."""
+        for metric in (self.captured, self.dropped, self.sent, self.send_errors, self.reconnects):
+            metric.labels(camera)
+        self.queue_depth.labels(camera).set(0)
+        self.connected.labels(camera).set(0)
+
+    def value(self, name: str, camera: str) -> float:
+        """Current value of one camera's series, e.g. value("linewatch_producer_frames_sent_total", "cam-1")."""
+        return self.registry.get_sample_value(name, {"camera": camera}) or 0.0
+
+
+class RateLimitedLog:
+    """Logs an event at most once per `interval_s` per key, with how many were suppressed meanwhile."""
+
+    def __init__(self, interval_s: float = 5.0) -> None:
+        self.interval_s = interval_s
+        self._lock = threading.Lock()
+        self._last: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
+
+    def warning(self, key: str, event: str, **fields: object) -> bool:
+        now = time.monotonic()
+        with self._lock:
+            last = self._last.get(key)
+            if last is not None and now - last < self.interval_s:
+                self._suppressed[key] = self._suppressed.get(key, 0) + 1
+                return False
+            self._last[key] = now
+            suppressed = self._suppressed.pop(key, 0)
+        structlog.get_logger("producer").warning(event, suppressed=suppressed, **fields)
+        return True
