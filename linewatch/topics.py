@@ -67,4 +67,4 @@ def _warn_if_fewer_partitions(admin: KafkaAdminClient, names: list[str], partiti
     for topic in admin.describe_topics(names):
         have = len(topic.get("partitions", ()))
         if have < partitions:
-            log.warning("topic_has_fewer_partitions", topic=topic.get("topic"), partitions=have, wanted=partitions)
+            log.warning("topic_has_fewer_partitions", topic=topic.get("name", topic.get("topic")), partitions=have, wanted=partitions)

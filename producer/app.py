@@ -48,8 +48,6 @@ def make_kafka_producer(settings: ProducerSettings) -> KafkaProducer:
             compression_type=None,
             linger_ms=settings.linger_ms,
             max_request_size=settings.kafka_max_message_bytes,
-            # Room for a few seconds of frames while a broker fails over.
-            buffer_memory=max(32 * 1024 * 1024, 4 * settings.kafka_max_message_bytes),
             max_block_ms=10_000,
         )
     except KafkaError as exc:
