@@ -251,9 +251,26 @@ def _archs() -> list[str]:
     return list_models()
 
 
+def _configure_logging() -> None:
+    """Human-readable logs on stderr; stdout stays JSON for scripts.
+
+    The factory looks sys.stderr up on every call rather than binding the object at configure
+    time, so a replaced stream (tests, redirection) never leaves a closed file behind.
+    """
+    structlog.configure(
+        processors=[
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="%H:%M:%S", utc=True),
+            structlog.dev.ConsoleRenderer(colors=False),
+        ],
+        logger_factory=lambda *_: structlog.PrintLogger(file=sys.stderr),
+        cache_logger_on_first_use=False,
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    structlog.configure(logger_factory=structlog.PrintLoggerFactory(file=sys.stderr))
+    _configure_logging()
     try:
         args.fn(args)
     except LinewatchError as exc:
