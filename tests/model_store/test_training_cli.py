@@ -77,7 +77,7 @@ def _cli(capsys, *args: str) -> object:
 def test_cli_end_to_end(tmp_path: Path, capsys) -> None:
     data = write_mvtec(tmp_path / "part")
     store = ["--store", str(tmp_path / "store"), "--threads", "1"]
-    common = ["--input-size", "32", "--batch-size", "4", "--no-progress", "--arch", "autoencoder",
+    common = ["--checkpoint", str(tmp_path / "ck.safetensors"), "--input-size", "32", "--batch-size", "4", "--no-progress", "--arch", "autoencoder",
               "--set", "width=4", "--set", "latent=8", "--set", "depth=2"]
     out = _cli(capsys, *store, "train", str(data), "--name", "part", "--steps", "3", "--alias", "production", *common)
     assert out["version"] == "v0001" and out["calibration"]["n_normal"] >= 2
@@ -123,7 +123,8 @@ def test_train_on_real_subset(tmp_path: Path, capsys) -> None:
     data = DATA / "magnetic_tile" / "magnetic_tile"
     out = _cli(capsys, "--store", str(tmp_path / "s"), "--threads", "1", "train", str(data), "--name", "mt",
                "--arch", "draem_small", "--set", "base_width=4", "--set", "disc_width=4", "--input-size", "64",
-               "--max-images", "12", "--steps", "2", "--batch-size", "4", "--no-progress")
+               "--max-images", "12", "--steps", "2", "--batch-size", "4", "--no-progress",
+               "--checkpoint", str(tmp_path / "ck.safetensors"))
     assert out["training"]["n_train"] + out["training"]["n_calibration"] == 12
     ev = _cli(capsys, "--store", str(tmp_path / "s"), "--threads", "1", "evaluate", "mt@v0001", str(data), "--max-images", "2")
     assert ev["n_images"] == 12 and ev["image_auroc"] is not None
