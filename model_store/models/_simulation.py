@@ -6,9 +6,10 @@ in 0..5 per axis), randomly rotated, thresholded at 0.5, is the mask; inside it 
 augmentations; half of the samples stay clean.
 
 Textures: images from `texture_dir` when given (the paper uses DTD). Without one, the documented
-fallback draws textures from the training images themselves (random crops of *other* images,
-augmented: part-coloured anomalies are much harder to spot than rainbow ones) or from noise, and
-converts them to gray when the training data is gray. `line_prob` adds thin line-shaped masks
+fallback draws textures from the training images themselves (75 %: *other* images, flipped and
+shifted, then augmented: part-coloured anomalies are much harder to spot than rainbow ones) or
+from smooth noise tinted with a training image's mean colour (25 %), and converts them to gray
+when the training data is gray. `line_prob` adds thin line-shaped masks
 (random polylines, 1-4 px): magnetic-tile cracks are thin, and blobby Perlin masks never look
 like them.
 """
@@ -130,11 +131,14 @@ class AnomalySimulator:
         if self.textures is not None:
             tex = self.textures[r.integers(len(self.textures))]
         elif r.random() < self.noise_prob:
-            # smooth noise texture: Perlin at a random scale, per channel
+            # smooth noise texture in the part's own colour: one Perlin channel at a random scale
+            # times the mean colour of a training image (rainbow noise is trivially easy to spot)
             side = 32 * math.ceil(max(self.h, self.w) / 32)
             res = (2 ** int(r.integers(1, 6)),) * 2
-            tex = np.stack([perlin_2d((side, side), res, r)[: self.h, : self.w] for _ in range(self.c)], -1)
-            tex = np.clip(tex * 0.5 + 0.5, 0, 1).astype(np.float32)
+            noise = np.clip(perlin_2d((side, side), res, r)[: self.h, : self.w] * 0.5 + 0.5, 0, 1)
+            colour = self.pool[r.integers(len(self.pool))].mean(axis=(0, 1))
+            colour = colour / max(float(colour.max()), 1e-3)
+            tex = (noise[..., None] * colour).astype(np.float32)
         else:
             # part-derived: another training image, randomly flipped / shifted
             tex = self.pool[r.integers(len(self.pool))]
