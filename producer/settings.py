@@ -84,7 +84,7 @@ def parse_cameras(value: Any) -> list[CameraSpec]:
     return specs
 
 
-class ProducerSettings(BaseProgramSettings, KafkaSettings):
+class ProducerSettings(KafkaSettings):
     """Settings of ``linewatch-producer``."""
 
     # Declared again on purpose: with several settings bases pydantic merges their configs in

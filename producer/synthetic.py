@@ -33,6 +33,7 @@ _PART_TINTS = ((1.00, 1.00, 1.00), (1.05, 1.02, 0.98), (0.55, 0.85, 1.05), (0.85
 @dataclass(frozen=True, slots=True)
 class _Base:
     canvases: tuple[np.ndarray, ...]  # (H + 2j, W + 2j, 3) uint8, one per noise variant
+    part: np.ndarray  # (H + 2j, W + 2j) uint8, 255 on the part: defects are clipped to it
     part_yx: np.ndarray  # (N, 2) coordinates well inside the part, where defects may be drawn
     part_level: float  # mean brightness of the part, to pick contrasting defect colours
 
@@ -118,7 +119,12 @@ class SyntheticCamera:
         # A forced range keeps one defect geometry (the same damaged part); others vary per frame.
         key = self.defect_from if self._in_forced_range(seq) and seq not in self.defect_seqs else seq
         mask = np.zeros((self.height, self.width), np.uint8)
-        _draw_defect(image, mask, np.random.default_rng([self.seed, key, _STREAM_DEFECT_DRAW]), self._base, (dx, dy))
+        layer = image.copy()
+        _draw_defect(layer, mask, np.random.default_rng([self.seed, key, _STREAM_DEFECT_DRAW]), self._base, (dx, dy))
+        # Defects are damage to the part: clip them to it (a scratch may run to the rim, not beyond).
+        part = self._base.part[j + dy : j + dy + self.height, j + dx : j + dx + self.width] > 0
+        np.copyto(image, layer, where=part[..., None])
+        mask[~part] = 0
         return image, mask
 
 
@@ -129,9 +135,10 @@ def _render_base(seed: int, width: int, height: int, jitter: int) -> _Base:
 
     # Belt background: dark, faint horizontal ribs plus low-frequency mottling.
     rows = np.arange(h, dtype=np.float32)[:, None]
-    ribs = 6.0 * np.sin(rows * (2 * np.pi / rng.uniform(9, 15)))
+    # Ribs wide enough to survive a 4x downscale without aliasing (models often run at 64 px).
+    ribs = 4.0 * np.sin(rows * (2 * np.pi / rng.uniform(28, 44)))
     mottle = cv2.GaussianBlur(rng.normal(0, 1, (h, w)).astype(np.float32), (0, 0), sigmaX=max(w, h) / 20)
-    mottle *= 8.0 / (mottle.std() + 1e-6)
+    mottle *= 5.0 / (mottle.std() + 1e-6)
     background = rng.uniform(38, 58) + ribs + mottle
 
     # Part shape: rounded plate or disk, centred with a small per-seed offset, 55-75 % of the frame.
@@ -153,13 +160,14 @@ def _render_base(seed: int, width: int, height: int, jitter: int) -> _Base:
     holes = np.zeros((h, w), np.uint8)
     for k in range(int(rng.integers(2, 5))):
         angle = 2 * np.pi * k / 4 + rng.uniform(-0.2, 0.2) + np.pi / 4
-        hx, hy = int(cx + 0.7 * rx * np.cos(angle)), int(cy + 0.7 * ry * np.sin(angle))
-        cv2.circle(holes, (hx, hy), int(min(rx, ry) * 0.1), 255, -1, cv2.LINE_AA)
+        # Well inside the rim: a hole and the rim in one score window would look like damage.
+        hx, hy = int(cx + 0.55 * rx * np.cos(angle)), int(cy + 0.55 * ry * np.sin(angle))
+        cv2.circle(holes, (hx, hy), int(min(rx, ry) * 0.09), 255, -1, cv2.LINE_AA)
 
     # Brushed metal: noise smeared along one direction, plus a broad lighting gradient.
     grain = rng.normal(0, 1, (h, w)).astype(np.float32)
     grain = cv2.GaussianBlur(grain, (0, 0), sigmaX=12.0, sigmaY=0.6)
-    grain *= 7.0 / (grain.std() + 1e-6)
+    grain *= 4.0 / (grain.std() + 1e-6)  # subtle: visible, yet below what SSIM's constants ignore
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     gx, gy = rng.uniform(-1, 1, size=2)
     shading = 18.0 * (gx * (xx / w - 0.5) + gy * (yy / h - 0.5))
@@ -174,7 +182,7 @@ def _render_base(seed: int, width: int, height: int, jitter: int) -> _Base:
     colour = grey[..., None] * (1 + (tint - 1) * alpha[..., None])
 
     canvases = tuple(
-        np.clip(colour + np.random.default_rng([seed, 0x5E, v]).normal(0, 2.5, (h, w, 1)), 0, 255).astype(np.uint8)
+        np.clip(colour + np.random.default_rng([seed, 0x5E, v]).normal(0, 2.0, (h, w, 1)), 0, 255).astype(np.uint8)
         for v in range(_NOISE_VARIANTS)
     )
     inner[holes > 0] = 0
@@ -182,7 +190,7 @@ def _render_base(seed: int, width: int, height: int, jitter: int) -> _Base:
     part_yx = np.argwhere(inner > 0)
     if len(part_yx) == 0:  # degenerate tiny frame: anywhere will do
         part_yx = np.argwhere(np.ones((height, width), bool))
-    return _Base(canvases=canvases, part_yx=part_yx, part_level=part_level)
+    return _Base(canvases=canvases, part=shape, part_yx=part_yx, part_level=part_level)
 
 
 def _draw_defect(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator, base: _Base, shift: tuple[int, int]) -> None:
@@ -193,15 +201,15 @@ def _draw_defect(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator, 
         x, y = int(x - shift[0]), int(y - shift[1])  # follow the part's jitter
         kind = DEFECT_KINDS[int(rng.integers(len(DEFECT_KINDS)))]
         if kind == "scratch":
-            length, angle = rng.uniform(35, 80) * scale, rng.uniform(0, np.pi)
+            length, angle = rng.uniform(50, 110) * scale, rng.uniform(0, np.pi)
             dx, dy = int(length / 2 * np.cos(angle)), int(length / 2 * np.sin(angle))
             bright = rng.random() < 0.5
             level = min(255.0, base.part_level + 70) if bright else base.part_level * 0.25
-            thick = max(2, int(round(rng.uniform(2, 4) * scale)))
+            thick = max(2, int(round(rng.uniform(3, 6) * scale)))
             cv2.line(image, (x - dx, y - dy), (x + dx, y + dy), (level, level, level), thick, cv2.LINE_AA)
             cv2.line(mask, (x - dx, y - dy), (x + dx, y + dy), 255, thick + 2)
         elif kind == "blob":
-            axes = (int(rng.uniform(6, 16) * scale) + 2, int(rng.uniform(5, 13) * scale) + 2)
+            axes = (int(rng.uniform(10, 24) * scale) + 2, int(rng.uniform(8, 18) * scale) + 2)
             angle = float(rng.uniform(0, 180))
             colour = (30.0, 60.0, 115.0) if rng.random() < 0.5 else (25.0, 25.0, 28.0)  # rust or oil stain
             cv2.ellipse(image, (x, y), axes, angle, 0, 360, colour, -1, cv2.LINE_AA)
@@ -211,10 +219,10 @@ def _draw_defect(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator, 
             heading = rng.uniform(0, 2 * np.pi)
             for _ in range(int(rng.integers(6, 12))):
                 heading += rng.uniform(-0.9, 0.9)
-                step = rng.uniform(5, 10) * scale
+                step = rng.uniform(8, 14) * scale
                 px, py = points[-1]
                 points.append((int(px + step * np.cos(heading)), int(py + step * np.sin(heading))))
             poly = np.array(points, np.int32).reshape(-1, 1, 2)
-            thick = max(2, int(round(2 * scale)))
+            thick = max(2, int(round(rng.uniform(3, 5) * scale)))
             cv2.polylines(image, [poly], False, (20.0, 20.0, 22.0), thick, cv2.LINE_AA)
             cv2.polylines(mask, [poly], False, 255, thick + 2)
