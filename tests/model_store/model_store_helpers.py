@@ -13,6 +13,10 @@ from model_store.store import ModelStore
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 
+# Tiny tensors gain nothing from two threads, and on the shared, oversubscribed 2-core machine
+# two threads ran about 3x slower than one.
+torch.set_num_threads(1)
+
 
 def synthetic_frames(n: int, h: int = 48, w: int = 64, seed: int = 0) -> list[np.ndarray]:
     """Normal 'parts': a smooth gradient plus mild noise, BGR uint8."""
