@@ -133,7 +133,8 @@ def cmd_list(args: argparse.Namespace) -> None:
             rows.append({
                 "model": name, "version": v, "arch": m.architecture, "created": m.created_at,
                 "aliases": sorted(a for a, t in aliases.items() if t == v),
-                "image_auroc": m.metrics.get("image_auroc"),
+                "evaluations": {ds: {k: e.get(k) for k in ("image_auroc", "pixel_auroc", "pixel_ap")}
+                                for ds, e in store.evaluations(name, v).items()},
             })
     _emit(rows)
 
@@ -144,6 +145,7 @@ def cmd_show(args: argparse.Namespace) -> None:
     out = json.loads(store.manifest(f"{name}@{version}").model_dump_json())
     out["aliases"] = store.aliases(name)
     out["camera_thresholds"] = store.camera_thresholds(name, version)
+    out["evaluations"] = store.evaluations(name, version)
     _emit(out)
 
 
