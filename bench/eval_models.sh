@@ -38,15 +38,17 @@ if [[ $STAGE == all || $STAGE == evaluate ]]; then
   for r in "${RUNS[@]}"; do
     IFS='|' read -r name ds size args <<<"$r"
     echo "== evaluate $name ($(date -u +%H:%M:%S))"
-    "${CLI[@]}" evaluate "$name@production" "$DATA/$ds" --report "$OUT/$name" >"$OUT/$name.eval.json" 2>"$OUT/$name.eval.log"
+    "${CLI[@]}" evaluate "$name@production" "$DATA/$ds" --report "$OUT/$name" --simulated >"$OUT/$name.eval.json" 2>"$OUT/$name.eval.log"
   done
-  "$PY" - "$OUT" <<'PY'
+  "$PY" - "$OUT" >"$OUT/table.md" <<'PY'
 import json, sys, pathlib
 out = pathlib.Path(sys.argv[1])
-print("| model | dataset | image AUROC | pixel AUROC | pixel AP | train steps | train s |")
-print("|---|---|---|---|---|---|---|")
+print("| model | dataset | image AUROC | pixel AUROC | pixel AP | image AUROC, simulated anomalies | train steps | epochs | train s |")
+print("|---|---|---|---|---|---|---|---|---|")
 for f in sorted(out.glob("*.eval.json")):
     e = json.loads(f.read_text()); t = json.loads((out / f.name.replace(".eval.", ".train.")).read_text())["training"]
-    print(f"| {e['model']} | {e['dataset']} | {e['image_auroc']:.3f} | {e['pixel_auroc']:.3f} | {e['pixel_ap']:.3f} | {t['steps']} | {t['seconds']:.0f} |")
+    sim = e.get("simulated_anomalies", {}).get("image_auroc")
+    sim = f"{sim:.3f}" if sim is not None else "-"
+    print(f"| {e['model']} | {e['dataset']} | {e['image_auroc']:.3f} | {e['pixel_auroc']:.3f} | {e['pixel_ap']:.3f} | {sim} | {t['steps']} | {t['epochs']} | {t['seconds']:.0f} |")
 PY
 fi

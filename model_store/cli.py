@@ -120,7 +120,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
     _threads(args)
     report = Path(args.report) if args.report else None
-    _emit(evaluate_ref(_store(args), args.ref, Path(args.data), args.device, report, args.max_images))
+    _emit(evaluate_ref(_store(args), args.ref, Path(args.data), args.device, report, args.max_images, args.simulated))
 
 
 def cmd_list(args: argparse.Namespace) -> None:
@@ -219,6 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--report", help="folder for report.json, report.html and images")
     e.add_argument("--device", default="cpu")
     e.add_argument("--max-images", type=int, default=None, help="first N images per test type (smoke tests)")
+    e.add_argument("--simulated", action="store_true", help="also score test/good with simulated anomalies (diagnostic)")
     e.set_defaults(fn=cmd_evaluate)
 
     sub.add_parser("list", help="models, versions, aliases").set_defaults(fn=cmd_list)

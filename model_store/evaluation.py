@@ -26,6 +26,12 @@ from model_store.store import LoadedModel, ModelStore
 _COLOURS = [(230, 90, 30), (40, 160, 40), (30, 30, 220), (170, 60, 170), (0, 150, 200), (120, 120, 0), (90, 90, 90)]
 
 
+def torch_index(mask: np.ndarray):
+    import torch
+
+    return torch.from_numpy(np.flatnonzero(mask))
+
+
 def _auroc(labels: np.ndarray, scores: np.ndarray) -> float | None:
     return float(roc_auc_score(labels, scores)) if 0 < labels.sum() < labels.size else None
 
@@ -154,8 +160,31 @@ def write_report(
     (out_dir / "report.json").write_text(json.dumps(metrics, indent=2))
 
 
+def simulated_metrics(loaded: LoadedModel, good_u8, device: str = "cpu", seed: int = 123) -> dict[str, Any]:
+    """Diagnostic: AUROC on the test/good images vs the same images with DRAEM-style simulated
+    anomalies (part-derived textures, 25 % line masks). High here but low on real defects means
+    the simulation, not the training, is the limit (see ../shared/docs/models.md)."""
+    import torch
+
+    from model_store.models._simulation import AnomalySimulator
+
+    imgs = good_u8.permute(0, 2, 3, 1).float().div(255).numpy()
+    sim = AnomalySimulator(imgs, line_prob=0.25, clean_prob=0.0, seed=seed)
+    pairs = [sim(im) for im in imgs]
+    aug = torch.from_numpy(np.stack([a for a, _ in pairs])).permute(0, 3, 1, 2).mul(255).round().to(torch.uint8)
+    masks = np.concatenate([np.zeros((len(imgs),) + imgs.shape[1:3], bool), np.stack([m[..., 0] > 0.5 for _, m in pairs])])
+    amaps, scores = predict(loaded.module, torch.cat([good_u8, aug]), device)
+    labels = np.r_[np.zeros(len(imgs)), np.ones(len(imgs))]
+    return {
+        "image_auroc": _auroc(labels, scores),
+        "pixel_auroc": _auroc(masks.reshape(-1).astype(np.uint8), amaps.reshape(-1)),
+        "pixel_ap": _ap(masks.reshape(-1), amaps.reshape(-1)),
+    }
+
+
 def evaluate_ref(
-    store: ModelStore, ref: str, data: Path, device: str = "cpu", report_dir: Path | None = None, max_per_type: int | None = None
+    store: ModelStore, ref: str, data: Path, device: str = "cpu", report_dir: Path | None = None,
+    max_per_type: int | None = None, simulated: bool = False,
 ) -> dict[str, Any]:
     loaded = store.load(ref, device=device, require_calibration=False)
     samples = mvtec_test_set(data)
@@ -175,6 +204,9 @@ def evaluate_ref(
         dataset=data.resolve().name, data_dir=str(data), input_size=list(size), device=device,
         inference_images_per_s=round(len(samples) / seconds, 2),
     )
+    if simulated:
+        good = np.array([s.label == 0 for s in samples])
+        metrics["simulated_anomalies"] = simulated_metrics(loaded, images[torch_index(good)], device)
     if report_dir is not None:
         write_report(report_dir, loaded, metrics, samples, images.permute(0, 2, 3, 1).numpy(), scores, amaps, masks)
         metrics["report"] = str(report_dir / "report.html")
