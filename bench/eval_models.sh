@@ -51,4 +51,5 @@ for f in sorted(out.glob("*.eval.json")):
     sim = f"{sim:.3f}" if sim is not None else "-"
     print(f"| {e['model']} | {e['dataset']} | {e['image_auroc']:.3f} | {e['pixel_auroc']:.3f} | {e['pixel_ap']:.3f} | {sim} | {t['steps']} | {t['epochs']} | {t['seconds']:.0f} |")
 PY
+  cat "$OUT/table.md"
 fi
