@@ -331,7 +331,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if getattr(args, name) is not None
     }
     try:
-        check_environment(ProducerSettings)
+        # One environment file may serve every program: accept the other programs' LW_* too.
+        from worker.alerts_consumer import AlertConsumerSettings
+        from worker.settings import WorkerSettings
+
+        check_environment(ProducerSettings, WorkerSettings, AlertConsumerSettings)
         settings = ProducerSettings(**overrides)
         settings.check()
     except (ValidationError, ConfigError) as exc:

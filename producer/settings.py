@@ -11,11 +11,11 @@ import json
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from pydantic_settings import NoDecode, SettingsConfigDict
+from pydantic_settings import NoDecode
 
 from linewatch.contract import ENCODINGS, MAX_CAMERA_ID
 from linewatch.errors import ConfigError
-from linewatch.settings import ENV_PREFIX, BaseProgramSettings, KafkaSettings
+from linewatch.settings import KafkaSettings
 
 SYNTHETIC_SHORTHAND = "synthetic:"
 
@@ -86,10 +86,6 @@ def parse_cameras(value: Any) -> list[CameraSpec]:
 
 class ProducerSettings(KafkaSettings):
     """Settings of ``linewatch-producer``."""
-
-    # Declared again on purpose: with several settings bases pydantic merges their configs in
-    # base order, and KafkaSettings' inherited default (env_prefix="") would win over LW_.
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", frozen=True)
 
     cameras: Annotated[list[CameraSpec], NoDecode] = Field(
         default_factory=list,

@@ -1,41 +1,37 @@
-"""Fixtures of the producer tests. Integration tests need the real broker: they fail, never skip."""
+"""Fixtures of the producer tests, on top of tests/conftest.py (real broker, LW_* isolation).
+
+Integration tests need the real broker: they fail, never skip (tests/conftest.py `kafka_bootstrap`).
+"""
 
 from __future__ import annotations
 
-import os
-import socket
 import uuid
+from typing import Iterator
 
 import pytest
+from kafka.admin import KafkaAdminClient
+from kafka.errors import KafkaError
 
 from producer.settings import ProducerSettings
 
-BOOTSTRAP = os.environ.get("LW_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
-
-
-@pytest.fixture(autouse=True)
-def _no_camera_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    # A developer's LW_CAMERAS must not leak into tests that build settings themselves.
-    monkeypatch.delenv("LW_CAMERAS", raising=False)
-    monkeypatch.delenv("LW_METRICS_PORT", raising=False)
-
-
-@pytest.fixture(scope="session")
-def kafka_bootstrap() -> str:
-    host, port = BOOTSTRAP.split(",")[0].rsplit(":", 1)
-    try:
-        socket.create_connection((host, int(port)), timeout=3).close()
-    except OSError as exc:
-        pytest.fail(f"Kafka broker {BOOTSTRAP} not reachable ({exc}): start it with deploy/local/services.sh")
-    return BOOTSTRAP
-
 
 @pytest.fixture
-def kafka_producer_settings(kafka_bootstrap: str) -> ProducerSettings:
-    """Producer settings on the real broker with a topic base of its own."""
-    return ProducerSettings(
+def kafka_producer_settings(kafka_bootstrap: str) -> Iterator[ProducerSettings]:
+    """Producer settings on the real broker with a topic base of its own (topics not created yet)."""
+    settings = ProducerSettings(
         kafka_bootstrap=kafka_bootstrap,
         topic_base=f"test-producer-{uuid.uuid4().hex[:10]}",
         metrics_port=0,
         log_json=False,
     )
+    yield settings
+    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    try:
+        existing = set(admin.list_topics())
+        mine = [t for t in (settings.topics.frames, settings.topics.alerts, settings.topics.dead_letter) if t in existing]
+        if mine:
+            admin.delete_topics(mine)
+    except KafkaError:  # cleanup only: a leftover topic harms no other test
+        pass
+    finally:
+        admin.close()

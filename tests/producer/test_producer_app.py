@@ -13,7 +13,7 @@ from producer.app import ProducerApp, main, produce_synthetic, synthetic_specs
 from producer.settings import CameraSpec
 from producer.synthetic import SyntheticCamera
 
-from producer_fakes import FakeKafkaProducer, FlakySource, make_settings
+from producer_helpers import FakeKafkaProducer, FlakySource, make_settings
 
 
 def test_produce_synthetic_is_deterministic_and_complete() -> None:

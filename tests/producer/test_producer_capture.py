@@ -23,7 +23,7 @@ from producer.metrics import ProducerMetrics
 from producer.settings import CameraSpec
 from producer.sources import SyntheticSource
 
-from producer_fakes import FlakySource
+from producer_helpers import FlakySource
 
 DROPPED = "linewatch_producer_frames_dropped_total"
 

@@ -7,7 +7,6 @@ import time
 import cv2
 import numpy as np
 import pytest
-from kafka import KafkaConsumer, TopicPartition
 from kafka.admin import KafkaAdminClient
 
 from linewatch.contract import parse_frame_headers
@@ -15,25 +14,9 @@ from linewatch.topics import ensure_topics
 from producer.app import ProducerApp, produce_synthetic
 from producer.settings import CameraSpec, ProducerSettings
 
+from producer_helpers import consume_all
+
 pytestmark = pytest.mark.integration
-
-
-def consume_all(settings: ProducerSettings, expected: int, timeout_s: float = 60.0) -> list:
-    consumer = KafkaConsumer(**settings.kafka_client_kwargs(), group_id=None, enable_auto_commit=False,
-                             auto_offset_reset="earliest", max_partition_fetch_bytes=settings.kafka_max_message_bytes)
-    try:
-        topic = settings.topics.frames
-        partitions = consumer.partitions_for_topic(topic) or set()
-        consumer.assign([TopicPartition(topic, p) for p in sorted(partitions)])
-        consumer.seek_to_beginning()
-        records: list = []
-        deadline = time.monotonic() + timeout_s
-        while len(records) < expected and time.monotonic() < deadline:
-            for batch in consumer.poll(timeout_ms=500).values():
-                records.extend(batch)
-        return records
-    finally:
-        consumer.close()
 
 
 def test_ensure_topics_is_idempotent(kafka_producer_settings: ProducerSettings) -> None:

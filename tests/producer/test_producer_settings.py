@@ -27,7 +27,7 @@ def test_synthetic_shorthand(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_env_prefix_is_lw(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Guards the config merge of several settings bases: LW_ must win over KafkaSettings' default.
+    # LW_ prefix, not the bare field name, whatever the base classes' configs are.
     monkeypatch.setenv("LW_JPEG_QUALITY", "55")
     monkeypatch.setenv("LW_TOPIC_BASE", "plant7")
     monkeypatch.setenv("JPEG_QUALITY", "12")

@@ -1,12 +1,14 @@
-"""Fakes and builders shared by the producer tests (a module of its own: several conftest.py
-files may exist in the tree, so tests never import from conftest)."""
+"""Fakes and helpers shared by the producer tests (a module of its own: several conftest.py
+files exist in the tree, so tests never import from conftest)."""
 
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 import numpy as np
+from kafka import KafkaConsumer, TopicPartition
 from kafka.future import Future
 
 from producer.settings import CameraSpec, ProducerSettings
@@ -96,3 +98,21 @@ class FlakySource:
 
     def close(self) -> None:
         self.is_open = False
+
+
+def consume_all(settings: ProducerSettings, expected: int, timeout_s: float = 60.0) -> list:
+    consumer = KafkaConsumer(**settings.kafka_client_kwargs(), group_id=None, enable_auto_commit=False,
+                             auto_offset_reset="earliest", max_partition_fetch_bytes=settings.kafka_max_message_bytes)
+    try:
+        topic = settings.topics.frames
+        partitions = consumer.partitions_for_topic(topic) or set()
+        consumer.assign([TopicPartition(topic, p) for p in sorted(partitions)])
+        consumer.seek_to_beginning()
+        records: list = []
+        deadline = time.monotonic() + timeout_s
+        while len(records) < expected and time.monotonic() < deadline:
+            for batch in consumer.poll(timeout_ms=500).values():
+                records.extend(batch)
+        return records
+    finally:
+        consumer.close()
