@@ -34,7 +34,9 @@ def ensure_topics(
         topics.dead_letter: {"max.message.bytes": max_bytes},
     }
     try:
-        admin = KafkaAdminClient(**settings.kafka_client_kwargs(), client_id="linewatch-topics", request_timeout_ms=int(timeout_s * 1000))
+        admin = KafkaAdminClient(
+            **settings.kafka_client_kwargs(), client_id="linewatch-topics", request_timeout_ms=int(timeout_s * 1000)
+        )
     except KafkaError as exc:
         raise ServiceUnavailable(f"Kafka at {settings.kafka_bootstrap}: {exc}") from exc
     try:
@@ -67,4 +69,5 @@ def _warn_if_fewer_partitions(admin: KafkaAdminClient, names: list[str], partiti
     for topic in admin.describe_topics(names):
         have = len(topic.get("partitions", ()))
         if have < partitions:
-            log.warning("topic_has_fewer_partitions", topic=topic.get("name", topic.get("topic")), partitions=have, wanted=partitions)
+            name = topic.get("name", topic.get("topic"))  # kafka-python 3 says "name", 2.x "topic"
+            log.warning("topic_has_fewer_partitions", topic=name, partitions=have, wanted=partitions)

@@ -79,15 +79,17 @@ class FrameQueues:
         self.metrics.queue_depth.labels(frame.camera).set(depth)
         if dropped is not None:
             self.metrics.dropped.labels(frame.camera).inc()
-            self._drop_log.warning(
-                f"drop:{frame.camera}",
-                "frame_dropped",
-                camera=frame.camera,
-                seq=dropped.seq,
-                reason="shutdown" if dropped is frame else "queue_full",
-                queue_size=self.maxsize,
-                dropped_total=int(self.metrics.value("linewatch_producer_frames_dropped_total", frame.camera)),
-            )
+            suppressed = self._drop_log.allow(frame.camera)
+            if suppressed is not None:
+                log.warning(
+                    "frame_dropped",
+                    camera=frame.camera,
+                    seq=dropped.seq,
+                    reason="shutdown" if dropped is frame else "queue_full",
+                    queue_size=self.maxsize,
+                    suppressed=suppressed,
+                    dropped_total=int(self.metrics.value("linewatch_producer_frames_dropped_total", frame.camera)),
+                )
         return dropped is not frame
 
     def get(self, timeout: float) -> OutgoingFrame | None:
@@ -117,7 +119,9 @@ class FrameQueues:
 class Backoff:
     """Exponential delays: min, 2*min, 4*min ... capped at max; `jitter` shaves up to that fraction off."""
 
-    def __init__(self, min_s: float, max_s: float, factor: float = 2.0, jitter: float = 0.1, rng: random.Random | None = None) -> None:
+    def __init__(
+        self, min_s: float, max_s: float, factor: float = 2.0, jitter: float = 0.1, rng: random.Random | None = None
+    ) -> None:
         if min_s <= 0 or max_s < min_s or factor < 1 or not 0 <= jitter < 1:
             raise ConfigError(f"backoff needs 0 < min <= max, factor >= 1, 0 <= jitter < 1 (min={min_s}, max={max_s})")
         self.min_s, self.max_s, self.factor, self.jitter = min_s, max_s, factor, jitter
@@ -191,7 +195,7 @@ class CameraCapture(threading.Thread):
         self.seq = 0  # next sequence number; counts every captured frame, sent or dropped
         self.error: BaseException | None = None
         self._log = log.bind(camera=spec.id, source=source.name)
-        self._rl = RateLimitedLog()
+        self._open_log = RateLimitedLog()
 
     def run(self) -> None:
         try:
@@ -277,9 +281,9 @@ class CameraCapture(threading.Thread):
                 self.source.open()
             except (CameraLost, cv2.error) as exc:
                 failures += 1
-                self._rl.warning(
-                    f"open:{self.spec.id}", "camera_open_failed", camera=self.spec.id, error=str(exc), failures=failures
-                )
+                suppressed = self._open_log.allow(self.spec.id)
+                if suppressed is not None:
+                    self._log.warning("camera_open_failed", error=str(exc), failures=failures, suppressed=suppressed)
                 continue
             if after_loss or failures:
                 self._log.info("camera_reconnected", failed_attempts=failures)

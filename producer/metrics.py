@@ -9,7 +9,6 @@ from __future__ import annotations
 import threading
 import time
 
-import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, PlatformCollector, ProcessCollector
 
 
@@ -37,7 +36,10 @@ class ProducerMetrics:
             "linewatch_producer_frames_sent_total", "Frames acknowledged by Kafka.", label, registry=registry
         )
         self.send_errors = Counter(
-            "linewatch_producer_send_errors_total", "Frames Kafka did not accept (send or delivery failed).", label, registry=registry
+            "linewatch_producer_send_errors_total",
+            "Frames Kafka did not accept (send or delivery failed).",
+            label,
+            registry=registry,
         )
         self.reconnects = Counter(
             "linewatch_producer_reconnects_total", "Attempts to reopen a camera after it failed.", label, registry=registry
@@ -69,7 +71,11 @@ class ProducerMetrics:
 
 
 class RateLimitedLog:
-    """Logs an event at most once per `interval_s` per key, with how many were suppressed meanwhile."""
+    """Lets an event through at most once per `interval_s` per key, and says how many it held back.
+
+    Callers ask first and build the log line only when allowed, so a flood of drops costs a dict
+    lookup each, not a log line (or a registry scan) each.
+    """
 
     def __init__(self, interval_s: float = 5.0) -> None:
         self.interval_s = interval_s
@@ -77,14 +83,13 @@ class RateLimitedLog:
         self._last: dict[str, float] = {}
         self._suppressed: dict[str, int] = {}
 
-    def warning(self, key: str, event: str, **fields: object) -> bool:
+    def allow(self, key: str) -> int | None:
+        """None: stay quiet this time; otherwise log now, with this many events suppressed since."""
         now = time.monotonic()
         with self._lock:
             last = self._last.get(key)
             if last is not None and now - last < self.interval_s:
                 self._suppressed[key] = self._suppressed.get(key, 0) + 1
-                return False
+                return None
             self._last[key] = now
-            suppressed = self._suppressed.pop(key, 0)
-        structlog.get_logger("producer").warning(event, suppressed=suppressed, **fields)
-        return True
+            return self._suppressed.pop(key, 0)

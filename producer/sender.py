@@ -8,7 +8,8 @@ silently. Callbacks run on kafka-python's I/O thread and must stay short.
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
+from collections.abc import Callable
 
 import structlog
 from kafka.errors import KafkaError
@@ -48,7 +49,7 @@ class KafkaSender(threading.Thread):
         self._abort = threading.Event()  # exit now (stop)
         self._lock = threading.Lock()
         self.in_flight = 0  # sent, not yet acknowledged or failed
-        self._rl = RateLimitedLog()
+        self._error_log = RateLimitedLog()
         self.error: BaseException | None = None
 
     def finish(self) -> None:
@@ -92,12 +93,14 @@ class KafkaSender(threading.Thread):
         with self._lock:
             self.in_flight -= 1
         self.metrics.send_errors.labels(frame.camera).inc()
-        self._rl.warning(
-            f"send:{frame.camera}:{type(exc).__name__}",
-            "frame_send_failed",
-            camera=frame.camera,
-            seq=frame.seq,
-            bytes=len(frame.value),
-            error=f"{type(exc).__name__}: {exc}",
-            errors_total=int(self.metrics.value("linewatch_producer_send_errors_total", frame.camera)),
-        )
+        suppressed = self._error_log.allow(f"{frame.camera}:{type(exc).__name__}")
+        if suppressed is not None:
+            log.warning(
+                "frame_send_failed",
+                camera=frame.camera,
+                seq=frame.seq,
+                bytes=len(frame.value),
+                error=f"{type(exc).__name__}: {exc}",
+                suppressed=suppressed,
+                errors_total=int(self.metrics.value("linewatch_producer_send_errors_total", frame.camera)),
+            )

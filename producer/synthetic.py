@@ -66,7 +66,7 @@ class SyntheticCamera:
         self._base = _render_base(seed, width, height, jitter)
 
     @classmethod
-    def from_url(cls, url: str) -> "SyntheticCamera":
+    def from_url(cls, url: str) -> SyntheticCamera:
         """``synthetic://?seed=1&defect_rate=0.05&width=256&height=256&defect_from=50&defect_to=80
         &defect_seqs=3,7&jitter=2`` (every parameter optional)."""
         parts = urlsplit(url)

@@ -6,7 +6,7 @@ Integration tests need the real broker: they fail, never skip (tests/conftest.py
 from __future__ import annotations
 
 import uuid
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 from kafka.admin import KafkaAdminClient

@@ -91,7 +91,7 @@ def test_backoff_doubles_up_to_the_cap_and_resets() -> None:
     assert backoff.next() == 0.5
     jittered = Backoff(1.0, 8.0, jitter=0.25, rng=random.Random(1))
     delays = [jittered.next() for _ in range(5)]
-    for delay, base in zip(delays, [1, 2, 4, 8, 8]):
+    for delay, base in zip(delays, [1, 2, 4, 8, 8], strict=True):
         assert 0.75 * base <= delay <= base
     with pytest.raises(ConfigError):
         Backoff(2.0, 1.0)
@@ -118,7 +118,9 @@ def test_effective_fps() -> None:
     assert effective_fps(CameraSpec(id="a", source="x", fps=3), source, 25) == 25  # override wins
 
 
-def run_capture(source: FlakySource, options: CaptureOptions, timeout: float = 10.0) -> tuple[CameraCapture, list[OutgoingFrame], ProducerMetrics]:
+def run_capture(
+    source: FlakySource, options: CaptureOptions, timeout: float = 10.0
+) -> tuple[CameraCapture, list[OutgoingFrame], ProducerMetrics]:
     metrics = ProducerMetrics()
     queues = FrameQueues(["cam"], maxsize=1000, policy="block", metrics=metrics)
     capture = CameraCapture(CameraSpec(id="cam", source="fake", fps=0), source, queues, options, metrics, threading.Event())
