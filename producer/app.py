@@ -85,6 +85,7 @@ class ProducerApp:
         self._stop_capture = threading.Event()
         self._captures: list[CameraCapture] = []
         self._sender: KafkaSender | None = None
+        self._queues: FrameQueues | None = None
         self._http: Any = None
         self._started = False
         self._closed = False
@@ -103,7 +104,7 @@ class ProducerApp:
         if self._producer is None:
             self._producer = make_kafka_producer(s)
         log.info("start_step", step="kafka_producer", bootstrap=s.kafka_bootstrap, topic=s.topics.frames)
-        queues = FrameQueues(cameras, s.queue_size, s.drop_policy, self.metrics)
+        self._queues = queues = FrameQueues(cameras, s.queue_size, s.drop_policy, self.metrics)
         self._sender = KafkaSender(self._producer, s.topics.frames, queues, self.metrics, self._on_ack)
         self._sender.start()
         log.info("start_step", step="sender")
@@ -144,10 +145,10 @@ class ProducerApp:
         for capture in self._captures:
             capture.join(max(0.0, deadline - time.monotonic()))
         log.info("drain_step", step="capture_stopped")
-        assert self._sender is not None and self._producer is not None
+        assert self._sender is not None and self._producer is not None and self._queues is not None
         self._sender.finish()
         self._sender.join(max(0.0, deadline - time.monotonic()))
-        left = self._sender.queues.pending()
+        left = self._queues.pending()
         log.info("drain_step", step="queues_sent", left=left)
         try:
             self._producer.flush(timeout=max(0.1, deadline - time.monotonic()))
@@ -169,6 +170,8 @@ class ProducerApp:
         if self._sender is not None:
             self._sender.abort()
             self._sender.join(5.0)
+        if self._queues is not None:
+            self._queues.discard()  # only non-empty without a drain (or after a failed one): counted
         log.info("stop_step", step="sender")
         if self._producer is not None:
             try:

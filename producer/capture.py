@@ -111,6 +111,19 @@ class FrameQueues:
                     return None
                 self._cond.wait(remaining)
 
+    def discard(self) -> int:
+        """Empty every queue (stopping without a drain); each frame thrown away counts as dropped."""
+        with self._cond:
+            thrown = {camera: len(queue) for camera, queue in self._queues.items() if queue}
+            for queue in self._queues.values():
+                queue.clear()
+            self._cond.notify_all()
+        for camera, count in thrown.items():
+            self.metrics.dropped.labels(camera).inc(count)
+            self.metrics.queue_depth.labels(camera).set(0)
+            log.warning("frames_discarded", camera=camera, frames=count, reason="stopped_without_drain")
+        return sum(thrown.values())
+
     def pending(self) -> int:
         with self._cond:
             return sum(len(q) for q in self._queues.values())

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import socket
+import threading
+import time
 import urllib.request
 
 import cv2
@@ -135,3 +137,28 @@ def test_cli_help_and_bad_settings(capsys: pytest.CaptureFixture[str], monkeypat
     assert main([]) == 2  # no cameras configured
     monkeypatch.setenv("LW_JPEG_QUALTY", "50")  # typo: refused, not ignored
     assert main(["--cameras", "synthetic:1"]) == 2
+
+
+def test_stop_without_drain_counts_queued_frames_as_dropped() -> None:
+    class Hung(FakeKafkaProducer):
+        """A broker that does not answer until released."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.release = threading.Event()
+
+        def send(self, topic, value=None, key=None, headers=None):  # type: ignore[no-untyped-def]
+            self.release.wait(10)
+            return super().send(topic, value, key, headers)
+
+    hung = Hung()
+    app = ProducerApp(make_settings(max_frames=20, queue_size=50, drop_policy="block"), producer=hung)
+    app.start()
+    assert app.wait(10)  # all 20 captured: one stuck in send, the rest queued
+    stopper = threading.Thread(target=app.stop)
+    stopper.start()
+    time.sleep(0.2)
+    hung.release.set()
+    stopper.join(10)
+    counts = app.counts("cam-1")
+    assert counts.captured == 20 and counts.sent + counts.dropped == 20 and counts.dropped >= 18

@@ -175,3 +175,14 @@ def test_capture_stops_promptly_while_reconnecting() -> None:
     stop.set()
     capture.join(2.0)
     assert not capture.is_alive()
+
+
+def test_discard_counts_what_a_stop_throws_away() -> None:
+    metrics = ProducerMetrics()
+    queues = FrameQueues(["a", "b"], maxsize=10, policy="drop_oldest", metrics=metrics)
+    stop = threading.Event()
+    for seq in range(3):
+        queues.put(frame("a", seq), stop)
+    queues.put(frame("b", 0), stop)
+    assert queues.discard() == 4 and queues.pending() == 0
+    assert metrics.value(DROPPED, "a") == 3 and metrics.value(DROPPED, "b") == 1
