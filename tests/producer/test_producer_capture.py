@@ -7,6 +7,7 @@ import time
 import cv2
 import numpy as np
 import pytest
+import structlog.testing
 
 from linewatch.contract import parse_frame_headers
 from linewatch.errors import ConfigError
@@ -46,14 +47,15 @@ def test_drop_oldest_counts_every_drop_and_keeps_the_newest() -> None:
     assert got[3] is None and queues.pending() == 0
 
 
-def test_drops_are_logged_rate_limited(capsys: pytest.CaptureFixture[str]) -> None:
+def test_drops_are_logged_rate_limited() -> None:
     queues = FrameQueues(["a"], maxsize=1, policy="drop_oldest", metrics=ProducerMetrics())
     stop = threading.Event()
-    for seq in range(50):
-        queues.put(frame("a", seq), stop)
-    err = capsys.readouterr()
-    lines = [line for line in (err.out + err.err).splitlines() if "frame_dropped" in line]
-    assert len(lines) == 1  # 49 drops, one log line in the interval; the counter has them all
+    with structlog.testing.capture_logs() as logs:
+        for seq in range(50):
+            queues.put(frame("a", seq), stop)
+    drops = [entry for entry in logs if entry["event"] == "frame_dropped"]
+    assert len(drops) == 1  # 49 drops, one log line in the interval; the counter has them all
+    assert drops[0]["camera"] == "a" and drops[0]["reason"] == "queue_full"
 
 
 def test_block_policy_waits_for_the_sender_and_counts_frames_abandoned_on_stop() -> None:
