@@ -1,7 +1,7 @@
 """Settings shared by every program: how to reach Kafka and Redis, and where things are named.
 
 Each program (worker, producer, alert consumer, demo) has one pydantic-settings class of its own
-that inherits these mixins, so a connection option is defined once and read from the same
+that inherits these mixins (all built on BaseProgramSettings, so one prefix and config hold), so a connection option is defined once and read from the same
 environment variable (prefix ``LW_``) by every program. ``check_environment`` rejects ``LW_*``
 variables that no program knows, so a typo fails at start-up instead of being ignored.
 """
@@ -29,7 +29,7 @@ class BaseProgramSettings(BaseSettings):
     log_json: bool = Field(True, description="JSON log lines (structlog); false gives coloured console lines.")
 
 
-class KafkaSettings(BaseSettings):
+class KafkaSettings(BaseProgramSettings):
     """How to reach Kafka; options are passed to kafka-python as they are."""
 
     kafka_bootstrap: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers, comma-separated.")
@@ -77,7 +77,7 @@ class KafkaSettings(BaseSettings):
         return kwargs
 
 
-class RedisSettings(BaseSettings):
+class RedisSettings(BaseProgramSettings):
     """How to reach Redis and where linewatch's keys live."""
 
     redis_url: str = Field(

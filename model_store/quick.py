@@ -28,6 +28,7 @@ def train_quick(
     seed: int = 0,
     alias: str | None = "production",
     kwargs: dict | None = None,
+    steps: int | None = None,
 ) -> tuple[str, str]:
     """Train `arch` on normal BGR uint8 frames (HxWx3) for about `seconds`; returns (name, version).
 
@@ -44,7 +45,7 @@ def train_quick(
         digest.update(np.ascontiguousarray(f).tobytes())
     req = TrainRequest(
         data=Path("<memory>"), name=name, arch=arch, kwargs=dict(kwargs or {}), input_size=size,
-        batch_size=min(8, len(tr)), time_budget_s=seconds, seed=seed, alias=alias, show_progress=False,
+        batch_size=min(8, len(tr)), time_budget_s=seconds, max_steps=steps, seed=seed, alias=alias, show_progress=False,
     )
     info = {"data_dir": f"<memory: {len(images)} frames>", "data_fingerprint": digest.hexdigest()}
     manifest = publish_trained(ModelStore(store_root), req, u8[tr], u8[cal], info)

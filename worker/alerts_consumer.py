@@ -18,12 +18,12 @@ from pydantic import Field
 from linewatch.contract import Alert
 from linewatch.errors import FrameRejected
 from linewatch.logs import configure_logging
-from linewatch.settings import BaseProgramSettings, KafkaSettings, RedisSettings
+from linewatch.settings import KafkaSettings, RedisSettings
 
 log = structlog.get_logger(__name__)
 
 
-class AlertConsumerSettings(BaseProgramSettings, KafkaSettings, RedisSettings):
+class AlertConsumerSettings(KafkaSettings, RedisSettings):
     """Settings of `linewatch-alerts`."""
 
     alerts_group_id: str = Field("linewatch-alert-printer", description="Consumer group of the alert consumer.")

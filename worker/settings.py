@@ -9,10 +9,10 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from linewatch.settings import BaseProgramSettings, KafkaSettings, RedisSettings
+from linewatch.settings import KafkaSettings, RedisSettings
 
 
-class WorkerSettings(BaseProgramSettings, KafkaSettings, RedisSettings):
+class WorkerSettings(KafkaSettings, RedisSettings):
     """Everything a worker reads at start-up (see README: Settings)."""
 
     worker_id: str = Field(

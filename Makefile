@@ -1,0 +1,24 @@
+# The README's commands. Everything lands in ignored folders: .venv, .cache (jars), .run (service
+# data and logs), models (the model store).
+.PHONY: demo test setup services stop status bench
+
+demo:  ## install, start services, run the end-to-end demo
+	bash scripts/demo.sh
+
+test:  ## the whole suite on real Kafka and Redis (what CI runs)
+	bash scripts/test.sh
+
+setup:
+	bash scripts/setup.sh
+
+services:
+	bash deploy/local/services.sh start
+
+stop:
+	bash deploy/local/services.sh stop
+
+status:
+	bash deploy/local/services.sh status
+
+bench:
+	bash scripts/setup.sh && bash deploy/local/services.sh start && .venv/bin/python bench/bench_pipeline.py

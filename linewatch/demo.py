@@ -1,0 +1,180 @@
+"""`linewatch-demo`: synthetic cameras -> Kafka -> worker -> Redis + alerts, with a live summary.
+
+Needs nothing but the running services: if the model store has no `default@production`, a small
+autoencoder is trained on the spot from synthetic defect-free frames (a real model, about a
+minute on a laptop CPU). Cameras render parts procedurally; cam-2 gets a persistent defect half
+way through so an alert shows up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+import time
+from pathlib import Path
+
+import redis
+import structlog
+from kafka import KafkaConsumer
+from pydantic import Field
+
+from linewatch.contract import Alert
+from linewatch.errors import LinewatchError
+from linewatch.logs import configure_logging
+from linewatch.settings import KafkaSettings, RedisSettings
+from linewatch.topics import ensure_topics
+
+log = structlog.get_logger(__name__)
+
+
+class DemoSettings(KafkaSettings, RedisSettings):
+    """Settings of `linewatch-demo`."""
+
+    model_root: Path = Field(Path("models"), description="Root folder of the model store.")
+    demo_cameras: int = Field(4, ge=1, le=32, description="Synthetic cameras in the demo.")
+    demo_fps: float = Field(8.0, gt=0, description="Frames per second of each demo camera.")
+    demo_seconds: float = Field(30.0, gt=0, description="How long the demo cameras run.")
+    demo_train_seconds: float = Field(45.0, gt=0, description="Training time of the demo's default model.")
+    demo_model: str = Field("default", description="Model name the demo serves (trained if missing).")
+
+
+def ensure_default_model(settings: DemoSettings) -> str:
+    """`<demo_model>@production`, training it from synthetic normal frames when the store lacks it."""
+    from model_store.quick import train_quick
+    from model_store.store import ModelStore
+    from producer.synthetic import SyntheticCamera
+
+    ref = f"{settings.demo_model}@production"
+    store = ModelStore(settings.model_root)
+    try:
+        store.resolve(ref)
+        return ref
+    except LinewatchError:
+        pass
+    print(f"demo: no {ref} in {settings.model_root}; training one on synthetic normal frames "
+          f"({settings.demo_train_seconds:.0f} s)...", flush=True)
+    frames = []
+    for cam in range(settings.demo_cameras):
+        camera = SyntheticCamera(seed=cam + 1, width=256, height=256, defect_rate=0.0)
+        frames += [camera.render(seq)[0] for seq in range(1000, 1080)]
+    name, version = train_quick(
+        frames, settings.model_root, settings.demo_model, seconds=settings.demo_train_seconds
+    )
+    print(f"demo: trained and published {name}@{version} as {ref}", flush=True)
+    return ref
+
+
+class AlertTally:
+    """Follows the alert topic in a thread; counts alerts per camera and keeps the last few."""
+
+    def __init__(self, settings: DemoSettings) -> None:
+        self.consumer = KafkaConsumer(
+            settings.topics.alerts, **settings.kafka_client_kwargs(), group_id=None, auto_offset_reset="latest"
+        )
+        self.counts: dict[str, int] = {}
+        self.last: list[Alert] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="alerts", daemon=True)
+
+    def start(self) -> None:
+        self.consumer.poll(timeout_ms=1000)  # join before the first alert can be sent
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self.consumer.close()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for records in self.consumer.poll(timeout_ms=300).values():
+                for record in records:
+                    alert = Alert.from_json(record.value)
+                    self.counts[alert.camera] = self.counts.get(alert.camera, 0) + 1
+                    self.last = (self.last + [alert])[-3:]
+
+
+def summary(client: redis.Redis, settings: DemoSettings, cameras: list[str], sent: dict[str, int], alerts: AlertTally) -> str:
+    keys = settings.keys
+    lines = [f"{'camera':<8} {'sent':>6} {'scored':>7} {'anomalous':>9} {'last score':>10} {'latency ms':>10} {'alerts':>6}"]
+    for cam in cameras:
+        latest = {k.decode(): v.decode() for k, v in client.hgetall(keys.latest(cam)).items()}
+        scored = client.xlen(keys.history(cam))
+        anomalous = sum(1 for _, f in client.xrange(keys.history(cam)) if f.get(b"anomalous") == b"1")
+        lines.append(
+            f"{cam:<8} {sent.get(cam, 0):>6} {scored:>7} {anomalous:>9} "
+            f"{float(latest.get('score', 'nan')):>10.3f} {float(latest.get('latency_ms', 'nan')):>10.1f} {alerts.counts.get(cam, 0):>6}"
+        )
+    for alert in alerts.last:
+        lines.append(f"  ALERT {alert.camera} frame {alert.frame_seq} score {alert.score:.3f} "
+                     f"boxes {alert.boxes[:2]} mask {alert.mask_key}")
+    return "\n".join(lines)
+
+
+def run_demo(settings: DemoSettings) -> int:
+    from producer.app import ProducerApp, synthetic_specs
+    from producer.settings import ProducerSettings
+    from worker.app import Worker
+    from worker.settings import WorkerSettings
+
+    ensure_topics(settings, partitions=4)
+    ref = ensure_default_model(settings)
+    shared = settings.model_dump(include=set(KafkaSettings.model_fields) | set(RedisSettings.model_fields))
+    shared.update(log_level="warning")
+    kafka_only = {k: v for k, v in shared.items() if k in KafkaSettings.model_fields}
+    worker = Worker(WorkerSettings(**shared, model=ref, model_root=settings.model_root, group_id="linewatch-demo",
+                                   max_wait_ms=20, alert_cooldown_s=60))
+    worker.start()
+    worker_thread = threading.Thread(target=worker.run, name="worker", daemon=True)
+    worker_thread.start()
+    frames = int(settings.demo_fps * settings.demo_seconds)
+    specs = synthetic_specs(settings.demo_cameras, defect_rate=0.01, fps=settings.demo_fps,
+                            defects={"cam-2": (frames // 2, frames // 2 + int(3 * settings.demo_fps))})
+    # Sequence numbers restart at 0 on every run; the capture clock keeps results apart in Redis.
+    producer = ProducerApp(ProducerSettings(**kafka_only, cameras=specs, max_frames=frames, metrics_port=0))
+    alerts = AlertTally(settings)
+    alerts.start()
+    client = redis.Redis.from_url(settings.redis_url, **settings.redis_client_kwargs())
+    cameras = [s.id for s in specs]
+    start_len = {cam: client.xlen(settings.keys.history(cam)) for cam in cameras}
+    print(f"demo: {len(cameras)} cameras x {frames} frames at {settings.demo_fps:g} fps -> "
+          f"{settings.topics.frames}; results under {settings.redis_prefix}:*; alerts on {settings.topics.alerts}")
+    producer.start()
+    try:
+        deadline = time.monotonic() + settings.demo_seconds + 60
+        while time.monotonic() < deadline:
+            time.sleep(2)
+            sent = {cam: producer.counts(cam).sent for cam in cameras}
+            print("\n" + summary(client, settings, cameras, sent, alerts), flush=True)
+            scored = sum(client.xlen(settings.keys.history(c)) - start_len[c] for c in cameras)
+            if producer.finished() and scored >= sum(sent.values()):
+                break
+    finally:
+        producer.drain(10)
+        producer.stop()
+        worker.request_stop()
+        worker_thread.join(timeout=60)
+        alerts.stop()
+    print("\ndemo: done. Redis keys: HGETALL lw:latest:cam-1, XRANGE lw:history:cam-1 - +, GET <mask_key>;"
+          " alerts: .venv/bin/linewatch-alerts --from-beginning; stop services: make stop")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="linewatch-demo", description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, help="how long the cameras run (LW_DEMO_SECONDS)")
+    parser.add_argument("--cameras", type=int, help="number of synthetic cameras (LW_DEMO_CAMERAS)")
+    args = parser.parse_args(argv)
+    overrides = {k: v for k, v in {"demo_seconds": args.seconds, "demo_cameras": args.cameras}.items() if v}
+    settings = DemoSettings(**overrides)
+    configure_logging("warning", settings.log_json)
+    try:
+        return run_demo(settings)
+    except LinewatchError as exc:
+        print(f"demo: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

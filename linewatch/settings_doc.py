@@ -1,0 +1,87 @@
+"""Generates the README's settings tables from the settings classes (one source of truth).
+
+    python -m linewatch.settings_doc           print the tables
+    python -m linewatch.settings_doc --write   rewrite the README section between its markers
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from pydantic_settings import BaseSettings
+
+from linewatch.settings import ENV_PREFIX, BaseProgramSettings, KafkaSettings, RedisSettings
+
+BEGIN, END = "<!-- settings:begin -->", "<!-- settings:end -->"
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def program_classes() -> dict[str, type[BaseSettings]]:
+    from linewatch.demo import DemoSettings
+    from producer.settings import ProducerSettings
+    from worker.alerts_consumer import AlertConsumerSettings
+    from worker.settings import WorkerSettings
+
+    return {
+        "linewatch-worker": WorkerSettings,
+        "linewatch-producer": ProducerSettings,
+        "linewatch-alerts": AlertConsumerSettings,
+        "linewatch-demo": DemoSettings,
+    }
+
+
+def _default(field) -> str:
+    if field.default_factory is not None:
+        value = field.default_factory()
+        return "(computed)" if isinstance(value, str) else f"`{json.dumps(value)}`"
+    value = field.default
+    if value is None:
+        return "unset"
+    if hasattr(value, "value"):
+        value = value.value
+    return f"`{value}`"
+
+
+def _table(fields: dict, skip: set[str] = frozenset()) -> list[str]:
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    for name, field in fields.items():
+        if name in skip:
+            continue
+        desc = (field.description or "").replace("|", "\\|")
+        rows.append(f"| `{ENV_PREFIX}{name.upper()}` | {_default(field)} | {desc} |")
+    return rows
+
+
+def render() -> str:
+    shared = {"Every program: logging": BaseProgramSettings, "Kafka connection (worker, producer, alerts, demo)": KafkaSettings,
+              "Redis connection (worker, alerts, demo)": RedisSettings}
+    common = set(BaseProgramSettings.model_fields) | set(KafkaSettings.model_fields) | set(RedisSettings.model_fields)
+    lines: list[str] = []
+    base = set(BaseProgramSettings.model_fields)
+    for title, cls in shared.items():
+        lines += [f"#### {title}", "", *_table(cls.model_fields, skip=base if cls is not BaseProgramSettings else set()), ""]
+    for program, cls in program_classes().items():
+        lines += [f"#### `{program}` ({cls.__name__})", "", *_table(cls.model_fields, skip=common), ""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def spliced(readme: str) -> str:
+    head, _, rest = readme.partition(BEGIN)
+    _, _, tail = rest.partition(END)
+    return f"{head}{BEGIN}\n{render()}{END}{tail}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--write", action="store_true")
+    args = parser.parse_args()
+    if args.write:
+        README.write_text(spliced(README.read_text()))
+    else:
+        print(render())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# One command from a fresh clone: install, start Kafka and Redis, prepare a default model, and run
+# synthetic cameras -> Kafka -> worker -> Redis + alerts with a live summary. Services keep running
+# afterwards (stop them with: make stop). Extra arguments go to `linewatch-demo` (see --help).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+bash scripts/setup.sh
+bash deploy/local/services.sh start
+exec .venv/bin/linewatch-demo "$@"

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The whole test suite on the real services: installs what is missing, starts Kafka and Redis,
+# runs pytest, stops the services it started. Extra arguments go to pytest.
+set -uo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+bash scripts/setup.sh || exit 1
+kafka_was_up=0; redis_was_up=0
+bash deploy/local/kafka.sh status >/dev/null 2>&1 && kafka_was_up=1
+bash deploy/local/redis.sh status >/dev/null 2>&1 && redis_was_up=1
+cleanup() {
+  [[ $kafka_was_up == 1 ]] || bash deploy/local/kafka.sh stop
+  [[ $redis_was_up == 1 ]] || bash deploy/local/redis.sh stop
+}
+trap cleanup EXIT
+bash deploy/local/services.sh start || exit 1
+.venv/bin/python -m pytest "$@"
