@@ -66,6 +66,7 @@ class ModelHolder:
         self.poll_s = poll_s
         self.current: ServedModel | None = None
         self._staged: ServedModel | None = None
+        self._failed: set[tuple[str, str]] = set()  # versions that failed once are not retried every poll
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="model-watch", daemon=True)
@@ -113,10 +114,13 @@ class ModelHolder:
         target = staged or current
         if target is not None and (target.name, target.version) == (name, version):
             return False
+        if (name, version) in self._failed:
+            return False
         try:
             fresh = load_served(self.store, f"{name}@{version}", self.make_engine)
         except (LinewatchError, RuntimeError, OSError, ValueError) as exc:
             metrics.MODEL_LOADS.labels("failed").inc()
+            self._failed.add((name, version))
             log.error("new model version failed to load; old one keeps serving", model=name, version=version, error=str(exc))
             return False
         metrics.MODEL_LOADS.labels("ok").inc()
