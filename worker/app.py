@@ -350,8 +350,8 @@ def main(argv: list[str] | None = None) -> int:
     worker = Worker(settings)
     try:
         worker.start()
-    except LinewatchError as exc:
-        log.error("worker could not start", error=str(exc))
+    except (LinewatchError, KafkaError, redis.RedisError) as exc:
+        log.error("worker could not start", error=str(exc), kind=type(exc).__name__)
         return 1
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: worker.request_stop())
