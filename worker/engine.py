@@ -127,9 +127,9 @@ class Engine:
 
     def collect(self, ticket: Ticket | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Wait for the oldest batch in flight (or `ticket`, which must be it) and return its results."""
-        oldest = self._inflight.popleft()
-        if ticket is not None and ticket is not oldest:
+        if ticket is not None and ticket is not self._inflight[0]:
             raise RuntimeError("batches are collected in submission order")
+        oldest = self._inflight.popleft()
         if self.cuda:
             self._finish_cuda(oldest)
         assert oldest.maps is not None and oldest.scores is not None
