@@ -27,6 +27,10 @@ from linewatch.topics import ensure_topics
 
 log = structlog.get_logger(__name__)
 
+# The demo's autoencoder: squared residual, smoothed, so the mask outlines a defect rather than
+# the part's edges (see model_store/models/autoencoder.py).
+DEMO_AE = {"map_kind": "l2", "smooth_map": True}
+
 
 class DemoSettings(KafkaSettings, RedisSettings):
     """Settings of `linewatch-demo`."""
@@ -59,7 +63,7 @@ def ensure_default_model(settings: DemoSettings) -> str:
         camera = SyntheticCamera(seed=cam + 1, width=256, height=256, defect_rate=0.0)
         frames += [camera.render(seq)[0] for seq in range(1000, 1080)]
     name, version = train_quick(
-        frames, settings.model_root, settings.demo_model, seconds=settings.demo_train_seconds
+        frames, settings.model_root, settings.demo_model, seconds=settings.demo_train_seconds, kwargs=DEMO_AE
     )
     print(f"demo: trained and published {name}@{version} as {ref}", flush=True)
     return ref

@@ -51,9 +51,10 @@ start() {
 }
 
 stop() {
-  if [[ -f $pidfile ]] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
-    redis-cli -p "$port" shutdown nosave >/dev/null 2>&1 || kill -TERM "$(cat "$pidfile")"
-    for _ in $(seq 1 50); do kill -0 "$(cat "$pidfile")" 2>/dev/null || break; sleep 0.1; done
+  local pid
+  if [[ -f $pidfile ]] && pid=$(cat "$pidfile") && kill -0 "$pid" 2>/dev/null; then
+    redis-cli -p "$port" shutdown nosave >/dev/null 2>&1 || kill -TERM "$pid"
+    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     rm -f "$pidfile"; echo "redis: stopped"
   else
     echo "redis: not stopped (not started by this script)"

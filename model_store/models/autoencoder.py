@@ -27,6 +27,7 @@ class AEConfig:
     latent: int = 128  # bottleneck channels: small enough that the net cannot copy its input
     map_kind: str = "ssim"  # "ssim": 1 - SSIM on gray; "l2": squared residual
     score_kernel: int = 11  # mean filter before the max
+    smooth_map: bool = False  # publish the mean-filtered map: masks then match what the score saw
 
 
 def _gray(x: torch.Tensor) -> torch.Tensor:
@@ -69,8 +70,10 @@ class ConvAutoencoder(AnomalyModel):
             amap = 1.0 - ssim_map(_gray(recon), _gray(x))  # [B, 1, H, W]
         else:
             amap = ((recon - x) ** 2).mean(dim=1, keepdim=True)
-        score = mean_filter(amap, self.cfg.score_kernel).amax(dim=(1, 2, 3))  # [B]
-        return amap[:, 0], score
+        smoothed = mean_filter(amap, self.cfg.score_kernel)
+        score = smoothed.amax(dim=(1, 2, 3))  # [B]
+        # A raw residual map is dominated by thin edge errors; smoothed, blobs stand out in masks.
+        return (smoothed if self.cfg.smooth_map else amap)[:, 0], score
 
     def configure_optimizers(self, cfg) -> list[torch.optim.Optimizer]:
         # 1e-3: a plain AE converges in minutes at this lr; the baseline gets the same wall clock as DRAEM.
