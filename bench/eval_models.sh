@@ -48,13 +48,13 @@ if [[ $STAGE == all || $STAGE == evaluate ]]; then
   "$PY" - "$OUT" >"$OUT/table.md" <<'PY'
 import json, sys, pathlib
 out = pathlib.Path(sys.argv[1])
-print("| model | dataset | image AUROC | pixel AUROC | pixel AP | image AUROC, simulated anomalies | train steps | epochs | train s |")
+print("| run | dataset | image AUROC | pixel AUROC | pixel AP | image AUROC, simulated anomalies | train steps | epochs | train s |")
 print("|---|---|---|---|---|---|---|---|---|")
 for f in sorted(out.glob("*.eval.json")):
     e = json.loads(f.read_text()); t = json.loads((out / f.name.replace(".eval.", ".train.")).read_text())["training"]
     sim = e.get("simulated_anomalies", {}).get("image_auroc")
     sim = f"{sim:.3f}" if sim is not None else "-"
-    print(f"| {e['model']} | {e['dataset']} | {e['image_auroc']:.3f} | {e['pixel_auroc']:.3f} | {e['pixel_ap']:.3f} | {sim} | {t['steps']} | {t['epochs']} | {t['seconds']:.0f} |")
+    print(f"| {f.name.removesuffix('.eval.json')} ({e['model']}@{e['version']}) | {e['dataset']} | {e['image_auroc']:.3f} | {e['pixel_auroc']:.3f} | {e['pixel_ap']:.3f} | {sim} | {t['steps']} | {t['epochs']} | {t['seconds']:.0f} |")
 PY
   cat "$OUT/table.md"
 fi
