@@ -39,7 +39,8 @@ class DemoSettings(KafkaSettings, RedisSettings):
     demo_cameras: int = Field(4, ge=1, le=32, description="Synthetic cameras in the demo.")
     demo_fps: float = Field(8.0, gt=0, description="Frames per second of each demo camera.")
     demo_seconds: float = Field(30.0, gt=0, description="How long the demo cameras run.")
-    demo_train_seconds: float = Field(45.0, gt=0, description="Training time of the demo's default model.")
+    demo_train_steps: int = Field(200, ge=1, description="Training steps of the demo's default model (about 30 s on 2 cores).")
+    demo_train_seconds: float = Field(300.0, gt=0, description="Upper bound on the default model's training time.")
     demo_model: str = Field("default", description="Model name the demo serves (trained if missing).")
 
 
@@ -57,13 +58,14 @@ def ensure_default_model(settings: DemoSettings) -> str:
     except LinewatchError:
         pass
     print(f"demo: no {ref} in {settings.model_root}; training one on synthetic normal frames "
-          f"({settings.demo_train_seconds:.0f} s)...", flush=True)
+          f"({settings.demo_train_steps} steps)...", flush=True)
     frames = []
     for cam in range(settings.demo_cameras):
         camera = SyntheticCamera(seed=cam + 1, width=256, height=256, defect_rate=0.0)
         frames += [camera.render(seq)[0] for seq in range(1000, 1080)]
     name, version = train_quick(
-        frames, settings.model_root, settings.demo_model, seconds=settings.demo_train_seconds, kwargs=DEMO_AE
+        frames, settings.model_root, settings.demo_model, seconds=settings.demo_train_seconds,
+        steps=settings.demo_train_steps, kwargs=DEMO_AE
     )
     print(f"demo: trained and published {name}@{version} as {ref}", flush=True)
     return ref
@@ -99,13 +101,17 @@ class AlertTally:
                     self.last = (self.last + [alert])[-3:]
 
 
-def summary(client: redis.Redis, settings: DemoSettings, cameras: list[str], sent: dict[str, int], alerts: AlertTally) -> str:
+def summary(
+    client: redis.Redis, settings: DemoSettings, sent: dict[str, int], start: dict[str, str], alerts: AlertTally
+) -> str:
+    """One table: per camera, this run's frames (history entries after `start`, the stream ID before it)."""
     keys = settings.keys
     lines = [f"{'camera':<8} {'sent':>6} {'scored':>7} {'anomalous':>9} {'last score':>10} {'latency ms':>10} {'alerts':>6}"]
-    for cam in cameras:
+    for cam, since in start.items():
         latest = {k.decode(): v.decode() for k, v in client.hgetall(keys.latest(cam)).items()}
-        scored = client.xlen(keys.history(cam))
-        anomalous = sum(1 for _, f in client.xrange(keys.history(cam)) if f.get(b"anomalous") == b"1")
+        entries = client.xrange(keys.history(cam), min=f"({since}")
+        scored = len(entries)
+        anomalous = sum(1 for _, f in entries if f.get(b"anomalous") == b"1")
         lines.append(
             f"{cam:<8} {sent.get(cam, 0):>6} {scored:>7} {anomalous:>9} "
             f"{float(latest.get('score', 'nan')):>10.3f} {float(latest.get('latency_ms', 'nan')):>10.1f} {alerts.counts.get(cam, 0):>6}"
@@ -114,6 +120,11 @@ def summary(client: redis.Redis, settings: DemoSettings, cameras: list[str], sen
         lines.append(f"  ALERT {alert.camera} frame {alert.frame_seq} score {alert.score:.3f} "
                      f"boxes {alert.boxes[:2]} mask {alert.mask_key}")
     return "\n".join(lines)
+
+
+def _last_id(client: redis.Redis, stream: str) -> str:
+    newest = client.xrevrange(stream, count=1)
+    return newest[0][0].decode() if newest else "0-0"
 
 
 def run_demo(settings: DemoSettings) -> int:
@@ -141,7 +152,7 @@ def run_demo(settings: DemoSettings) -> int:
     alerts.start()
     client = redis.Redis.from_url(settings.redis_url, **settings.redis_client_kwargs())
     cameras = [s.id for s in specs]
-    start_len = {cam: client.xlen(settings.keys.history(cam)) for cam in cameras}
+    start = {cam: _last_id(client, settings.keys.history(cam)) for cam in cameras}
     print(f"demo: {len(cameras)} cameras x {frames} frames at {settings.demo_fps:g} fps -> "
           f"{settings.topics.frames}; results under {settings.redis_prefix}:*; alerts on {settings.topics.alerts}")
     producer.start()
@@ -150,8 +161,8 @@ def run_demo(settings: DemoSettings) -> int:
         while time.monotonic() < deadline:
             time.sleep(2)
             sent = {cam: producer.counts(cam).sent for cam in cameras}
-            print("\n" + summary(client, settings, cameras, sent, alerts), flush=True)
-            scored = sum(client.xlen(settings.keys.history(c)) - start_len[c] for c in cameras)
+            print("\n" + summary(client, settings, sent, start, alerts), flush=True)
+            scored = sum(len(client.xrange(settings.keys.history(c), min=f"({start[c]}")) for c in cameras)
             if producer.finished() and scored >= sum(sent.values()):
                 break
     finally:
