@@ -49,10 +49,10 @@ def perlin_2d(shape: tuple[int, int], res: tuple[int, int], rng: np.random.Gener
     return math.sqrt(2) * ((1 - t[..., 1]) * n0 + t[..., 1] * n1)
 
 
-def perlin_mask(h: int, w: int, rng: np.random.Generator, threshold: float = 0.5) -> np.ndarray:
-    """Rotated, thresholded Perlin blob mask [h, w] float32 in {0, 1}."""
+def perlin_mask(h: int, w: int, rng: np.random.Generator, threshold: float = 0.5, max_k: int = 5) -> np.ndarray:
+    """Rotated, thresholded Perlin blob mask [h, w] float32 in {0, 1}; 2^k periods, k <= max_k."""
     side = 32 * math.ceil(max(h, w) / 32)  # a multiple of every res 2^0..2^5
-    res = (2 ** int(rng.integers(0, 6)), 2 ** int(rng.integers(0, 6)))
+    res = (2 ** int(rng.integers(0, max_k + 1)), 2 ** int(rng.integers(0, max_k + 1)))
     noise = perlin_2d((side, side), res, rng).astype(np.float32)
     rot = cv2.getRotationMatrix2D((side / 2, side / 2), float(rng.uniform(-90, 90)), 1.0)
     noise = cv2.warpAffine(noise, rot, (side, side), borderMode=cv2.BORDER_REFLECT)
@@ -105,6 +105,7 @@ class AnomalySimulator:
         clean_prob: float = 0.5,
         noise_texture_prob: float = 0.25,
         seed: int = 0,
+        shade_prob: float = 0.0,
     ) -> None:
         self.rng = np.random.default_rng(seed)
         self.h, self.w, self.c = images.shape[1:]
@@ -113,6 +114,7 @@ class AnomalySimulator:
         self.pool = images
         self.textures = self._load_textures(texture_dir) if texture_dir else None
         self.line_prob, self.clean_prob, self.noise_prob = line_prob, clean_prob, noise_texture_prob
+        self.shade_prob = shade_prob
 
     def _load_textures(self, folder: str) -> np.ndarray:
         files = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
@@ -150,11 +152,25 @@ class AnomalySimulator:
             tex = np.repeat(tex.mean(-1, keepdims=True), self.c, -1)
         return tex
 
+    def _shade(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Low-frequency brightness change with soft edges (magnetic-tile 'uneven'-like)."""
+        r = self.rng
+        hard = perlin_mask(self.h, self.w, r, threshold=0.3, max_k=1)
+        if hard.max() == 0:
+            return image, hard[..., None]
+        soft = cv2.GaussianBlur(hard, (0, 0), max(self.h, self.w) / 24)
+        gain = r.uniform(0.6, 0.85) if r.random() < 0.5 else r.uniform(1.15, 1.4)
+        aug = np.clip(image * (1 + (gain - 1) * soft[..., None]), 0, 1).astype(np.float32)
+        return aug, (soft > 0.5).astype(np.float32)[..., None]
+
     def __call__(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """image [H, W, C] -> (augmented [H, W, C], mask [H, W, 1]); clean_prob of them untouched."""
         r = self.rng
         mask = np.zeros((self.h, self.w), np.float32)
         if r.random() >= self.clean_prob:
+            # shade_prob 0 draws nothing extra, so seeded runs without it are unchanged
+            if self.shade_prob and r.random() < self.shade_prob:
+                return self._shade(image)
             if r.random() < self.line_prob:
                 mask = line_mask(self.h, self.w, r)
             else:

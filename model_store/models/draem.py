@@ -40,6 +40,7 @@ class DraemConfig:
     texture_dir: str | None = None  # DTD-like folder; None = part-derived / noise textures
     line_prob: float = 0.0  # share of thin line masks among simulated anomalies
     clean_prob: float = 0.5  # share of training samples left without anomaly (paper: half)
+    shade_prob: float = 0.0  # share of anomalies that are soft low-frequency brightness changes (ours)
     lr_milestones: list[float] = field(default_factory=lambda: [400 / 700, 600 / 700])
 
 
@@ -125,7 +126,8 @@ class DRAEM(AnomalyModel):
     def on_train_start(self, images: torch.Tensor, cfg: TrainConfig) -> None:
         pool = images.permute(0, 2, 3, 1).float().cpu().numpy()  # [N, H, W, C]
         self._simulator = AnomalySimulator(
-            pool, self.cfg.texture_dir, self.cfg.line_prob, self.cfg.clean_prob, seed=cfg.seed
+            pool, self.cfg.texture_dir, self.cfg.line_prob, self.cfg.clean_prob, seed=cfg.seed,
+            shade_prob=self.cfg.shade_prob,
         )
 
     def simulate(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

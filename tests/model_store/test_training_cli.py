@@ -128,3 +128,16 @@ def test_train_on_real_subset(tmp_path: Path, capsys) -> None:
     assert out["training"]["n_train"] + out["training"]["n_calibration"] == 12
     ev = _cli(capsys, "--store", str(tmp_path / "s"), "--threads", "1", "evaluate", "mt@v0001", str(data), "--max-images", "2")
     assert ev["n_images"] == 12 and ev["image_auroc"] is not None
+
+
+def test_shade_anomalies_are_soft_brightness_changes() -> None:
+    imgs = np.full((4, 32, 32, 3), 0.5, np.float32)
+    sim = AnomalySimulator(imgs, clean_prob=0.0, shade_prob=1.0, seed=0)
+    changed = 0
+    for i in range(10):
+        aug, mask = sim(imgs[i % 4])
+        assert aug.min() >= 0 and aug.max() <= 1 and mask.shape == (32, 32, 1)
+        if mask.any():
+            changed += 1
+            assert abs(float(aug[mask[..., 0] > 0].mean()) - 0.5) > 0.05  # darker or brighter inside
+    assert changed >= 5
