@@ -104,28 +104,19 @@ def _fit(pixels: np.ndarray, served: ServedModel) -> np.ndarray:
     return resized
 
 
-class Batcher:
+class Batcher(threading.Thread):
     """The batch thread: inbox of Items -> outbox of ScoredBatch / Rejected."""
 
     def __init__(self, inbox: "queue.Queue[object]", outbox: "queue.Queue[object]", holder: ModelHolder, policy: BatchPolicy) -> None:
+        super().__init__(name="batcher", daemon=True)
         self.inbox = inbox
         self.outbox = outbox
         self.holder = holder
         self.policy = policy
         self.busy_since: float | None = None  # monotonic start of the batch being computed, for readiness
-        self._thread = threading.Thread(target=self._run, name="batcher", daemon=True)
         self._pending: list[tuple[list[Item], np.ndarray, ServedModel, float]] = []
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def join(self, timeout: float | None = None) -> None:
-        self._thread.join(timeout)
-
-    def is_alive(self) -> bool:
-        return self._thread.is_alive()
-
-    def _run(self) -> None:
+    def run(self) -> None:
         stop = False
         while not stop:
             entries, stop = gather(self.inbox, self.policy)

@@ -40,7 +40,7 @@ class Verdicts:
     max_dead_letter_bytes: int = 8 * 1024 * 1024
 
 
-class Publisher:
+class Publisher(threading.Thread):
     """The publish thread. `acked` receives (tp, offset, epoch) for every finished item."""
 
     def __init__(
@@ -55,6 +55,7 @@ class Publisher:
         retry_max_s: float = 5.0,
         on_health: Callable[[bool], None] = lambda ok: None,
     ) -> None:
+        super().__init__(name="publisher", daemon=True)
         self.outbox = outbox
         self.acked = acked
         self.writer = writer
@@ -67,22 +68,12 @@ class Publisher:
         self._runtime: dict[str, float] = {}
         self._runtime_read = 0.0
         self._abort = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="publisher", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def join(self, timeout: float | None = None) -> None:
-        self._thread.join(timeout)
-
-    def is_alive(self) -> bool:
-        return self._thread.is_alive()
 
     def abort(self) -> None:
         """Give up retrying (shutdown past its drain deadline): unpublished offsets stay uncommitted."""
         self._abort.set()
 
-    def _run(self) -> None:
+    def run(self) -> None:
         while True:
             job = self.outbox.get()
             if job is STOP or self._abort.is_set():
