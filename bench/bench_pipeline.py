@@ -7,7 +7,8 @@
 One run, one machine, one model (random-init weights after a few training steps: speed does not
 depend on what the weights learned):
 1. bare model: the worker's own Engine, uint8 batches of `--batch` in, maps and scores out, timed
-   for `--seconds` after warm-up (tensors in, scores out; no decode, no I/O);
+   for `--seconds` after warm-up (tensors in, scores out; no decode, no I/O), once before and
+   once after the pipeline phases; the better of the two counts;
 2. pipeline throughput: `--frames` JPEG frames from 4 synthetic cameras are put on Kafka first
    (by a separate producer process), then one worker consumes them; timed from its first to its
    last result in Redis (decode, batching, model, masks, Redis, alerts, commits);
@@ -122,6 +123,7 @@ def main() -> None:
     parser.add_argument("--frame-size", type=int, default=256, help="camera frame size (JPEG, square)")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--amp", default="off", choices=["off", "fp16", "bf16"])
+    parser.add_argument("--worker-threads", type=int, default=0, help="the worker's LW_TORCH_THREADS (0: torch default)")
     parser.add_argument("--batch", type=int, default=16, help="bare-model batch = the worker's max_batch")
     parser.add_argument("--seconds", type=float, default=20, help="bare-model timing")
     parser.add_argument("--frames", type=int, default=600, help="frames for the throughput phase (all cameras)")
@@ -139,8 +141,8 @@ def main() -> None:
     spec = InputSpec(*loaded.input_size, loaded.channels)
     buckets = sorted({1, 2, 4, 8, 16, 32, args.batch})
     engine = Engine(loaded.module, spec, device, args.amp, buckets)
-    bare = bare_model(engine, args.batch, args.seconds)
-    print(f"bare model: {bare:.1f} img/s ({args.arch} {args.input_size}px, batch {args.batch}, {device})", flush=True)
+    bare_before = bare_model(engine, args.batch, args.seconds)
+    print(f"bare model: {bare_before:.1f} img/s ({args.arch} {args.input_size}px, batch {args.batch}, {device})", flush=True)
 
     base, prefix = f"bench-{uuid.uuid4().hex[:8]}", f"bench:{uuid.uuid4().hex[:8]}"
     kafka_settings = KafkaSettings(kafka_bootstrap=args.kafka, topic_base=base)
@@ -153,7 +155,7 @@ def main() -> None:
     settings = WorkerSettings(
         kafka_bootstrap=args.kafka, topic_base=base, redis_url=args.redis, redis_prefix=prefix, model="bench@production",
         model_root=root, group_id=f"bench-{base}", http_port=0, device=args.device, amp=args.amp, max_batch=args.batch,
-        max_wait_ms=10, log_level="warning", inflight_frames=max(256, 4 * args.batch), model_poll_s=0,
+        max_wait_ms=10, log_level="warning", torch_threads=args.worker_threads, inflight_frames=max(256, 4 * args.batch), model_poll_s=0,
     )
     worker = Worker(settings)
     worker.start()
@@ -175,13 +177,19 @@ def main() -> None:
     lat = latencies(client, prefix, since)
     worker.request_stop()
     thread.join(60)
+    # Bare model again after the pipeline phases: the ratio uses the better of the two, so a
+    # neighbour's load during one of them cannot flatter the pipeline.
+    bare_after = bare_model(engine, args.batch, args.seconds)
+    bare = max(bare_before, bare_after)
+    print(f"bare model again: {bare_after:.1f} img/s", flush=True)
     p50, p99 = (float(np.percentile(lat, 50)), float(np.percentile(lat, 99))) if len(lat) else (float("nan"),) * 2
     print(f"latency at {offered:.1f} frames/s offered: p50 {p50:.1f} ms, p99 {p99:.1f} ms ({len(lat)} frames)")
 
     result = {
         "when": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "machine": machine(),
         "model": {"arch": args.arch, "input_size": args.input_size, "device": str(device), "amp": args.amp},
-        "batch": args.batch, "frame_size": args.frame_size, "bare_img_s": bare, "pipeline_img_s": pipeline,
+        "batch": args.batch, "worker_torch_threads": args.worker_threads, "frame_size": args.frame_size, "bare_img_s": bare,
+        "bare_img_s_before_after": [bare_before, bare_after], "pipeline_img_s": pipeline,
         "ratio": pipeline / bare if bare else None, "offered_fps": offered, "latency_ms_p50": p50,
         "latency_ms_p99": p99, "latency_frames": int(len(lat)), "throughput_frames": count,
     }
