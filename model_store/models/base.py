@@ -1,6 +1,6 @@
 """The interface every anomaly model implements, and the training settings passed to it.
 
-Contract (agreed with the worker, see docs/HELPERS.md):
+Contract the worker relies on (worker/serving.py, worker/engine.py):
 - input  x: float32 [B, C, H, W] in [0, 1], RGB order (C = `in_channels`, 1 for gray models);
   no mean/std normalisation: a model that wants it does it inside `forward`.
 - output (amap, score): amap [B, H, W] pixel anomaly map at input size, score [B] raw image
