@@ -6,7 +6,7 @@
     linewatch-models list | show REF | promote REF ALIAS | rollback NAME ALIAS | delete REF
     linewatch-models export REF --out DIR
 
-The store root is --store, else $LINEWATCH_MODEL_STORE, else ./models. Output is JSON on stdout
+The store root is --store, else $LW_MODEL_ROOT (the worker's setting), else ./models. Output is JSON on stdout
 where a script might read it; logs go to stderr.
 """
 
@@ -47,7 +47,7 @@ def _parse_sets(items: list[str]) -> dict[str, Any]:
 def _store(args: argparse.Namespace):
     from model_store.store import ModelStore
 
-    return ModelStore(Path(args.store or os.environ.get("LINEWATCH_MODEL_STORE", "models")))
+    return ModelStore(Path(args.store or os.environ.get("LW_MODEL_ROOT", "models")))
 
 
 def _jsonable(obj: Any) -> Any:
@@ -178,7 +178,7 @@ def cmd_export(args: argparse.Namespace) -> None:
 # ---- parser ---------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="linewatch-models", description=__doc__.split("\n\n")[0])
-    p.add_argument("--store", help="store root (default $LINEWATCH_MODEL_STORE or ./models)")
+    p.add_argument("--store", help="store root (default $LW_MODEL_ROOT, the worker's setting, or ./models)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     sub = p.add_subparsers(dest="command", required=True)
 
