@@ -46,6 +46,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from model_store.models._common import init_weights
 from model_store.models.base import AnomalyModel, TrainConfig
 from model_store.registry import register_model
 
@@ -192,7 +193,7 @@ class DAAD(AnomalyModel):
         )
         self.disc = Discriminator(cfg.in_channels, cfg.disc_width)
         self.moments = RunningMoments(2)
-        self.apply(_init_weights)
+        self.apply(init_weights)  # DCGAN/DRAEM init: conv N(0, 0.02), BatchNorm N(1, 0.02)
 
     def reconstruct(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """x [B,C,H,W] -> (x_hat [B,C,H,W], addressing weights per scale)."""
@@ -254,17 +255,6 @@ class DAAD(AnomalyModel):
             _, comps = self._components(x, x_hat.detach())
             self.moments.update(comps)
         return {"loss": loss_g.item(), "rec": rec.item(), "adv": adv.item(), "entropy": ent.item(), "loss_d": loss_d.item()}
-
-
-def _init_weights(m: nn.Module) -> None:
-    """DCGAN init: conv N(0, 0.02); BatchNorm weight N(1, 0.02), bias 0."""
-    if isinstance(m, nn.Conv2d):
-        nn.init.normal_(m.weight, 0.0, 0.02)
-        if m.bias is not None:
-            nn.init.zeros_(m.bias)
-    elif isinstance(m, nn.BatchNorm2d):
-        nn.init.normal_(m.weight, 1.0, 0.02)
-        nn.init.zeros_(m.bias)
 
 
 def _create_daad(variant: str, **kwargs: Any) -> DAAD:
