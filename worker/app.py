@@ -28,7 +28,7 @@ from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
 from linewatch.contract import parse_frame_headers
-from linewatch.errors import FrameRejected, LinewatchError
+from linewatch.errors import FrameRejected, LinewatchError, ServiceUnavailable
 from linewatch.logs import configure_logging
 from linewatch.settings import check_environment
 from model_store.store import ModelStore
@@ -127,6 +127,13 @@ class Worker:
             max_partition_fetch_bytes=s.kafka_max_message_bytes + 65536,
             fetch_max_bytes=max(52428800, s.kafka_max_message_bytes * 2),
         )
+        # Know the topic's partitions before the first join: an assignor that joins without them
+        # assigns nothing, and the group may not rebalance again until another member comes.
+        if not self.consumer.partitions_for_topic(self.topics.frames):
+            raise ServiceUnavailable(
+                f"topic {self.topics.frames} does not exist; create it (LW_CREATE_TOPICS=N or "
+                "linewatch-producer --create-topics)"
+            )
         self.consumer.subscribe([self.topics.frames], listener=_Rebalance(self))
         self.batcher.start()
         self.publisher.start()

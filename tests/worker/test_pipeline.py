@@ -296,3 +296,13 @@ def _committed(kafka_bootstrap: str, group: str) -> int:
         return sum(meta.offset for meta in admin.list_group_offsets(group)[group].values())
     finally:
         admin.close()
+
+
+def test_worker_refuses_to_start_without_its_topic(worker_settings) -> None:
+    from linewatch.errors import ServiceUnavailable
+    from worker.app import Worker
+
+    worker = Worker(worker_settings(topic_base=f"missing-{uuid.uuid4().hex[:8]}"))
+    with pytest.raises(ServiceUnavailable, match="does not exist"):
+        worker.start()
+    worker.stop()
