@@ -127,9 +127,10 @@ start() {
   local cp="$libs/*"
   if [[ ! -f $run_dir/data/meta.properties ]]; then
     local cluster_id
-    cluster_id=$(java -cp "$cp" org.apache.kafka.common.Uuid 2>/dev/null || python3 -c "import base64,uuid;print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip('='))")
+    # A base64 id may start with '-': pass it as --cluster-id=<id> so it is never read as an option.
+    cluster_id=$(python3 -c "import base64,uuid;print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip('='))")
     java -Xmx256m -cp "$cp" -Dlog4j2.configurationFile="$run_dir/log4j2.properties" kafka.tools.StorageTool \
-      format --standalone -t "$cluster_id" -c "$run_dir/server.properties" >"$run_dir/format.log" 2>&1 \
+      format --standalone --cluster-id="$cluster_id" --config="$run_dir/server.properties" >"$run_dir/format.log" 2>&1 \
       || { cat "$run_dir/format.log" >&2; die "formatting storage failed"; }
   fi
   local t0; t0=$(date +%s.%N)
