@@ -51,16 +51,19 @@ LAG_EVERY_S = 5.0
 
 
 class _Rebalance(ConsumerRebalanceListener):
-    """Called from inside poll(), on the consumer thread."""
+    """kafka-python 3 calls these on its I/O thread, where a blocking call (a commit) fails: they
+    only hand the partitions to the consumer thread, which forgets them on its next turn. Work
+    already finished for them but not yet committed is redone by the next owner; the idempotent
+    Redis writes make that invisible."""
 
     def __init__(self, worker: "Worker") -> None:
         self.worker = worker
 
     def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        self.worker._release(revoked, commit=True)
+        self.worker._released.put(list(revoked))
 
     def on_partitions_lost(self, lost: list[TopicPartition]) -> None:
-        self.worker._release(lost, commit=False)
+        self.worker._released.put(list(lost))
 
     def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         log.info("partitions assigned", partitions=[f"{tp.topic}:{tp.partition}" for tp in assigned])
@@ -75,6 +78,7 @@ class Worker:
         self.inbox: queue.Queue[object] = queue.Queue()
         self.outbox: queue.Queue[object] = queue.Queue()
         self.acked: queue.Queue[tuple[tuple[str, int], int, int]] = queue.Queue()
+        self._released: queue.Queue[list[TopicPartition]] = queue.Queue()
         self._stop = threading.Event()
         self._draining = False
         self._outputs_ok = True
@@ -167,6 +171,7 @@ class Worker:
             log.warning("poll failed; retrying", error=str(exc))
             time.sleep(0.5)
             return
+        self._release()
         for records in polled.values():
             for record in records:
                 self._intake(record)
@@ -191,8 +196,7 @@ class Worker:
         else:
             self.outbox.put(STOP)
         self.publisher.join(timeout=5)
-        self._apply_acks()
-        self._commit(force=True)
+        self._final_commit()
         log.info("worker drained", in_flight=self.book.in_flight())
 
     def stop(self) -> None:
@@ -236,13 +240,24 @@ class Worker:
             self.book.ack(tp, offset, epoch)
         metrics.IN_FLIGHT.set(self.book.in_flight())
 
-    def _commit(self, force: bool = False, only: set[tuple[str, int]] | None = None) -> None:
+    def _final_commit(self, attempts: int = 50) -> None:
+        """Commit what is done; a rebalance in progress refuses commits until poll() completes it,
+        so poll (partitions paused: no new records are taken) and try again."""
+        for _ in range(attempts):
+            self._apply_acks()
+            self._release()
+            self._commit(force=True)
+            if not self.book.committable():
+                return
+            self.consumer.pause(*self.consumer.assignment())
+            self.consumer.poll(timeout_ms=100)
+        log.warning("final commit incomplete; the next owner redoes those frames", pending=self.book.committable())
+
+    def _commit(self, force: bool = False) -> None:
         now = time.monotonic()
         if not force and now - self._last_commit < COMMIT_EVERY_S:
             return
         offsets = self.book.committable()
-        if only is not None:
-            offsets = {tp: off for tp, off in offsets.items() if tp in only}
         if not offsets:
             return
         self._last_commit = now
@@ -253,16 +268,17 @@ class Worker:
             return
         self.book.mark_committed(offsets)
 
-    def _release(self, partitions: list[TopicPartition], commit: bool) -> None:
-        """Partitions leave this worker: commit what is done for them, then forget them."""
-        owned = {(tp.topic, tp.partition) for tp in partitions}
-        if commit:
-            self._apply_acks()
-            self._commit(force=True, only=owned)
-        for tp in owned:
-            self.book.forget(tp)
-        self._paused -= set(partitions)
-        log.info("partitions released", partitions=sorted(f"{t}:{p}" for t, p in owned), committed=commit)
+    def _release(self) -> None:
+        """Forget partitions the group took away (handed over by the rebalance listener)."""
+        while True:
+            try:
+                partitions = self._released.get_nowait()
+            except queue.Empty:
+                return
+            for tp in partitions:
+                self.book.forget((tp.topic, tp.partition))
+            self._paused -= set(partitions)
+            log.info("partitions released", partitions=sorted(f"{tp.topic}:{tp.partition}" for tp in partitions))
 
     # -- backpressure, health ---------------------------------------------------------------------
     def _set_outputs_ok(self, ok: bool) -> None:
