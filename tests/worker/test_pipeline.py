@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import time
 import uuid
+from dataclasses import replace
 
 import cv2
 import numpy as np
@@ -14,6 +15,7 @@ from kafka import KafkaConsumer, KafkaProducer
 from linewatch import contract as c
 from linewatch.contract import Alert, FrameMeta, frame_headers
 from producer.app import produce_synthetic
+from producer.synthetic import SyntheticCamera
 from tests.worker.helpers import history, running_worker, wait_for_results, worker_process
 from worker import metrics
 
@@ -88,7 +90,7 @@ def _send_raw(producer: KafkaProducer, topic: str, key: bytes | None, value: byt
 def test_bad_frames_are_dead_lettered_and_good_ones_scored(kafka_bootstrap, topic_base, redis_prefix, redis_client, worker_settings) -> None:
     topic = f"{topic_base}.frames"
     good = produce_synthetic(_producer_settings(kafka_bootstrap, topic_base), cameras=2, frames_per_camera=15, defect_rate=0.0)
-    image = SyntheticImage.make()
+    image = SyntheticCamera(seed=9, defect_rate=0.0).render(0)[0]
     jpeg = cv2.imencode(".jpg", image)[1].tobytes()
     meta = FrameMeta(camera="cam-bad", seq=0, capture_ns=time.time_ns(), encoding="jpeg", width=256, height=256)
     producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, max_request_size=4 * 1024 * 1024)
@@ -96,8 +98,8 @@ def test_bad_frames_are_dead_lettered_and_good_ones_scored(kafka_bootstrap, topi
         c.R_UNDECODABLE: (b"cam-bad", jpeg[: len(jpeg) // 3], frame_headers(meta)),
         c.R_MISSING_HEADER: (b"cam-bad", jpeg, []),
         c.R_UNKNOWN_SCHEMA: (b"cam-bad", jpeg, [(k, b"9" if k == c.H_SCHEMA else v) for k, v in frame_headers(meta)]),
-        c.R_WRONG_DIMENSIONS: (b"cam-bad", jpeg, frame_headers(FrameMeta(**{**_fields(meta), "width": 1920, "height": 1080}))),
-        c.R_OVERSIZE: (b"cam-bad", b"\x00" * (300 * 1024), frame_headers(FrameMeta(**{**_fields(meta), "encoding": "raw"}))),
+        c.R_WRONG_DIMENSIONS: (b"cam-bad", jpeg, frame_headers(replace(meta, width=1920, height=1080))),
+        c.R_OVERSIZE: (b"cam-bad", b"\x00" * (300 * 1024), frame_headers(replace(meta, encoding="raw"))),
         c.R_KEY_MISMATCH: (b"someone-else", jpeg, frame_headers(meta)),
     }
     for key, value, headers in cases.values():
@@ -118,18 +120,6 @@ def test_bad_frames_are_dead_lettered_and_good_ones_scored(kafka_bootstrap, topi
         assert headers[c.H_DLQ_DETAIL]
     assert sum(len(history(redis_client, redis_prefix, cam)) for cam in ("cam-1", "cam-2")) == good.sent
     assert not redis_client.exists(f"{redis_prefix}:history:cam-bad")
-
-
-class SyntheticImage:
-    @staticmethod
-    def make() -> np.ndarray:
-        from producer.synthetic import SyntheticCamera
-
-        return SyntheticCamera(seed=9, defect_rate=0.0).render(0)[0]
-
-
-def _fields(meta: FrameMeta) -> dict:
-    return {name: getattr(meta, name) for name in FrameMeta.__slots__}
 
 
 def test_restarted_worker_resumes_from_committed_offsets(kafka_bootstrap, topic_base, redis_prefix, redis_client, worker_settings) -> None:
