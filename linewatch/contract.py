@@ -48,6 +48,9 @@ R_OVERSIZE = "oversize"
 R_UNDECODABLE = "undecodable"
 R_WRONG_DIMENSIONS = "wrong_dimensions"
 R_KEY_MISMATCH = "key_mismatch"
+R_MISSING_KEY = "missing_key"
+R_UNPARSEABLE = "unparseable"  # the Kafka client could not parse the record (headers, batch, checksum)
+R_PUBLISH_REJECTED = "publish_rejected"  # Redis refused this one frame's result for good
 
 MAX_DIMENSION = 16384  # beyond any industrial camera; guards allocations from a bad header
 MAX_CAMERA_ID = 128
@@ -210,11 +213,22 @@ class Topics:
 class RedisKeys:
     """Redis key names under one prefix. Cameras never contain ':' (checked in the headers).
 
-    latest(camera)         hash: the newest result of a camera (TTL)
-    history(camera)        stream: one entry per scored frame, ID = FrameMeta.frame_id, MAXLEN ~ N
-    mask(camera, frame_id) PNG bytes of the anomaly mask at model resolution (TTL)
-    thresholds             hash: camera -> normalised threshold override, read by workers at runtime
-    cameras                set: every camera that has produced a result
+    Written by workers:
+    latest(camera)           hash: the newest result of a camera (TTL result_ttl_s)
+    history(camera)          stream: one entry per scored frame; entry IDs chosen by Redis (TTL history_ttl_s)
+    mask(camera, frame_id)   PNG bytes of the anomaly mask at model resolution (TTL mask_ttl_s)
+    frame(camera)            JPEG of the camera's newest frame, downscaled (TTL result_ttl_s)
+    frame_at(camera, frame_id)  JPEG of an anomalous frame, downscaled (TTL frame_ttl_s)
+    alerts                   stream: every alert sent to Kafka, as `alert` = Alert.to_json() (MAXLEN ~)
+    alert_state(camera)      hash: debounce window and last alert time, so the next owner of the
+                             camera's partition continues them (TTL)
+    seen(topic, partition, bucket)  hash: dedupe of scored records by source offset (TTL dedupe_ttl_s)
+    camera_index             sorted set: camera -> last result time (ms); trimmed by age and count
+    drift(camera)            hash: the camera's drift baseline and rolling summary
+    recalibrate              stream: drift events (a camera's scores or image statistics left their band)
+    Read by workers, written by people and tools:
+    thresholds               hash: camera -> normalised threshold override, read by workers at runtime
+    feedback                 stream: operator verdicts on alerts (FEEDBACK_FIELDS), written by linewatch-view
     """
 
     prefix: str
@@ -228,17 +242,59 @@ class RedisKeys:
     def mask(self, camera: str, frame_id: str) -> str:
         return f"{self.prefix}:mask:{camera}:{frame_id}"
 
+    def frame(self, camera: str) -> str:
+        return f"{self.prefix}:frame:{camera}"
+
+    def frame_at(self, camera: str, frame_id: str) -> str:
+        return f"{self.prefix}:frame:{camera}:{frame_id}"
+
+    def alert_state(self, camera: str) -> str:
+        return f"{self.prefix}:alertstate:{camera}"
+
+    def seen(self, topic: str, partition: int, bucket: int) -> str:
+        return f"{self.prefix}:seen:{topic}:{partition}:{bucket}"
+
+    def drift(self, camera: str) -> str:
+        return f"{self.prefix}:drift:{camera}"
+
+    @property
+    def alerts(self) -> str:
+        return f"{self.prefix}:alerts"
+
+    @property
+    def camera_index(self) -> str:
+        return f"{self.prefix}:index:cameras"
+
+    @property
+    def recalibrate(self) -> str:
+        return f"{self.prefix}:recalibrate"
+
     @property
     def thresholds(self) -> str:
         return f"{self.prefix}:thresholds"
 
     @property
-    def cameras(self) -> str:
-        return f"{self.prefix}:cameras"
+    def feedback(self) -> str:
+        return f"{self.prefix}:feedback"
+
+
+def frame_id(partition: int, offset: int) -> str:
+    """A frame's identity: where the broker put its record (`<partition>-<offset>` in the frames
+    topic). Assigned by Kafka, never by the sender, and the same on every replay."""
+    return f"{partition}-{offset}"
 
 
 # Fields of the latest hash and of each history entry (strings in Redis).
 RESULT_FIELDS = (
-    "camera", "seq", "frame_id", "capture_ns", "score_raw", "score", "threshold", "anomalous",
-    "model_name", "model_version", "latency_ms", "mask_key", "worker",
+    "camera", "seq", "frame_id", "capture_ns", "clock_ok", "score_raw", "score", "threshold", "anomalous",
+    "model_name", "model_version", "latency_ms", "mask_key", "frame_key", "worker",
 )
+
+# Fields of each feedback entry: an operator's verdict on an alert (or on any frame).
+FEEDBACK_FIELDS = ("camera", "frame_id", "verdict", "note", "time_ns", "user")
+VERDICT_CONFIRMED = "confirmed"
+VERDICT_FALSE_ALARM = "false_alarm"
+VERDICTS = (VERDICT_CONFIRMED, VERDICT_FALSE_ALARM)
+
+# Fields of each recalibrate (drift) event.
+DRIFT_FIELDS = ("camera", "signal", "value", "low", "high", "baseline", "time_ns", "worker")

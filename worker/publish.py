@@ -29,7 +29,8 @@ end
 redis.call('HSET', KEYS[2], unpack(fields))
 redis.call('EXPIRE', KEYS[2], ARGV[3])
 if ARGV[5] ~= '' then redis.call('SET', KEYS[3], ARGV[5], 'EX', ARGV[4]) end
-redis.call('SADD', KEYS[4], ARGV[6])
+local now = redis.call('TIME')
+redis.call('ZADD', KEYS[4], now[1] * 1000 + math.floor(now[2] / 1000), ARGV[6])
 return 1
 """
 
@@ -94,7 +95,7 @@ class ResultWriter:
             for k, v in r.fields(self.keys, self.worker_id).items():
                 flat += [k, v]
             self._script(
-                keys=[self.keys.history(cam), self.keys.latest(cam), self.keys.mask(cam, fid), self.keys.cameras],
+                keys=[self.keys.history(cam), self.keys.latest(cam), self.keys.mask(cam, fid), self.keys.camera_index],
                 args=[fid, self.history_maxlen, self.result_ttl_s, self.mask_ttl_s, r.mask.png if r.mask else b"", cam, *flat],
                 client=pipe,
             )
