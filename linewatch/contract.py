@@ -217,7 +217,10 @@ class RedisKeys:
     latest(camera)           hash: the newest result of a camera (TTL result_ttl_s)
     history(camera)          stream: one entry per scored frame; entry IDs chosen by Redis (TTL history_ttl_s)
     mask(camera, frame_id)   PNG bytes of the anomaly mask at model resolution (TTL mask_ttl_s)
-    frame(camera)            JPEG of the camera's newest frame, downscaled (TTL result_ttl_s)
+    heat_at(camera, frame_id)  PNG, 8-bit anomaly heatmap at model resolution, 128 = pixel threshold
+    frame(camera), heat(camera)  the camera's preview: JPEG of a recent frame (downscaled) and its
+                             heatmap, refreshed at most every preview_interval_ms; the latest hash's
+                             `preview_frame_id` says which frame it is (TTL result_ttl_s)
     frame_at(camera, frame_id)  JPEG of an anomalous frame, downscaled (TTL frame_ttl_s)
     alerts                   stream: every alert sent to Kafka, as `alert` = Alert.to_json() (MAXLEN ~)
     alert_state(camera)      hash: debounce window and last alert time, so the next owner of the
@@ -247,6 +250,12 @@ class RedisKeys:
 
     def frame_at(self, camera: str, frame_id: str) -> str:
         return f"{self.prefix}:frame:{camera}:{frame_id}"
+
+    def heat(self, camera: str) -> str:
+        return f"{self.prefix}:heat:{camera}"
+
+    def heat_at(self, camera: str, frame_id: str) -> str:
+        return f"{self.prefix}:heat:{camera}:{frame_id}"
 
     def alert_state(self, camera: str) -> str:
         return f"{self.prefix}:alertstate:{camera}"
@@ -287,8 +296,11 @@ def frame_id(partition: int, offset: int) -> str:
 # Fields of the latest hash and of each history entry (strings in Redis).
 RESULT_FIELDS = (
     "camera", "seq", "frame_id", "capture_ns", "clock_ok", "score_raw", "score", "threshold", "anomalous",
-    "model_name", "model_version", "latency_ms", "mask_key", "frame_key", "worker",
+    "model_name", "model_version", "latency_ms", "published_ms", "mask_key", "heat_key", "frame_key", "boxes",
+    "worker",
 )
+# Extra field of the latest hash only: the frame whose preview is in frame(camera) / heat(camera).
+PREVIEW_FIELD = "preview_frame_id"
 
 # Fields of each feedback entry: an operator's verdict on an alert (or on any frame).
 FEEDBACK_FIELDS = ("camera", "frame_id", "verdict", "note", "time_ns", "user")
