@@ -2,16 +2,33 @@
 
 Everything both sides must agree on lives here and nowhere else: topic roles, frame headers,
 the alert message, dead-letter headers and Redis key names. Producers call `frame_headers`,
-workers call `parse_frame_headers`; both raise or return the same `FrameMeta`.
+workers call `parse_frame_record`; both raise or return the same `FrameMeta`.
 
 Frame record on the frames topic
-    key     camera id (UTF-8), so one camera's frames stay ordered in one partition
+    key     camera id (UTF-8), required, so one camera's frames stay ordered in one partition
     value   encoded image: JPEG (default), PNG, or raw uint8 pixels (row-major, BGR or gray)
     headers lw-schema, lw-camera, lw-seq, lw-capture-ns, lw-encoding, lw-width, lw-height,
-            lw-channels (all ASCII)
+            lw-channels (all ASCII, each at most once)
 
 Alert record on the alerts topic: key = camera id, value = `Alert.to_json()`.
 Dead-letter record: the original key, value and headers plus lw-dlq-* headers.
+
+Frame identity does not trust clocks
+    A frame is identified by where the broker put it: `frame_id(partition, offset)` of its record
+    in the frames topic. Senders control their headers, so anything taken from them (capture
+    clock, sequence number) can be zero, a year ahead, step back with NTP or repeat; an identity or
+    an ordering built on them turns one bad value into a blocked partition or a camera whose later
+    frames all look like duplicates. The broker's offset is unique within a partition and the same
+    on every replay, so:
+    - history entries get IDs chosen by Redis (XADD *): any clock value is accepted, the stream is
+      in the order results were written;
+    - a replay (the same record read again after a crash or a rebalance) is recognised by a dedupe
+      entry keyed by topic, partition and offset (RedisKeys.seen, with a TTL), which also stores
+      the record's broker timestamp and sequence: a *different* record at the same offset (the
+      topic was deleted and recreated) is not mistaken for a replay;
+    - capture time stays data: it is published as it came, `clock_ok` says whether it was
+      plausible (not zero, not ahead of the worker's clock by more than the allowed skew, not older
+      than the allowed age), and only plausible capture times feed latency and alert cool-downs.
 """
 
 from __future__ import annotations
@@ -71,16 +88,6 @@ class FrameMeta:
     channels: int = 3
     schema: int = FRAME_SCHEMA_VERSION
 
-    @property
-    def frame_id(self) -> str:
-        """Redis stream ID of this frame's result: unique per camera, increasing with capture time.
-
-        The millisecond part comes from the capture clock (survives producer restarts, which
-        reset `seq`); the sequence part makes replays of the same frame collide, which is what
-        makes result writes idempotent.
-        """
-        return f"{self.capture_ns // 1_000_000}-{self.seq}"
-
 
 def frame_headers(meta: FrameMeta) -> list[tuple[str, bytes]]:
     """Headers for a frame record, validated the way a worker will read them."""
@@ -94,36 +101,47 @@ def frame_headers(meta: FrameMeta) -> list[tuple[str, bytes]]:
         (H_HEIGHT, str(meta.height).encode()),
         (H_CHANNELS, str(meta.channels).encode()),
     ]
-    parse_frame_headers(headers)
+    parse_frame_record(meta.camera.encode(), headers)
     return headers
 
 
+def _shown(raw: object, limit: int = 40) -> str:
+    """A sender-controlled value, cut short and repr'd for a detail message."""
+    text = repr(raw)
+    return text if len(text) <= limit else f"{text[:limit]}...({len(text)} chars)"
+
+
 def _header_map(headers: Iterable[tuple[str, bytes | None]]) -> dict[str, str]:
+    """Our headers (lw-*) as text; foreign headers are ignored, a repeated one of ours is refused."""
     found: dict[str, str] = {}
     for name, raw in headers or ():
+        if not isinstance(name, str) or not name.startswith("lw-") or name.startswith("lw-dlq-"):
+            continue
+        if name in found:
+            raise FrameRejected(R_BAD_HEADER, f"{_shown(name)} appears more than once")
         if raw is None:
             continue
         try:
             found[name] = raw.decode("ascii") if isinstance(raw, bytes) else str(raw)
         except UnicodeDecodeError as exc:
-            raise FrameRejected(R_BAD_HEADER, f"{name} is not ASCII") from exc
+            raise FrameRejected(R_BAD_HEADER, f"{_shown(name)} is not ASCII") from exc
     return found
 
 
 def _int_header(found: dict[str, str], name: str, low: int, high: int) -> int:
     if name not in found:
         raise FrameRejected(R_MISSING_HEADER, name)
-    try:
-        value = int(found[name])
-    except ValueError as exc:
-        raise FrameRejected(R_BAD_HEADER, f"{name}={found[name]!r} is not an integer") from exc
+    text = found[name]
+    if len(text) > 20 or not text.lstrip("-").isdigit():
+        raise FrameRejected(R_BAD_HEADER, f"{name}={_shown(text)} is not an integer")
+    value = int(text)
     if not low <= value <= high:
         raise FrameRejected(R_BAD_HEADER, f"{name}={value} outside [{low}, {high}]")
     return value
 
 
-def parse_frame_headers(headers: Headers | None, key: bytes | None = None) -> FrameMeta:
-    """Validate a frame record's headers (and key, when given); raise FrameRejected if bad."""
+def parse_frame_record(key: bytes | None, headers: Headers | None) -> FrameMeta:
+    """Validate a frame record's key and headers; raise FrameRejected (with a reason) if bad."""
     found = _header_map(headers or ())
     if H_SCHEMA not in found:
         raise FrameRejected(R_MISSING_HEADER, H_SCHEMA)
@@ -134,12 +152,14 @@ def parse_frame_headers(headers: Headers | None, key: bytes | None = None) -> Fr
     if not camera:
         raise FrameRejected(R_MISSING_HEADER, H_CAMERA)
     if len(camera) > MAX_CAMERA_ID or not camera.isprintable() or ":" in camera:
-        raise FrameRejected(R_BAD_HEADER, f"camera id {camera[:40]!r} (printable, no ':', <= {MAX_CAMERA_ID})")
-    if key is not None and key.decode("utf-8", "replace") != camera:
-        raise FrameRejected(R_KEY_MISMATCH, f"key {key[:40]!r} != camera {camera!r}")
+        raise FrameRejected(R_BAD_HEADER, f"camera id {_shown(camera)} (printable, no ':', <= {MAX_CAMERA_ID})")
+    if key is None:
+        raise FrameRejected(R_MISSING_KEY, f"record without a key; the key must be the camera id {camera!r}")
+    if key != camera.encode():
+        raise FrameRejected(R_KEY_MISMATCH, f"key {_shown(key)} != camera {camera!r}")
     encoding = found.get(H_ENCODING, "")
     if encoding not in ENCODINGS:
-        raise FrameRejected(R_BAD_HEADER if encoding else R_MISSING_HEADER, f"{H_ENCODING}={encoding!r}")
+        raise FrameRejected(R_BAD_HEADER if encoding else R_MISSING_HEADER, f"{H_ENCODING}={_shown(encoding)}")
     return FrameMeta(
         camera=camera,
         seq=_int_header(found, H_SEQ, 0, (1 << 63) - 1),
@@ -156,7 +176,7 @@ def dead_letter_headers(
     headers: Headers | None, reason: str, detail: str, source: str
 ) -> list[tuple[str, bytes]]:
     """The rejected record's own headers plus why and where it was rejected."""
-    kept = [(k, v) for k, v in (headers or ()) if not k.startswith("lw-dlq-") and v is not None]
+    kept = [(k, v) for k, v in (headers or ()) if isinstance(k, str) and not k.startswith("lw-dlq-") and v is not None]
     return kept + [
         (H_DLQ_REASON, reason.encode()),
         (H_DLQ_DETAIL, detail[:512].encode("utf-8", "replace")),

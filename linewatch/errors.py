@@ -6,7 +6,13 @@
     ├── ModelError
     │   ├── ModelNotFound    no such model, version or alias in the store
     │   └── ModelIntegrityError  hash, manifest or architecture mismatch; refuse to load
-    ├── PublishError         Redis or the alert topic did not acknowledge; retry, do not commit
+    ├── PublishError         an output did not acknowledge; do not commit
+    │   ├── OutputUnavailable  transient (connection, timeout, broker unavailable, Redis LOADING/BUSY):
+    │   │                      pause intake and retry
+    │   ├── OutputRefused      permanent for every record (ACL refused, topic missing, Redis OOM):
+    │   │                      not ready, say why, exit non-zero after a while
+    │   └── RecordRefused      permanent for this one record (script error on its data, too large):
+    │                          dead-letter it, the line goes on
     └── ServiceUnavailable   a local service (Kafka, Redis) could not be started or reached
 
 Kafka and Redis exceptions are translated into these only in their adapters.
@@ -46,6 +52,23 @@ class ModelIntegrityError(ModelError):
 
 class PublishError(LinewatchError):
     """An output was not acknowledged; the frame's offset must not be committed."""
+
+
+class OutputUnavailable(PublishError):
+    """A transient failure: the same write may succeed later."""
+
+
+class OutputRefused(PublishError):
+    """A permanent failure for every record (permissions, missing topic, out of memory)."""
+
+
+class RecordRefused(PublishError):
+    """A permanent failure for one record; `reason` is a dead-letter reason code."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
 
 
 class ServiceUnavailable(LinewatchError):

@@ -148,9 +148,26 @@ class ModelStore:
 
     def _read_alias(self, name: str, alias: str) -> dict[str, Any]:
         try:
-            return json.loads(self.backend.read_bytes(f"{name}/aliases/{alias}.json"))
+            data = json.loads(self.backend.read_bytes(f"{name}/aliases/{alias}.json"))
         except FileNotFoundError:
             raise ModelNotFound(f"model {name!r} has no alias {alias!r}") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ModelIntegrityError(f"alias file {name}@{alias} is not valid JSON: {exc}") from exc
+        if not isinstance(data, dict) or not isinstance(data.get("version"), str) or not _VERSION_RE.match(data["version"]):
+            raise ModelIntegrityError(f"alias file {name}@{alias} has no valid version: {str(data)[:100]}")
+        history = data.get("history", [])
+        if not isinstance(history, list) or not all(isinstance(v, str) and _VERSION_RE.match(v) for v in history):
+            raise ModelIntegrityError(f"alias file {name}@{alias} has an invalid history")
+        return data
+
+    def alias_history(self, ref: str) -> list[str]:
+        """Versions an alias pointed at, oldest first, ending with its target ([] for a version ref)."""
+        name, _, tag = ref.partition("@")
+        tag = tag or DEFAULT_ALIAS
+        if _VERSION_RE.match(tag):
+            return []
+        data = self._read_alias(_check_name("model name", name), _check_name("alias", tag))
+        return [*data.get("history", []), data["version"]]
 
     def resolve(self, ref: str) -> tuple[str, str]:
         """'name@version' | 'name@alias' | 'name' (= production) -> (name, version)."""
@@ -196,12 +213,19 @@ class ModelStore:
             return manifest
         raise RuntimeError(f"could not allocate a version for {name}")
 
-    def promote(self, name: str, version: str, alias: str = DEFAULT_ALIAS) -> None:
-        """Point `alias` at `version` atomically; the old target goes on the alias's history."""
+    def promote(self, name: str, version: str, alias: str = DEFAULT_ALIAS, verify: bool = True) -> None:
+        """Point `alias` at `version` atomically; the old target goes on the alias's history.
+
+        With `verify` (the default) the version is loaded first exactly as a worker will load it
+        (hash, architecture, weights, one forward pass): an alias never points at a version no
+        worker could serve. ModelIntegrityError says why not.
+        """
         _check_name("alias", alias)
         if _VERSION_RE.match(alias):
             raise ModelNotFound(f"alias {alias!r} looks like a version")
         name, version = self.resolve(f"{name}@{version}")
+        if verify:
+            self.load(f"{name}@{version}", device="cpu")
         try:
             cur = self._read_alias(name, alias)
         except ModelNotFound:

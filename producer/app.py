@@ -22,10 +22,10 @@ from collections.abc import Callable, Mapping, Sequence
 import structlog
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
-from prometheus_client import start_http_server
 from pydantic import ValidationError
 
 from linewatch.errors import ConfigError, LinewatchError, ServiceUnavailable
+from linewatch.health import HealthServer
 from linewatch.logs import configure_logging
 from linewatch.settings import check_environment
 from producer.capture import CameraCapture, CaptureOptions, FrameQueues, OutgoingFrame
@@ -86,7 +86,7 @@ class ProducerApp:
         self._captures: list[CameraCapture] = []
         self._sender: KafkaSender | None = None
         self._queues: FrameQueues | None = None
-        self._http: Any = None
+        self._http: HealthServer | None = None
         self._started = False
         self._closed = False
 
@@ -99,7 +99,10 @@ class ProducerApp:
         for camera in cameras:
             self.metrics.init_camera(camera)
         if s.metrics_port:
-            self._http, _ = start_http_server(s.metrics_port, registry=self.metrics.registry)
+            self._http = HealthServer(
+                s.metrics_host, s.metrics_port, self.liveness, self.readiness, registry=self.metrics.registry
+            )
+            self._http.start()
             log.info("start_step", step="metrics", port=s.metrics_port)
         if self._producer is None:
             self._producer = make_kafka_producer(s)
@@ -180,11 +183,23 @@ class ProducerApp:
                 log.warning("kafka_close_failed", error=str(exc))
         log.info("stop_step", step="kafka_producer")
         if self._http is not None:
-            self._http.shutdown()
-            self._http.server_close()
+            self._http.stop()
             log.info("stop_step", step="metrics")
 
     # -- introspection ---------------------------------------------------------------------
+
+    @property
+    def sender_alive(self) -> bool:
+        return self._sender is not None and self._sender.is_alive()
+
+    def liveness(self) -> tuple[bool, dict]:
+        """Alive while the sender thread runs: without it no frame reaches Kafka, whatever the cameras do."""
+        cameras = {c.spec.id: c.is_alive() for c in self._captures}
+        return self.sender_alive, {"sender_alive": self.sender_alive, "cameras_alive": cameras}
+
+    def readiness(self) -> tuple[bool, dict]:
+        connected = {c.spec.id: self.metrics.value("linewatch_producer_camera_connected", c.spec.id) == 1 for c in self._captures}
+        return self.sender_alive and any(connected.values()), {"sender_alive": self.sender_alive, "connected": connected}
 
     def counts(self, camera: str) -> CameraCounts:
         value = self.metrics.value
@@ -364,7 +379,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             ensure_topics(settings, args.partitions)
         app.start()
         while not stop.wait(0.5) and not app.finished():
-            pass
+            if not app.sender_alive:  # a dead sender is a dead producer: exit so a supervisor restarts it
+                log.error("sender_thread_died", error=str(app.errors))
+                return 1
         drained = app.drain(settings.drain_timeout_s)
     except LinewatchError as exc:
         log.error("producer_failed", error=str(exc))

@@ -20,7 +20,8 @@ import structlog
 
 from linewatch.contract import FrameMeta, frame_headers
 from linewatch.errors import ConfigError
-from producer.metrics import ProducerMetrics, RateLimitedLog
+from linewatch.logs import RateLimitedLog
+from producer.metrics import ProducerMetrics
 from producer.settings import CameraSpec
 from producer.sources import CameraLost, FrameSource
 
@@ -233,25 +234,23 @@ class CameraCapture(threading.Thread):
                 return
             try:
                 frame = self.source.read()
-            except (CameraLost, cv2.error) as exc:
-                self._log.warning("camera_lost", error=str(exc), seq=self.seq)
-                self.metrics.connected.labels(self.spec.id).set(0)
-                self.source.close()
+                if frame is None:
+                    self._log.info("capture_finished", reason="end_of_source", frames=self.seq)
+                    return
+                now = time.monotonic()
+                if period and self.source.live:
+                    # A live camera delivers at its own pace: skip frames to slow it down, never sleep
+                    # (sleeping would let the device buffer fill and add latency).
+                    if now < next_due:
+                        continue
+                    next_due = max(next_due + period, now)
+                self._emit(frame.image, frame.defective)
+            except Exception as exc:  # noqa: BLE001 - a source or encoder failure costs a reconnect, not the camera
+                self._lost(exc)
                 if not self._connect(after_loss=True):
                     return
                 next_due = time.monotonic()
                 continue
-            if frame is None:
-                self._log.info("capture_finished", reason="end_of_source", frames=self.seq)
-                return
-            now = time.monotonic()
-            if period and self.source.live:
-                # A live camera delivers at its own pace: skip frames to slow it down, never sleep
-                # (sleeping would let the device buffer fill and add latency).
-                if now < next_due:
-                    continue
-                next_due = max(next_due + period, now)
-            self._emit(frame.image, frame.defective)
             if period and not self.source.live:
                 next_due += period
                 delay = next_due - time.monotonic()
@@ -259,6 +258,19 @@ class CameraCapture(threading.Thread):
                     self.stop_event.wait(delay)
                 elif delay < -period:
                     next_due = time.monotonic()  # fell behind: carry on at the rate, do not burst
+
+    def _lost(self, exc: Exception) -> None:
+        """Count and log a failure of the source or the encoder, then close the source for a reconnect."""
+        self.metrics.camera_errors.labels(self.spec.id).inc()
+        self.metrics.connected.labels(self.spec.id).set(0)
+        suppressed = self._open_log.allow(f"lost:{type(exc).__name__}")
+        if suppressed is not None:
+            kind = "camera_lost" if isinstance(exc, (CameraLost, cv2.error)) else "camera_failed"
+            self._log.warning(kind, error=f"{type(exc).__name__}: {exc}", seq=self.seq, suppressed=suppressed)
+        try:
+            self.source.close()
+        except Exception as close_exc:  # noqa: BLE001 - a broken source may fail to close too; reopen anyway
+            self._log.warning("camera_close_failed", error=str(close_exc))
 
     def _emit(self, image: np.ndarray, defective: bool | None) -> None:
         capture_ns = time.time_ns()
@@ -292,7 +304,7 @@ class CameraCapture(threading.Thread):
                 self.metrics.reconnects.labels(self.spec.id).inc()
             try:
                 self.source.open()
-            except (CameraLost, cv2.error) as exc:
+            except Exception as exc:  # noqa: BLE001 - whatever a source raises, try again after a back-off
                 failures += 1
                 suppressed = self._open_log.allow(self.spec.id)
                 if suppressed is not None:

@@ -1,13 +1,10 @@
-"""The producer's Prometheus metrics, and a rate-limited logger so drops are loud but not floods.
+"""The producer's Prometheus metrics.
 
 All per-camera series are created for every configured camera at start-up, so a camera that
 never dropped a frame reports 0 rather than nothing.
 """
 
 from __future__ import annotations
-
-import threading
-import time
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, PlatformCollector, ProcessCollector
 
@@ -44,6 +41,12 @@ class ProducerMetrics:
         self.reconnects = Counter(
             "linewatch_producer_reconnects_total", "Attempts to reopen a camera after it failed.", label, registry=registry
         )
+        self.camera_errors = Counter(
+            "linewatch_producer_camera_errors_total",
+            "Failures of a camera's source or of the encoder; each costs a reconnect with back-off.",
+            label,
+            registry=registry,
+        )
         self.queue_depth = Gauge(
             "linewatch_producer_queue_depth", "Encoded frames waiting to be sent.", label, registry=registry
         )
@@ -60,7 +63,7 @@ class ProducerMetrics:
 
     def init_camera(self, camera: str) -> None:
         """Create every series of `camera` at 0 so dashboards see zeros, not gaps."""
-        for metric in (self.captured, self.dropped, self.sent, self.send_errors, self.reconnects):
+        for metric in (self.captured, self.dropped, self.sent, self.send_errors, self.reconnects, self.camera_errors):
             metric.labels(camera)
         self.queue_depth.labels(camera).set(0)
         self.connected.labels(camera).set(0)
@@ -68,28 +71,3 @@ class ProducerMetrics:
     def value(self, name: str, camera: str) -> float:
         """Current value of one camera's series, e.g. value("linewatch_producer_frames_sent_total", "cam-1")."""
         return self.registry.get_sample_value(name, {"camera": camera}) or 0.0
-
-
-class RateLimitedLog:
-    """Lets an event through at most once per `interval_s` per key, and says how many it held back.
-
-    Callers ask first and build the log line only when allowed, so a flood of drops costs a dict
-    lookup each, not a log line (or a registry scan) each.
-    """
-
-    def __init__(self, interval_s: float = 5.0) -> None:
-        self.interval_s = interval_s
-        self._lock = threading.Lock()
-        self._last: dict[str, float] = {}
-        self._suppressed: dict[str, int] = {}
-
-    def allow(self, key: str) -> int | None:
-        """None: stay quiet this time; otherwise log now, with this many events suppressed since."""
-        now = time.monotonic()
-        with self._lock:
-            last = self._last.get(key)
-            if last is not None and now - last < self.interval_s:
-                self._suppressed[key] = self._suppressed.get(key, 0) + 1
-                return None
-            self._last[key] = now
-            return self._suppressed.pop(key, 0)

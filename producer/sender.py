@@ -15,7 +15,8 @@ import structlog
 from kafka.errors import KafkaError
 
 from producer.capture import FrameQueues, OutgoingFrame
-from producer.metrics import ProducerMetrics, RateLimitedLog
+from linewatch.logs import RateLimitedLog
+from producer.metrics import ProducerMetrics
 
 log = structlog.get_logger("producer.sender")
 

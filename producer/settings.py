@@ -42,7 +42,7 @@ class CameraSpec(BaseModel):
     @field_validator("id")
     @classmethod
     def _check_id(cls, value: str) -> str:
-        # Same rule the worker applies to lw-camera (linewatch.contract.parse_frame_headers).
+        # Same rule the worker applies to lw-camera (linewatch.contract.parse_frame_record).
         if not value or len(value) > MAX_CAMERA_ID or not value.isprintable() or ":" in value:
             raise ValueError(f"camera id {value!r} must be printable, without ':', 1..{MAX_CAMERA_ID} chars")
         return value
@@ -109,7 +109,10 @@ class ProducerSettings(KafkaSettings):
     reconnect_backoff_max_s: float = Field(30.0, gt=0, description="Longest delay between reconnect attempts, seconds.")
     linger_ms: int = Field(5, ge=0, description="Kafka producer linger.ms: how long a batch waits for more frames.")
     drain_timeout_s: float = Field(30.0, gt=0, description="On shutdown, how long to wait for queued frames to reach Kafka.")
-    metrics_port: int = Field(9101, ge=0, le=65535, description="Port of the Prometheus /metrics endpoint; 0 disables it.")
+    metrics_port: int = Field(
+        9101, ge=0, le=65535, description="Port of /metrics, /healthz (sender thread alive) and /readyz; 0 disables it."
+    )
+    metrics_host: str = Field("0.0.0.0", description="Address the metrics and health endpoint binds.")
 
     @field_validator("cameras", mode="before")
     @classmethod

@@ -1,13 +1,17 @@
 """The GPU/CPU worker: one path for a frame, consume -> decode -> batch -> infer -> publish -> commit.
 
 Start reading here:
-- app.py        wiring, the consumer loop, start / drain / stop, `linewatch-worker`
-- decode.py     bytes -> checked, resized model input (thread pool)
-- batching.py   dynamic batches across cameras; model swap between batches
-- engine.py     CPU path and overlapped CUDA path (pinned buffers, streams, events, AMP, buckets)
-- serving.py    the served model and its hot reload from the model store
-- publisher.py  verdicts, masks, debounced alerts; Redis + Kafka; offsets acknowledged after both
-- publish.py    the Redis (idempotent Lua) and Kafka adapters
-- offsets.py    the pure "which offset may be committed" rule
-- scoring.py, debounce.py, metrics.py, health.py, settings.py, alerts_consumer.py
+- app.py           wiring, the consumer loop, start / drain / stop, exit codes, `linewatch-worker`
+- kafka_input.py   the frames topic: poll, pause, commit; steps over records the client cannot parse
+- records.py       Item / Rejected / ScoredBatch / STOP: what crosses the threads
+- decode.py        bytes -> size checked before decoding (imagesize.py) -> model input (thread pool)
+- batching.py      dynamic batches across cameras; model swap between batches
+- engine.py        CPU path and overlapped CUDA path (pinned buffers, streams, events, AMP, buckets)
+- serving.py       the served model, its hot reload, fallback when a version will not load
+- publisher.py     the publish thread: verdicts, masks, previews; retries by error kind; dead letters
+- sinks.py         the Redis (one idempotent Lua script per frame, debounce inside) and Kafka adapters
+- checkpoint.py    acknowledgements, commit timing, rebalance hand-over, final commit
+- offsets.py       the pure "which offset may be committed" rule
+- supervision.py   dead threads end the process; output health (transient / refused) and exit codes
+- scoring.py, previews.py, camera_state.py, metrics.py, settings.py, alerts_consumer.py
 """

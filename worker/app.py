@@ -1,16 +1,21 @@
 """The worker program: wires consume -> decode -> batch -> infer -> publish -> commit.
 
-Threads: this one (the Kafka consumer: poll, intake, pause/resume, commit; kafka-python's
-consumer is used from this thread only), a decode pool, the batch thread (worker/batching.py),
-the publish thread (worker/publisher.py), the model watcher and the HTTP endpoint.
+Threads: this one (the consumer loop: poll, intake, pause/resume, commit, watching the others;
+kafka-python's consumer is used from this thread only), a decode pool, the batch thread
+(worker/batching.py), the publish thread (worker/publisher.py), the model watcher
+(worker/serving.py) and the HTTP endpoint (linewatch/health.py).
 
-Lifecycle: `start()` connects and loads the model, `run()` consumes until `request_stop()`,
-`drain()` finishes what was taken in (publish, then commit), `stop()` leaves the group and closes.
+Lifecycle: `start()` connects and loads the model, `run()` consumes until `request_stop()` or
+until a part of the worker fails, `drain()` finishes what was taken in (publish, then commit),
+`stop()` leaves the group and closes. `run()` returns the process's exit code: 0 after a
+requested stop, 3 when outputs refused or stayed down too long, 4 when a part of the worker died
+(worker/supervision.py). SIGTERM always ends the process within drain_timeout_s + 10 s.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import queue
 import signal
 import sys
@@ -22,51 +27,35 @@ from typing import Any
 import redis
 import structlog
 import torch
-from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.coordinator.assignors.cooperative_sticky import CooperativeStickyAssignor
+from kafka import KafkaProducer
 from kafka.errors import KafkaError
-from kafka.structs import OffsetAndMetadata
 
-from linewatch.contract import parse_frame_headers
-from linewatch.errors import FrameRejected, LinewatchError, ServiceUnavailable
-from linewatch.logs import configure_logging
+from linewatch import contract as c
+from linewatch.contract import parse_frame_record
+from linewatch.errors import FrameRejected, LinewatchError
+from linewatch.health import HealthServer
+from linewatch.logs import RateLimitedLog, configure_logging
 from linewatch.settings import check_environment
 from model_store.store import ModelStore
 from worker import metrics
-from worker.batching import STOP, BatchPolicy, Batcher, Item
-from worker.debounce import Debouncer
-from worker.decode import prepare
+from worker.batching import BatchPolicy, Batcher
+from worker.checkpoint import Checkpoint
+from worker.decode import DecodeLimits, prepare
 from worker.engine import Engine, pick_device
-from worker.health import HealthServer
-from worker.offsets import OffsetBook
-from worker.publish import KafkaSender, ResultWriter
-from worker.publisher import Publisher, Verdicts
+from worker.kafka_input import FramesInput, InputBroken, InputRefused, InputUnavailable, Unreadable
+from worker.publisher import ClockCheck, Pictures, Publisher, Verdicts
+from worker.records import STOP, Item
 from worker.serving import ModelHolder
 from worker.settings import WorkerSettings
+from worker.sinks import Debounce, KafkaSender, KafkaTopicCheck, ResultWriter, Retention
+from worker.supervision import EXIT_DEAD_PART, EXIT_OUTPUTS, OutputHealth, Supervisor
 
 log = structlog.get_logger(__name__)
 
-COMMIT_EVERY_S = 0.25
 LAG_EVERY_S = 5.0
-
-
-class _Rebalance(ConsumerRebalanceListener):
-    """kafka-python 3 calls these on its I/O thread, where a blocking call (a commit) fails: they
-    only hand the partitions to the consumer thread, which forgets them on its next turn. Work
-    already finished for them but not yet committed is redone by the next owner; the idempotent
-    Redis writes make that invisible."""
-
-    def __init__(self, worker: "Worker") -> None:
-        self.worker = worker
-
-    def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        self.worker._released.put(list(revoked))
-
-    def on_partitions_lost(self, lost: list[TopicPartition]) -> None:
-        self.worker._released.put(list(lost))
-
-    def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        log.info("partitions assigned", partitions=[f"{tp.topic}:{tp.partition}" for tp in assigned])
+COMMIT_STUCK_FACTOR = 3  # commits failing for this many stall_after_s end the process
+OUTPUT_LOG_EVERY_S = 60.0
+HARD_EXIT_GRACE_S = 8.0  # SIGTERM -> exit within drain_timeout_s + 10 s, whatever the state
 
 
 class Worker:
@@ -74,26 +63,28 @@ class Worker:
         self.s = settings
         self.store = store or ModelStore(settings.model_root)
         self.topics = settings.topics
-        self.book = OffsetBook()
+        self.supervisor = Supervisor()
+        self.health = OutputHealth()
         self.inbox: queue.Queue[object] = queue.Queue()
         self.outbox: queue.Queue[object] = queue.Queue()
-        self.acked: queue.Queue[tuple[tuple[str, int], int, int]] = queue.Queue()
-        self._released: queue.Queue[list[TopicPartition]] = queue.Queue()
+        self.input: FramesInput | None = None
+        self.http: HealthServer | None = None
         self._stop = threading.Event()
         self._draining = False
-        self._outputs_ok = True
-        self._paused: set[TopicPartition] = set()
         self._heartbeat = time.monotonic()
-        self._last_commit = 0.0
         self._last_lag = 0.0
-        self.consumer: KafkaConsumer | None = None
-        self.http: HealthServer | None = None
+        self._outputs_logged = float("-inf")
+        self._input_refused_since: float | None = None
+        self._log = RateLimitedLog(interval_s=10.0)
 
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self) -> None:
         s = self.s
         if s.torch_threads:
             torch.set_num_threads(s.torch_threads)
+        # Defence in depth behind the header check: OpenCV itself refuses larger images.
+        os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(s.max_frame_pixels))
+        metrics.camera_label.max_cameras = s.metrics_max_cameras
         device = pick_device(s.device)
         self.holder = ModelHolder(
             self.store, s.model,
@@ -101,6 +92,7 @@ class Worker:
             s.model_poll_s,
         )
         self.holder.load_initial()
+        self.limits = DecodeLimits(max_bytes=s.kafka_max_message_bytes, max_pixels=s.max_frame_pixels)
         self.decode_pool = ThreadPoolExecutor(s.decode_threads, thread_name_prefix="decode")
         kafka_kwargs = s.kafka_client_kwargs()
         if s.create_topics:
@@ -109,236 +101,242 @@ class Worker:
             ensure_topics(s, s.create_topics)
         self.producer = KafkaProducer(
             **kafka_kwargs, acks="all", linger_ms=5, max_request_size=s.kafka_max_message_bytes + 65536,
-            client_id=f"{s.worker_id}-out",
+            max_block_ms=10_000, client_id=f"{s.worker_id}-out",
         )
         self.redis = redis.Redis.from_url(s.redis_url, **s.redis_client_kwargs(), socket_timeout=5, socket_connect_timeout=5)
-        self.writer = ResultWriter(self.redis, s.keys, s.worker_id, s.result_ttl_s, s.mask_ttl_s, s.history_maxlen)
-        self.batcher = Batcher(self.inbox, self.outbox, self.holder, BatchPolicy(s.max_batch, s.max_wait_ms / 1000))
+        self.topic_check = KafkaTopicCheck(kafka_kwargs)
+        self.input = FramesInput(self.topics.frames, kafka_kwargs, {
+            "group_id": s.group_id, "client_id": s.worker_id, "max_poll_records": s.max_poll_records,
+            "max_partition_fetch_bytes": s.kafka_max_message_bytes + 65536,
+            "fetch_max_bytes": max(52428800, s.kafka_max_message_bytes * 2),
+        })
+        self.checkpoint = Checkpoint(self.input.commit)
+        self.batcher = Batcher(
+            inbox=self.inbox, outbox=self.outbox, holder=self.holder,
+            policy=BatchPolicy(s.max_batch, s.max_wait_ms / 1000), supervisor=self.supervisor,
+        )
         self.publisher = Publisher(
-            self.outbox, self.acked, self.writer, KafkaSender(self.producer), self.topics,
-            Debouncer(s.debounce_n, s.debounce_m, s.alert_cooldown_s),
-            Verdicts(s.threshold, dict(s.camera_thresholds), s.masks, s.threshold_refresh_s, s.kafka_max_message_bytes),
-            s.publish_retry_max_s, on_health=self._set_outputs_ok,
+            outbox=self.outbox, checkpoint=self.checkpoint,
+            writer=ResultWriter(self.redis, s.keys, self._retention(), Debounce(s.debounce_n, s.debounce_m, s.alert_cooldown_s)),
+            sender=KafkaSender(self.producer, self.topic_check), topics=self.topics, keys=s.keys,
+            verdicts=Verdicts(s.threshold, dict(s.camera_thresholds), s.masks, s.threshold_refresh_s),
+            pictures=Pictures(s.previews, s.preview_width, s.preview_interval_ms / 1000, s.max_cameras),
+            clock=ClockCheck(s.clock_max_ahead_s, s.clock_max_age_s), health=self.health,
+            supervisor=self.supervisor, worker_id=s.worker_id, retry_max_s=s.publish_retry_max_s,
+            max_dead_letter_bytes=s.kafka_max_message_bytes,
         )
-        self.consumer = KafkaConsumer(
-            **kafka_kwargs,
-            group_id=s.group_id,
-            client_id=s.worker_id,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            partition_assignment_strategy=[CooperativeStickyAssignor],
-            max_poll_records=s.max_poll_records,
-            max_partition_fetch_bytes=s.kafka_max_message_bytes + 65536,
-            fetch_max_bytes=max(52428800, s.kafka_max_message_bytes * 2),
-        )
-        # Know the topic's partitions before the first join: an assignor that joins without them
-        # assigns nothing, and the group may not rebalance again until another member comes.
-        if not self.consumer.partitions_for_topic(self.topics.frames):
-            raise ServiceUnavailable(
-                f"topic {self.topics.frames} does not exist; create it (LW_CREATE_TOPICS=N or "
-                "linewatch-producer --create-topics)"
-            )
-        self.consumer.subscribe([self.topics.frames], listener=_Rebalance(self))
+        self.input.subscribe(self.checkpoint.released)
         self.batcher.start()
         self.publisher.start()
-        self.holder.start()
+        self.holder.start(self.supervisor)
         if s.http_port:
             self.http = HealthServer(s.http_host, s.http_port, self.liveness, self.readiness)
             self.http.start()
+        current = self.holder.current
         log.info("worker started", worker=s.worker_id, group=s.group_id, topic=self.topics.frames,
-                 model=f"{self.holder.current.name}@{self.holder.current.version}", device=str(device))
+                 model=f"{current.name}@{current.version}" if current else None, device=str(device))
+
+    def _retention(self) -> Retention:
+        s = self.s
+        return Retention(
+            result_ttl_s=s.result_ttl_s, history_ttl_s=s.history_ttl_s, history_maxlen=s.history_maxlen,
+            mask_ttl_s=s.mask_ttl_s, frame_ttl_s=s.frame_ttl_s, dedupe_ttl_s=s.dedupe_ttl_s,
+            alerts_maxlen=s.alerts_maxlen, cameras_max=s.max_cameras,
+        )
 
     def request_stop(self) -> None:
         self._stop.set()
 
-    def run(self) -> None:
-        """Consume until request_stop(); then drain and stop."""
+    def run(self) -> int:
+        """Consume until request_stop() or a failure; then drain and stop. Returns the exit code."""
         try:
-            while not self._stop.is_set():
+            while not self._stop.is_set() and not self.supervisor.failed.is_set():
                 self.step()
+        except BaseException as exc:  # noqa: BLE001 - the consumer loop itself died: say why, then exit
+            log.exception("consumer loop died")
+            self.supervisor.fail("consumer", f"{type(exc).__name__}: {exc}")
         finally:
-            self.drain()
-            self.stop()
+            try:
+                self.drain()
+            finally:
+                self.stop()
+        return self.supervisor.exit_code
 
     def step(self, poll_ms: int = 100) -> None:
         """One turn of the consumer loop (public so tests can drive a worker by hand)."""
-        assert self.consumer is not None
+        assert self.input is not None
         self._heartbeat = time.monotonic()
         self._backpressure()
         try:
-            polled = self.consumer.poll(timeout_ms=poll_ms, max_records=self.s.max_poll_records)
-        except KafkaError as exc:
-            log.warning("poll failed; retrying", error=str(exc))
+            records, unreadable = self.input.poll(poll_ms, self.s.max_poll_records)
+        except InputUnavailable as exc:
+            if self._log.allow("poll") is not None:
+                log.warning("poll failed; retrying", error=str(exc))
             time.sleep(0.5)
             return
-        self._release()
-        for records in polled.values():
-            for record in records:
-                self._intake(record)
-        self._apply_acks()
-        self._commit()
+        except InputRefused as exc:
+            self._input_refused(str(exc))
+            time.sleep(1.0)
+            return
+        except InputBroken as exc:
+            self.supervisor.fail("consumer", str(exc), EXIT_DEAD_PART)
+            return
+        self._input_refused_since = None
+        self.checkpoint.apply()
+        for record in records:
+            self._intake(record)
+        for bad in unreadable:
+            self._intake_unreadable(bad)
+        self.checkpoint.apply()
+        self.checkpoint.commit()
+        if self.checkpoint.failing_for() > COMMIT_STUCK_FACTOR * self.s.stall_after_s:
+            # Commits have failed for minutes: the client is stuck (a rebalance that never ends), or
+            # the broker has been away that long. A restart gives the group a fresh member.
+            self.supervisor.fail("consumer", f"commits failing for {self.checkpoint.failing_for():.0f} s: "
+                                 f"{self.checkpoint.last_error}", EXIT_DEAD_PART)
+        self._watch_outputs()
         self._measure_lag()
 
     def drain(self) -> None:
         """Finish every frame taken in: publish it and commit, within drain_timeout_s."""
-        if self._draining or self.consumer is None:
+        if self._draining or self.input is None:
             return
         self._draining = True
         deadline = time.monotonic() + self.s.drain_timeout_s
         self.inbox.put(STOP)
-        while self.book.in_flight() and time.monotonic() < deadline:
-            self._apply_acks(wait_s=0.1)
-            self._commit(force=True)
-        self.batcher.join(timeout=max(0.0, deadline - time.monotonic()))
-        if self.book.in_flight():
-            log.warning("drain timed out; unpublished frames stay uncommitted", in_flight=self.book.in_flight())
+        if not self.supervisor.failed.is_set():
+            while self.checkpoint.in_flight() and time.monotonic() < deadline and not self.supervisor.failed.is_set():
+                self.checkpoint.apply(wait_s=0.1)
+                self.checkpoint.commit(force=True)
+            self.batcher.join(timeout=max(0.0, deadline - time.monotonic()))
+        if self.checkpoint.in_flight():
+            log.warning("drain incomplete; unpublished frames stay uncommitted", in_flight=self.checkpoint.in_flight())
             self.publisher.abort()
         else:
             self.outbox.put(STOP)
         self.publisher.join(timeout=5)
-        self._final_commit()
-        log.info("worker drained", in_flight=self.book.in_flight())
+        self.checkpoint.finish(self.input.poll_paused, attempts=30)
+        log.info("worker drained", in_flight=self.checkpoint.in_flight())
 
     def stop(self) -> None:
         self.holder.stop()
-        if self.consumer is not None:
-            self.consumer.close(autocommit=False)  # leaves the group: its partitions move on at once
+        if self.input is not None:
+            self.input.close()
         self.producer.close(timeout=5)
+        self.topic_check.close()
         self.decode_pool.shutdown(wait=False, cancel_futures=True)
         self.redis.close()
         if self.http is not None:
             self.http.stop()
-        log.info("worker stopped")
+        log.info("worker stopped", exit_code=self.supervisor.exit_code, cause=self.supervisor.cause)
 
     # -- intake ---------------------------------------------------------------------------------
+    def _new_item(self, tp: tuple[str, int], offset: int, key: bytes | None, value: bytes | None,
+                  headers: Any, timestamp_ms: int) -> Item:
+        epoch = self.checkpoint.take(tp, offset)
+        return Item(tp, offset, epoch, key, value or b"", list(headers or []), timestamp_ms, time.monotonic(), time.time_ns())
+
     def _intake(self, record: Any) -> None:
-        tp = (record.topic, record.partition)
-        epoch = self.book.take(tp, record.offset)
-        headers = list(record.headers or [])
-        item = Item(tp, record.offset, epoch, record.key, record.value or b"", headers, time.monotonic())
+        item = self._new_item((record.topic, record.partition), record.offset, record.key, record.value,
+                              record.headers, record.timestamp)
         try:
-            item.meta = parse_frame_headers(headers, record.key)
-            metrics.FRAMES_IN.labels(item.meta.camera).inc()
-            spec = self.holder.current.spec
-            item.decoded = self.decode_pool.submit(_timed_prepare, item.value, item.meta, spec, self.s.kafka_max_message_bytes)
+            item.meta = parse_frame_record(record.key, item.headers)
         except FrameRejected as exc:
             item.rejection = exc
+        else:
+            metrics.FRAMES_IN.labels(metrics.camera_label(item.meta.camera)).inc()
+            spec = self.holder.current.spec
+            try:
+                item.decoded = self.decode_pool.submit(_timed_prepare, item.value, item.meta, spec, self.limits)
+            except RuntimeError as exc:  # the pool was shut down: no frame can be decoded any more
+                self.supervisor.fail("decode pool", str(exc))
+                item.rejection = FrameRejected(c.R_UNDECODABLE, "worker stopping: decode pool closed")
         self.inbox.put(item)
 
-    # -- commit ---------------------------------------------------------------------------------
-    def _apply_acks(self, wait_s: float = 0.0) -> None:
-        try:
-            tp, offset, epoch = self.acked.get(timeout=wait_s) if wait_s else self.acked.get_nowait()
-        except queue.Empty:
-            return
-        self.book.ack(tp, offset, epoch)
-        while True:
-            try:
-                tp, offset, epoch = self.acked.get_nowait()
-            except queue.Empty:
-                break
-            self.book.ack(tp, offset, epoch)
-        metrics.IN_FLIGHT.set(self.book.in_flight())
+    def _intake_unreadable(self, bad: Unreadable) -> None:
+        item = self._new_item(bad.tp, bad.offset, bad.key, bad.value, bad.headers, bad.timestamp_ms)
+        item.rejection = FrameRejected(c.R_UNPARSEABLE, bad.detail)
+        self.inbox.put(item)
 
-    def _final_commit(self, attempts: int = 50) -> None:
-        """Commit what is done; a rebalance in progress refuses commits until poll() completes it,
-        so poll (partitions paused: no new records are taken) and try again."""
-        for _ in range(attempts):
-            self._apply_acks()
-            self._release()
-            self._commit(force=True)
-            if not self.book.committable():
-                return
-            self.consumer.pause(*self.consumer.assignment())
-            self.consumer.poll(timeout_ms=100)
-        log.warning("final commit incomplete; the next owner redoes those frames", pending=self.book.committable())
-
-    def _commit(self, force: bool = False) -> None:
-        now = time.monotonic()
-        if not force and now - self._last_commit < COMMIT_EVERY_S:
-            return
-        offsets = self.book.committable()
-        if not offsets:
-            return
-        self._last_commit = now
-        try:
-            self.consumer.commit({TopicPartition(*tp): OffsetAndMetadata(off, "", -1) for tp, off in offsets.items()})
-        except KafkaError as exc:  # e.g. a rebalance in progress: the next turn tries again
-            log.warning("commit failed; will retry", error=str(exc))
-            return
-        self.book.mark_committed(offsets)
-
-    def _release(self) -> None:
-        """Forget partitions the group took away (handed over by the rebalance listener)."""
-        while True:
-            try:
-                partitions = self._released.get_nowait()
-            except queue.Empty:
-                return
-            for tp in partitions:
-                self.book.forget((tp.topic, tp.partition))
-            self._paused -= set(partitions)
-            log.info("partitions released", partitions=sorted(f"{tp.topic}:{tp.partition}" for tp in partitions))
-
-    # -- backpressure, health ---------------------------------------------------------------------
-    def _set_outputs_ok(self, ok: bool) -> None:
-        self._outputs_ok = ok
-
+    # -- backpressure, outputs, health ------------------------------------------------------------
     def _backpressure(self) -> None:
-        assert self.consumer is not None
-        full = self.book.in_flight() >= self.s.inflight_frames
-        should_pause = full or not self._outputs_ok
-        assigned = self.consumer.assignment()
-        if should_pause:
-            fresh = assigned - self._paused
-            if fresh:
-                self.consumer.pause(*fresh)
-                self._paused |= fresh
+        assert self.input is not None
+        full = self.checkpoint.in_flight() >= self.s.inflight_frames
+        if full or not self.health.ok:
+            if self.input.pause_all():
                 metrics.PAUSED.set(1)
                 log.info("partitions paused", reason="in-flight limit" if full else "outputs down")
-        elif self._paused:
-            self.consumer.resume(*(self._paused & assigned))
-            self._paused.clear()
+        elif self.input.resume_all():
             metrics.PAUSED.set(0)
             log.info("partitions resumed")
+
+    def _watch_outputs(self) -> None:
+        failing = self.health.failing()
+        metrics.OUTPUTS_OK.set(0 if failing else 1)
+        if not failing:
+            self._outputs_logged = float("-inf")
+            return
+        worst = next((f for f in failing if f.refused), failing[0])
+        now = time.monotonic()
+        age = now - worst.since
+        kind = "refused" if worst.refused else "unavailable"
+        if now - self._outputs_logged >= OUTPUT_LOG_EVERY_S:
+            self._outputs_logged = now
+            log.error(f"outputs {kind}", target=worst.target, cause=worst.cause, for_s=round(age, 1))
+        limit = self.s.fatal_after_s if worst.refused else self.s.outage_exit_after_s
+        if limit and age > limit:
+            self.supervisor.fail("outputs", f"{worst.target} {kind} for {age:.0f} s: {worst.cause}", EXIT_OUTPUTS)
+
+    def _input_refused(self, cause: str) -> None:
+        now = time.monotonic()
+        if self._input_refused_since is None:
+            self._input_refused_since = now
+            log.error("input refused", cause=cause)
+        if now - self._input_refused_since > self.s.fatal_after_s:
+            self.supervisor.fail("input", cause, EXIT_OUTPUTS)
 
     def _measure_lag(self) -> None:
         now = time.monotonic()
         if now - self._last_lag < LAG_EVERY_S:
             return
         self._last_lag = now
-        for tp in self.consumer.assignment():
-            end = self.consumer.highwater(tp)
-            if end is None:
-                continue
-            try:
-                position = self.consumer.position(tp, timeout_ms=1000)
-            except KafkaError:
-                continue
-            if position is not None:
-                metrics.LAG.labels(tp.topic, str(tp.partition)).set(max(0, end - position))
+        for (topic, partition), lag in self.input.lag().items():
+            metrics.LAG.labels(topic, str(partition)).set(lag)
+
+    def _outputs_detail(self) -> str:
+        failing = self.health.failing()
+        if not failing:
+            return "ok"
+        return "; ".join(f"{'refused' if f.refused else 'unavailable'}: {f.target}: {f.cause}" for f in failing)
 
     def liveness(self) -> tuple[bool, dict]:
         age = time.monotonic() - self._heartbeat
         threads = self.batcher.is_alive() and self.publisher.is_alive()
-        return (age < 60 and threads), {"loop_age_s": round(age, 2), "threads_alive": threads}
+        ok = age < 60 and threads and not self.supervisor.failed.is_set()
+        return ok, {"loop_age_s": round(age, 2), "threads_alive": threads, "failed": self.supervisor.cause}
 
     def readiness(self) -> tuple[bool, dict]:
         current = self.holder.current
-        assigned = len(self.consumer.assignment()) if self.consumer else 0
+        assigned = len(self.input.assignment()) if self.input else 0
         busy = self.batcher.busy_since
-        stalled = busy is not None and time.monotonic() - busy > self.s.stall_after_s
-        ok = current is not None and assigned > 0 and not stalled and not self._draining
+        batch_stalled = busy is not None and time.monotonic() - busy > self.s.stall_after_s
+        stalled = [f"{t}:{p}" for t, p in self.checkpoint.stalled(self.s.stall_after_s)]
+        ok = (
+            current is not None and assigned > 0 and not batch_stalled and not stalled and self.health.ok
+            and self._input_refused_since is None and not self._draining and not self.supervisor.failed.is_set()
+        )
         return ok, {
-            "model": f"{current.name}@{current.version}" if current else None,
-            "partitions": assigned, "stalled": stalled, "outputs_ok": self._outputs_ok, "draining": self._draining,
+            "model": f"{current.name}@{current.version}" if current else None, "model_fallback": self.holder.fallback,
+            "partitions": assigned, "batch_stalled": batch_stalled, "stalled_partitions": stalled,
+            "outputs": self._outputs_detail(), "input_refused": self._input_refused_since is not None,
+            "draining": self._draining, "failed": self.supervisor.cause,
         }
 
 
-def _timed_prepare(value: bytes, meta: Any, spec: Any, max_bytes: int) -> Any:
+def _timed_prepare(value: bytes, meta: Any, spec: Any, limits: DecodeLimits) -> Any:
     started = time.monotonic()
     try:
-        return prepare(value, meta, spec, max_bytes)
+        return prepare(value, meta, spec, limits)
     finally:
         metrics.STAGE_SECONDS.labels("decode").observe(time.monotonic() - started)
 
@@ -348,13 +346,29 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         prog="linewatch-worker",
         description="Consume camera frames from Kafka, score them with a model from the store, publish "
         "scores and masks to Redis and alerts to Kafka. Settings come from LW_* environment variables "
-        "(README: Settings); the options below override a few of them.",
+        "(README: Settings); the options below override a few of them. Exit codes: 0 stopped on request, "
+        "1 could not start, 2 bad settings, 3 outputs refused or down too long, 4 a part of the worker died.",
     )
     parser.add_argument("--model", help="model reference, e.g. draem@production (LW_MODEL)")
     parser.add_argument("--model-root", help="model store folder (LW_MODEL_ROOT)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], help="inference device (LW_DEVICE)")
     parser.add_argument("--http-port", type=int, help="metrics/health port, 0 = off (LW_HTTP_PORT)")
     return parser.parse_args(argv)
+
+
+def _on_signal(worker: Worker) -> None:
+    """Stop intake and drain; and make sure the process ends even if draining hangs."""
+    first = not worker._stop.is_set()
+    worker.request_stop()
+    if first:
+        timer = threading.Timer(worker.s.drain_timeout_s + HARD_EXIT_GRACE_S, _hard_exit)
+        timer.daemon = True
+        timer.start()
+
+
+def _hard_exit() -> None:
+    log.error("shutdown did not finish in time; exiting without a clean stop")
+    os._exit(EXIT_DEAD_PART)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -377,9 +391,8 @@ def main(argv: list[str] | None = None) -> int:
         log.error("worker could not start", error=str(exc), kind=type(exc).__name__)
         return 1
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: worker.request_stop())
-    worker.run()
-    return 0
+        signal.signal(sig, lambda *_: _on_signal(worker))
+    return worker.run()
 
 
 if __name__ == "__main__":

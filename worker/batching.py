@@ -9,56 +9,23 @@ Between batches it swaps in a newly staged model version.
 from __future__ import annotations
 
 import queue
-import threading
 import time
-from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
 import structlog
 
-from linewatch.contract import FrameMeta
+from linewatch import contract as c
 from linewatch.errors import FrameRejected
+from linewatch.logs import RateLimitedLog
 from worker import metrics
+from worker.records import STOP, Item, Rejected, ScoredBatch
 from worker.serving import ModelHolder, ServedModel
+from worker.supervision import SupervisedThread, Supervisor
 
 log = structlog.get_logger(__name__)
-
-STOP = object()  # sentinel that ends a thread's queue
-
-
-@dataclass(slots=True)
-class Item:
-    """One record between intake and commit."""
-
-    tp: tuple[str, int]
-    offset: int
-    epoch: int
-    key: bytes | None
-    value: bytes
-    headers: list[tuple[str, bytes]]
-    taken_at: float  # time.monotonic() at intake
-    meta: FrameMeta | None = None
-    decoded: Future | None = None
-    rejection: FrameRejected | None = None
-
-
-@dataclass(slots=True)
-class ScoredBatch:
-    items: list[Item]
-    pixels: np.ndarray  # uint8 [B, H, W, C] as the model saw them
-    maps: np.ndarray  # float32 [B, H, W]
-    scores: np.ndarray  # float32 [B] raw image scores
-    served: ServedModel
-    infer_s: float = 0.0
-
-
-@dataclass(slots=True)
-class Rejected:
-    item: Item
-    reason: str
-    detail: str
+_internal_log = RateLimitedLog(interval_s=30.0)
 
 
 @dataclass
@@ -104,11 +71,19 @@ def _fit(pixels: np.ndarray, served: ServedModel) -> np.ndarray:
     return resized
 
 
-class Batcher(threading.Thread):
+class Batcher(SupervisedThread):
     """The batch thread: inbox of Items -> outbox of ScoredBatch / Rejected."""
 
-    def __init__(self, inbox: "queue.Queue[object]", outbox: "queue.Queue[object]", holder: ModelHolder, policy: BatchPolicy) -> None:
-        super().__init__(name="batcher", daemon=True)
+    def __init__(
+        self,
+        *,
+        inbox: "queue.Queue[object]",
+        outbox: "queue.Queue[object]",
+        holder: ModelHolder,
+        policy: BatchPolicy,
+        supervisor: Supervisor,
+    ) -> None:
+        super().__init__("batcher", supervisor)
         self.inbox = inbox
         self.outbox = outbox
         self.holder = holder
@@ -116,7 +91,7 @@ class Batcher(threading.Thread):
         self.busy_since: float | None = None  # monotonic start of the batch being computed, for readiness
         self._pending: list[tuple[list[Item], np.ndarray, ServedModel, float]] = []
 
-    def run(self) -> None:
+    def loop(self) -> None:
         stop = False
         while not stop:
             entries, stop = gather(self.inbox, self.policy)
@@ -144,6 +119,11 @@ class Batcher(threading.Thread):
                 frames.append((item, item.decoded.result()))
             except FrameRejected as exc:
                 self.outbox.put(Rejected(item, exc.reason, exc.detail))
+            except Exception as exc:  # noqa: BLE001 - one record's bytes must not stop the line, whatever they trigger
+                detail = f"internal decoder error: {type(exc).__name__}: {exc}"
+                if _internal_log.allow(type(exc).__name__) is not None:
+                    log.error("decoder raised on a record; dead-lettering it", source=item.source, error=detail)
+                self.outbox.put(Rejected(item, c.R_UNDECODABLE, detail[:300]))
         return frames
 
     def _submit(self, frames: list[tuple[Item, np.ndarray]]) -> None:

@@ -1,7 +1,10 @@
-"""Frame bytes -> the model's input: decode, check against the headers, convert colour, resize.
+"""Frame bytes -> the model's input: check the size, decode, check against the headers, resize.
 
-Runs in a thread pool (OpenCV releases the GIL). Anything wrong with a frame raises
-FrameRejected with a reason code, which sends the record to the dead-letter topic.
+Runs in a thread pool (OpenCV releases the GIL). The size the image bytes declare is read
+before decoding (worker/imagesize.py), so a frame whose bytes would decode to more pixels than
+its headers say, or than the configured cap, is refused before anything is allocated. Anything
+wrong with a frame raises FrameRejected with a reason code, which sends the record to the
+dead-letter topic.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import numpy as np
 from linewatch import contract as c
 from linewatch.contract import FrameMeta
 from linewatch.errors import FrameRejected
+from worker.imagesize import declared_size
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +29,14 @@ class InputSpec:
     channels: int = 3
 
 
+@dataclass(frozen=True, slots=True)
+class DecodeLimits:
+    """Bounds on what one frame may cost before it is decoded."""
+
+    max_bytes: int = 8 * 1024 * 1024
+    max_pixels: int = 4096 * 4096
+
+
 def _reduced_flag(meta: FrameMeta, spec: InputSpec) -> int:
     """Let libjpeg decode at 1/2, 1/4 or 1/8 size when the model needs no more: much cheaper."""
     for factor, flag in ((8, cv2.IMREAD_REDUCED_COLOR_8), (4, cv2.IMREAD_REDUCED_COLOR_4), (2, cv2.IMREAD_REDUCED_COLOR_2)):
@@ -33,14 +45,31 @@ def _reduced_flag(meta: FrameMeta, spec: InputSpec) -> int:
     return cv2.IMREAD_COLOR
 
 
-def decode_image(value: bytes, meta: FrameMeta, spec: InputSpec) -> np.ndarray:
-    """Decode `value` to BGR uint8 (H, W, 3), possibly reduced; reject what the headers do not describe."""
+def check_size(value: bytes, meta: FrameMeta, limits: DecodeLimits) -> None:
+    """Refuse, before decoding, a frame that is too large or whose bytes disagree with its headers."""
     if not value:
         raise FrameRejected(c.R_UNDECODABLE, "empty value")
+    if len(value) > limits.max_bytes:
+        raise FrameRejected(c.R_OVERSIZE, f"{len(value)} bytes > limit {limits.max_bytes}")
+    if meta.width * meta.height > limits.max_pixels:
+        raise FrameRejected(c.R_OVERSIZE, f"headers say {meta.width}x{meta.height} > {limits.max_pixels} pixels")
     if meta.encoding == "raw":
         expected = meta.width * meta.height * meta.channels
         if len(value) != expected:
             raise FrameRejected(c.R_WRONG_DIMENSIONS, f"raw frame has {len(value)} bytes, headers say {expected}")
+        return
+    size = declared_size(value, meta.encoding)
+    if size is None:
+        raise FrameRejected(c.R_UNDECODABLE, f"no {meta.encoding} header with a size in the first bytes")
+    if size != (meta.width, meta.height):
+        raise FrameRejected(
+            c.R_WRONG_DIMENSIONS, f"{meta.encoding} declares {size[0]}x{size[1]}, headers say {meta.width}x{meta.height}"
+        )
+
+
+def decode_image(value: bytes, meta: FrameMeta, spec: InputSpec) -> np.ndarray:
+    """Decode checked bytes to BGR uint8 (H, W, 3), reduced when the model needs less."""
+    if meta.encoding == "raw":
         image = np.frombuffer(value, np.uint8).reshape(meta.height, meta.width, meta.channels)
         if meta.channels == 1:
             return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
@@ -70,10 +99,9 @@ def to_model_input(image_bgr: np.ndarray, spec: InputSpec) -> np.ndarray:
     return cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB)
 
 
-def prepare(value: bytes, meta: FrameMeta, spec: InputSpec, max_bytes: int) -> np.ndarray:
-    """The whole decode step for one record; FrameRejected on any problem."""
-    if len(value) > max_bytes:
-        raise FrameRejected(c.R_OVERSIZE, f"{len(value)} bytes > limit {max_bytes}")
+def prepare(value: bytes, meta: FrameMeta, spec: InputSpec, limits: DecodeLimits) -> np.ndarray:
+    """The whole decode step for one record; FrameRejected on any problem with the frame."""
+    check_size(value, meta, limits)
     try:
         return to_model_input(decode_image(value, meta, spec), spec)
     except cv2.error as exc:  # OpenCV's own failures on malformed data

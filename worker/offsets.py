@@ -83,3 +83,7 @@ class OffsetBook:
 
     def in_flight(self) -> int:
         return sum(p.in_flight for p in self._parts.values())
+
+    def in_flight_of(self, tp: tuple[str, int]) -> int:
+        part = self._parts.get(tp)
+        return part.in_flight if part is not None else 0

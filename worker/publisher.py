@@ -1,9 +1,15 @@
-"""Scored batches and rejected records -> Redis and Kafka -> acknowledged offsets.
+"""The publish thread: scored batches and rejected records -> Redis and Kafka -> acknowledged offsets.
 
-The publish thread turns model outputs into verdicts (thresholds, masks, debounced alerts),
-writes them, and only when Redis *and* Kafka acknowledged everything for an item does it pass the
-item's offset back for commit. While an output is down it retries with back-off and reports
-itself unhealthy, which makes the consumer pause its partitions.
+For a scored batch it turns model outputs into verdicts (thresholds, masks, heatmaps, previews),
+writes each frame's result with one Redis script (worker/sinks.py: idempotent, debounce and
+alert decision inside), sends the alerts the script decided, and only then acknowledges the
+items' offsets. A rejected record, or a frame Redis refused for good, goes to the dead-letter
+topic and is acknowledged once the broker confirmed it.
+
+Failures have a kind (linewatch/errors.py). Transient ones and refusals of every record are
+retried with back-off while OutputHealth says so (intake pauses, readiness reports the cause;
+the consumer loop ends the process if it lasts too long). A refusal of one record sends that
+record to the dead-letter topic: the line goes on.
 """
 
 from __future__ import annotations
@@ -12,185 +18,292 @@ import queue
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterator, TypeVar
 
 import numpy as np
 import structlog
 
 from linewatch import contract as c
-from linewatch.contract import Alert, Topics
-from linewatch.errors import PublishError
+from linewatch.contract import Alert, RedisKeys, Topics
+from linewatch.errors import OutputRefused, OutputUnavailable, PublishError, RecordRefused
+from linewatch.logs import RateLimitedLog
 from worker import metrics
-from worker.batching import STOP, Item, Rejected, ScoredBatch
-from worker.debounce import Debouncer
-from worker.publish import FrameResult, KafkaSender, OutRecord, ResultWriter
+from worker.checkpoint import Checkpoint
+from worker.previews import PreviewClock, heat_png, preview_jpeg
+from worker.records import STOP, Item, Rejected, ScoredBatch
 from worker.scoring import anomaly_mask, effective_threshold
+from worker.sinks import FrameWrite, KafkaSender, OutRecord, ResultWriter, Written, boxes_json
+from worker.supervision import OutputHealth, Supervisor, SupervisedThread
 
 log = structlog.get_logger(__name__)
+T = TypeVar("T")
 
 
-@dataclass
+@dataclass(frozen=True)
 class Verdicts:
-    """Threshold sources and mask policy the publisher applies."""
+    """Threshold sources and mask policy."""
 
     default_threshold: float = 0.5
     configured: dict[str, float] = field(default_factory=dict)
     masks: str = "all"  # all | anomalous | none
     refresh_s: float = 2.0
-    max_dead_letter_bytes: int = 8 * 1024 * 1024
 
 
-class Publisher(threading.Thread):
-    """The publish thread. `acked` receives (tp, offset, epoch) for every finished item."""
+@dataclass(frozen=True)
+class Pictures:
+    """Preview JPEGs and heatmaps for the live view (off: neither is written)."""
+
+    enabled: bool = True
+    width: int = 320
+    interval_s: float = 0.25
+    max_cameras: int = 1000
+
+
+@dataclass(frozen=True)
+class ClockCheck:
+    """When a capture time is plausible: not zero, not ahead of the worker, not older than the topic keeps."""
+
+    max_ahead_s: float = 60.0
+    max_age_s: float = 86400.0
+
+    def plausible(self, capture_ns: int, received_ns: int) -> bool:
+        return capture_ns > 0 and received_ns - self.max_age_s * 1e9 <= capture_ns <= received_ns + self.max_ahead_s * 1e9
+
+
+def _backoff(first_s: float, max_s: float) -> Iterator[float]:
+    delay = first_s
+    while True:
+        yield delay
+        delay = min(delay * 2, max_s)
+
+
+class Publisher(SupervisedThread):
+    """The publish thread; every item it finishes is acknowledged to the checkpoint."""
 
     def __init__(
         self,
+        *,
         outbox: "queue.Queue[object]",
-        acked: "queue.Queue[tuple[tuple[str, int], int, int]]",
+        checkpoint: Checkpoint,
         writer: ResultWriter,
         sender: KafkaSender,
         topics: Topics,
-        debouncer: Debouncer,
+        keys: RedisKeys,
         verdicts: Verdicts,
+        pictures: Pictures,
+        clock: ClockCheck,
+        health: OutputHealth,
+        supervisor: Supervisor,
+        worker_id: str,
         retry_max_s: float = 5.0,
-        on_health: Callable[[bool], None] = lambda ok: None,
+        max_dead_letter_bytes: int = 8 * 1024 * 1024,
     ) -> None:
-        super().__init__(name="publisher", daemon=True)
-        self.outbox = outbox
-        self.acked = acked
-        self.writer = writer
-        self.sender = sender
-        self.topics = topics
-        self.debouncer = debouncer
-        self.verdicts = verdicts
+        super().__init__("publisher", supervisor)
+        self.outbox, self.checkpoint, self.writer, self.sender = outbox, checkpoint, writer, sender
+        self.topics, self.keys, self.verdicts, self.pictures, self.clock = topics, keys, verdicts, pictures, clock
+        self.health, self.worker_id = health, worker_id
         self.retry_max_s = retry_max_s
-        self.on_health = on_health
+        self.max_dead_letter_bytes = max_dead_letter_bytes
+        self.previews = PreviewClock(pictures.interval_s, pictures.max_cameras)
         self._runtime: dict[str, float] = {}
-        self._runtime_read = 0.0
+        self._runtime_read = float("-inf")
         self._abort = threading.Event()
+        self._log = RateLimitedLog(interval_s=10.0)
 
     def abort(self) -> None:
         """Give up retrying (shutdown past its drain deadline): unpublished offsets stay uncommitted."""
         self._abort.set()
 
-    def run(self) -> None:
+    def loop(self) -> None:
         while True:
             job = self.outbox.get()
             if job is STOP or self._abort.is_set():
                 return
             if isinstance(job, Rejected):
-                self._dead_letter(job)
+                self._dead_letter([(job.item, job.reason, job.detail)])
             elif isinstance(job, ScoredBatch):
                 self._publish(job)
 
-    # -- retry ----------------------------------------------------------------------------------
-    def _until_done(self, target: str, action: Callable[[], object]) -> bool:
-        delay = 0.1
-        while not self._abort.is_set():
-            try:
-                action()
-            except PublishError as exc:
-                metrics.PUBLISH_FAILURES.labels(target).inc()
-                self.on_health(False)
-                log.warning("publish failed; retrying", target=target, error=str(exc), retry_in_s=delay)
-                self._abort.wait(delay)
-                delay = min(delay * 2, self.retry_max_s)
-                continue
-            self.on_health(True)
-            return True
-        return False
+    # -- delivery with retries --------------------------------------------------------------------
+    def _deliver(self, target: str, count: int, send: Callable[[list[int]], list[T | PublishError]]) -> dict[int, T | RecordRefused] | None:
+        """Send `count` things until each is done or refused for good; None if aborted first.
 
-    def _ack(self, items: list[Item]) -> None:
-        for item in items:
-            self.acked.put((item.tp, item.offset, item.epoch))
+        `send(indices)` returns one outcome per index or raises for the whole attempt. Outcomes
+        that are OutputUnavailable / OutputRefused are retried after a back-off.
+        """
+        done: dict[int, T | RecordRefused] = {}
+        pending = list(range(count))
+        delays = _backoff(0.1, self.retry_max_s)
+        while pending:
+            if self._abort.is_set():
+                return None
+            failure: PublishError | None = None
+            try:
+                outcomes = send(pending)
+            except (OutputUnavailable, OutputRefused) as exc:
+                failure, outcomes = exc, [exc] * len(pending)
+            retry = []
+            for i, outcome in zip(pending, outcomes):
+                if isinstance(outcome, (OutputUnavailable, OutputRefused)):
+                    retry.append(i)
+                    failure = outcome
+                else:
+                    done[i] = outcome  # a result, or a RecordRefused the caller dead-letters
+            pending = retry
+            if failure is not None:
+                self._failed(target, failure)
+                self._abort.wait(next(delays))
+        self.health.up(target)
+        return done
+
+    def _failed(self, target: str, error: PublishError) -> None:
+        kind = "refused" if isinstance(error, OutputRefused) else "unavailable"
+        metrics.PUBLISH_FAILURES.labels(target, kind).inc()
+        self.health.down(target, error)
+        suppressed = self._log.allow(f"{target}:{kind}")
+        if suppressed is not None:
+            log.warning("publish failed; retrying", target=target, kind=kind, error=str(error), suppressed=suppressed)
 
     # -- dead letters -----------------------------------------------------------------------------
-    def _dead_letter(self, job: Rejected) -> None:
-        item = job.item
-        source = f"{item.tp[0]}:{item.tp[1]}:{item.offset}"
-        value = item.value[: self.verdicts.max_dead_letter_bytes]
-        record = OutRecord(
+    def _dead_letter_record(self, item: Item, reason: str, detail: str, shrink: int) -> OutRecord:
+        """shrink 0: everything; 1: without the value; 2: only our own headers."""
+        value = item.value[: self.max_dead_letter_bytes] if shrink == 0 else b""
+        original = item.headers if shrink < 2 else []
+        if shrink:
+            detail = f"{detail} [dead letter shrunk: {'value' if shrink == 1 else 'value and headers'} dropped]"
+        return OutRecord(
             topic=self.topics.dead_letter,
-            key=item.key or b"",
+            key=(item.key or b"")[:1024] if shrink < 2 else b"",
             value=value,
-            headers=c.dead_letter_headers(item.headers, job.reason, job.detail, source),
+            headers=c.dead_letter_headers(original, reason, detail, item.source),
         )
-        if self._until_done("dead_letter", lambda: self.sender.send_all([record])):
-            metrics.DEAD_LETTERED.labels(job.reason).inc()
-            log.warning("frame dead-lettered", reason=job.reason, detail=job.detail, source=source)
-            self._ack([item])
 
-    # -- results --------------------------------------------------------------------------------
+    def _dead_letter(self, rejected: list[tuple[Item, str, str]]) -> None:
+        def send(indices: list[int]) -> list[PublishError | None]:
+            outcome: dict[int, PublishError | None] = {}
+            todo = list(indices)
+            for shrink in (0, 1, 2):  # a record Kafka finds too large is sent again, smaller
+                if not todo:
+                    break
+                outs = self.sender.send_all([self._dead_letter_record(*rejected[i], shrink) for i in todo])
+                todo_next = []
+                for i, out in zip(todo, outs):
+                    if isinstance(out, RecordRefused) and shrink < 2:
+                        todo_next.append(i)
+                    elif isinstance(out, RecordRefused):  # not even our own headers fit: none ever will
+                        outcome[i] = OutputRefused(f"kafka refuses even a minimal dead-letter record: {out}")
+                    else:
+                        outcome[i] = out
+                todo = todo_next
+            return [outcome[i] for i in indices]
+
+        if self._deliver("dead_letter", len(rejected), send) is None:
+            return
+        for item, reason, detail in rejected:
+            metrics.DEAD_LETTERED.labels(reason).inc()
+            suppressed = self._log.allow(f"dead_letter:{reason}")
+            if suppressed is not None:
+                log.warning("frame dead-lettered", reason=reason, detail=detail, source=item.source, suppressed=suppressed)
+            self.checkpoint.ack(item)
+
+    # -- results ----------------------------------------------------------------------------------
     def _thresholds(self) -> dict[str, float]:
         now = time.monotonic()
         if now - self._runtime_read >= self.verdicts.refresh_s:
+            self._runtime_read = now
             try:
                 self._runtime = self.writer.runtime_thresholds()
-                self._runtime_read = now
             except PublishError as exc:
-                log.warning("runtime thresholds unreadable; keeping the last ones", error=str(exc))
+                if self._log.allow("thresholds") is not None:
+                    log.warning("runtime thresholds unreadable; keeping the last ones", error=str(exc))
         return self._runtime
 
-    def _results(self, job: ScoredBatch) -> tuple[list[FrameResult], list[OutRecord]]:
-        served = job.served
-        normalised = np.asarray(served.normalise(np.asarray(job.scores, np.float64)), np.float64)
-        runtime = self._thresholds()
-        now_ns = time.time_ns()
-        results: list[FrameResult] = []
-        alerts: list[OutRecord] = []
-        for i, item in enumerate(job.items):
-            meta = item.meta
-            assert meta is not None
-            threshold = effective_threshold(
-                meta.camera, runtime, self.verdicts.configured, served.camera_thresholds, self.verdicts.default_threshold
-            )
-            score = float(normalised[i])
-            anomalous = score >= threshold
-            want_mask = self.verdicts.masks == "all" or (self.verdicts.masks == "anomalous" and anomalous)
-            mask = anomaly_mask(job.maps[i], served.pixel_threshold) if want_mask or anomalous else None
-            result = FrameResult(
-                meta=meta, score_raw=float(job.scores[i]), score=score, threshold=threshold, anomalous=anomalous,
-                model_name=served.name, model_version=served.version,
-                latency_ms=(now_ns - meta.capture_ns) / 1e6, mask=mask if want_mask else None,
-            )
-            results.append(result)
-            if self.debouncer.observe(meta.camera, anomalous, meta.capture_ns):
-                alerts.append(self._alert(result, mask))
-        return results, alerts
-
-    def _alert(self, result: FrameResult, mask) -> OutRecord:
-        meta = result.meta
-        alert = Alert(
-            camera=meta.camera, frame_seq=meta.seq, capture_ns=meta.capture_ns, score_raw=result.score_raw,
-            score=result.score, threshold=result.threshold, model_name=result.model_name,
-            model_version=result.model_version, mask_key=self.writer.keys.mask(meta.camera, meta.frame_id),
-            mask_size=mask.size if mask else (0, 0), boxes=mask.boxes if mask else [],
-            frame_id=meta.frame_id, emitted_ns=time.time_ns(),
+    def _frame_write(self, job: ScoredBatch, i: int, score: float, runtime: dict[str, float], now_ns: int) -> FrameWrite:
+        item, served = job.items[i], job.served
+        meta = item.meta
+        assert meta is not None
+        camera, fid = meta.camera, item.frame_id
+        threshold = effective_threshold(
+            camera, runtime, self.verdicts.configured, served.camera_thresholds, self.verdicts.default_threshold
         )
-        return OutRecord(topic=self.topics.alerts, key=meta.camera.encode(), value=alert.to_json())
+        anomalous = bool(score >= threshold)
+        clock_ok = self.clock.plausible(meta.capture_ns, item.received_ns)
+        keep_mask = self.verdicts.masks == "all" or (self.verdicts.masks == "anomalous" and anomalous)
+        mask = anomaly_mask(job.maps[i], served.pixel_threshold) if keep_mask or anomalous else None
+        show = self.pictures.enabled and (anomalous or self.previews.due(camera))
+        heat = heat_png(job.maps[i], served.pixel_threshold) if show else b""
+        jpeg = preview_jpeg(item.value, meta, self.pictures.width) if show else b""
+        keep_frame = anomalous and bool(jpeg)
+        mask_key = self.keys.mask(camera, fid) if keep_mask else ""
+        now_ms = now_ns // 1_000_000
+        fields = {
+            "camera": camera, "seq": str(meta.seq), "frame_id": fid, "capture_ns": str(meta.capture_ns),
+            "clock_ok": "1" if clock_ok else "0", "score_raw": f"{float(job.scores[i]):.6g}", "score": f"{score:.6f}",
+            "threshold": f"{threshold:.6f}", "anomalous": "1" if anomalous else "0", "model_name": served.name,
+            "model_version": served.version,
+            "latency_ms": f"{(now_ns - meta.capture_ns) / 1e6:.2f}" if clock_ok else "",
+            "published_ms": str(now_ms), "mask_key": mask_key,
+            "heat_key": self.keys.heat_at(camera, fid) if keep_frame else "",
+            "frame_key": self.keys.frame_at(camera, fid) if keep_frame else "",
+            "boxes": boxes_json(mask.boxes) if mask and anomalous else "[]", "worker": self.worker_id,
+        }
+        alert = b""
+        if anomalous:
+            alert = Alert(
+                camera=camera, frame_seq=meta.seq, capture_ns=meta.capture_ns, score_raw=float(job.scores[i]),
+                score=score, threshold=threshold, model_name=served.name, model_version=served.version,
+                mask_key=mask_key, mask_size=mask.size if mask else (0, 0), boxes=mask.boxes if mask else [],
+                frame_id=fid, emitted_ns=now_ns,
+            ).to_json()
+        return FrameWrite(
+            tp=item.tp, offset=item.offset, fingerprint=f"{item.timestamp_ms}:{meta.seq}", camera=camera, frame_id=fid,
+            anomalous=anomalous, event_ms=meta.capture_ns // 1_000_000 if clock_ok else now_ms, fields=fields,
+            mask_png=mask.png if keep_mask and mask else b"", heat_png=heat if keep_frame else b"",
+            frame_jpeg=jpeg if keep_frame else b"", preview_jpeg=jpeg, preview_heat=heat, alert_json=alert,
+        )
 
     def _publish(self, job: ScoredBatch) -> None:
         started = time.monotonic()
-        results, alerts = self._results(job)
-        written: list[bool] = []
-
-        def write() -> None:
-            written[:] = self.writer.write(results)
-
-        if not self._until_done("redis", write):
+        normalised = np.asarray(job.served.normalise(np.asarray(job.scores, np.float64)), np.float64)
+        runtime = self._thresholds()
+        now_ns = time.time_ns()
+        writes = [self._frame_write(job, i, float(normalised[i]), runtime, now_ns) for i in range(len(job.items))]
+        results = self._deliver("redis", len(writes), lambda idx: self.writer.write([writes[i] for i in idx]))
+        if results is None:
             return
-        if not self._until_done("alerts", lambda: self.sender.send_all(alerts)):
+        alerts = [i for i, r in results.items() if isinstance(r, Written) and r.alert]
+        records = [OutRecord(self.topics.alerts, writes[i].camera.encode(), writes[i].alert_json) for i in alerts]
+        sent = self._deliver("alerts", len(records), lambda idx: self.sender.send_all([records[i] for i in idx]))
+        if sent is None:
             return
-        done_ns = time.time_ns()
-        for result, fresh in zip(results, written):
-            camera = result.meta.camera
-            metrics.FRAMES_OUT.labels(camera).inc()
-            if result.anomalous:
-                metrics.ANOMALOUS.labels(camera).inc()
-            if not fresh:
-                metrics.DUPLICATES.inc()
-            metrics.END_TO_END_SECONDS.observe(max(0, done_ns - result.meta.capture_ns) / 1e9)
-        for record in alerts:
-            metrics.ALERTS.labels(record.key.decode()).inc()
+        for k, outcome in sent.items():
+            if isinstance(outcome, RecordRefused):  # the alert stays in Redis's alert stream
+                log.error("alert refused by kafka", camera=writes[alerts[k]].camera, error=str(outcome))
+        refused = [(job.items[i], r.reason, r.detail) for i, r in results.items() if isinstance(r, RecordRefused)]
+        self._count(job, writes, results, alerts)
+        for i, item in enumerate(job.items):
+            if not isinstance(results[i], RecordRefused):
+                self.checkpoint.ack(item)
+        if refused:
+            self._dead_letter(refused)
         metrics.STAGE_SECONDS.labels("publish").observe(time.monotonic() - started)
-        self._ack(job.items)
+
+    def _count(self, job: ScoredBatch, writes: list[FrameWrite], results: dict, alerts: list[int]) -> None:
+        done_ns = time.time_ns()
+        for i, w in enumerate(writes):
+            result = results[i]
+            if not isinstance(result, Written):
+                continue
+            label = metrics.camera_label(w.camera)
+            metrics.FRAMES_OUT.labels(label).inc()
+            if w.anomalous:
+                metrics.ANOMALOUS.labels(label).inc()
+            if not result.fresh:
+                metrics.DUPLICATES.inc()
+            if w.fields["clock_ok"] == "1":
+                capture_ns = job.items[i].meta.capture_ns  # type: ignore[union-attr]
+                metrics.END_TO_END_SECONDS.observe(max(0, done_ns - capture_ns) / 1e9)
+            elif result.fresh:
+                metrics.IMPLAUSIBLE_CLOCK.labels(label).inc()
+        for i in alerts:
+            metrics.ALERTS.labels(metrics.camera_label(writes[i].camera)).inc()

@@ -50,15 +50,59 @@ class WorkerSettings(KafkaSettings, RedisSettings):
     alert_cooldown_s: float = Field(
         30.0, ge=0, description="After an alert, no new alert for that camera for this long (capture time)."
     )
-    result_ttl_s: int = Field(3600, ge=1, description="TTL of a camera's latest-result hash.")
+    result_ttl_s: int = Field(3600, ge=1, description="TTL of a camera's latest-result hash and preview.")
     mask_ttl_s: int = Field(600, ge=1, description="TTL of mask PNGs.")
     masks: Literal["all", "anomalous", "none"] = Field("all", description="Which frames get a mask PNG in Redis.")
     history_maxlen: int = Field(10000, ge=1, description="Approximate length cap of each camera's history stream.")
+    history_ttl_s: int = Field(
+        7 * 86400, ge=60, description="A camera's history stream expires this long after its last frame."
+    )
+    dedupe_ttl_s: int = Field(
+        86400, ge=60,
+        description="How long a scored record's offset is remembered, so a replay is not written twice "
+        "(cover the longest time a record can stay uncommitted).",
+    )
+    previews: bool = Field(True, description="Write preview JPEGs and heatmaps for the live view (off: neither).")
+    preview_width: int = Field(320, ge=16, le=4096, description="Width of preview JPEGs (narrower frames are kept as sent).")
+    preview_interval_ms: float = Field(
+        250.0, ge=0, description="A camera's preview is refreshed at most this often (anomalous frames always)."
+    )
+    frame_ttl_s: int = Field(6 * 3600, ge=1, description="TTL of the JPEG and heatmap kept for each anomalous frame.")
+    alerts_maxlen: int = Field(10000, ge=1, description="Approximate length cap of the Redis alert stream.")
+    max_cameras: int = Field(
+        1000, ge=1,
+        description="Cameras remembered in the camera index and in per-camera worker state; beyond it, "
+        "the least recently seen are forgotten.",
+    )
+    metrics_max_cameras: int = Field(
+        256, ge=1, description="Cameras with metric series of their own; later ones are counted under camera=\"_other\"."
+    )
+    max_frame_pixels: int = Field(
+        4096 * 4096, ge=1, description="Largest frame (width x height) decoded; bigger ones are dead-lettered unread."
+    )
+    clock_max_ahead_s: float = Field(
+        60.0, ge=0, description="A capture time further ahead of the worker's clock is implausible (clock_ok=0)."
+    )
+    clock_max_age_s: float = Field(
+        86400.0, gt=0, description="A capture time older than this is implausible (clock_ok=0)."
+    )
     publish_retry_max_s: float = Field(5.0, description="Longest back-off between publish retries while Redis/Kafka is down.")
+    fatal_after_s: float = Field(
+        120.0, gt=0,
+        description="Outputs refusing every write (ACL, missing topic, Redis out of memory) for this long end "
+        "the worker with exit code 3.",
+    )
+    outage_exit_after_s: float = Field(
+        900.0, ge=0, description="Outputs unreachable for this long end the worker with exit code 3 (0: never)."
+    )
     http_port: int = Field(8080, description="Port of /metrics, /healthz and /readyz (0: off).")
     http_host: str = Field("0.0.0.0", description="Address the HTTP endpoint binds.")
-    stall_after_s: float = Field(60.0, description="Not ready when one batch has been busy longer than this.")
-    drain_timeout_s: float = Field(30.0, description="On SIGTERM, longest wait for in-flight frames to publish.")
+    stall_after_s: float = Field(
+        60.0, description="Not ready when a batch, or a partition's commit point, has not moved for this long."
+    )
+    drain_timeout_s: float = Field(
+        30.0, description="On SIGTERM, longest wait for in-flight frames to publish; the process ends within this + 10 s."
+    )
     create_topics: int = Field(0, ge=0, description="Create missing topics with this many partitions at start (0: don't).")
 
     @field_validator("batch_buckets")

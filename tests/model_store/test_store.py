@@ -144,11 +144,12 @@ def test_promote_rollback_and_delete(ae_store: ModelStore) -> None:
     model = create_model("autoencoder", width=8, latent=16)
     for _ in range(2):
         publish(ae_store, "ae", "autoencoder", model, kwargs={"width": 8, "latent": 16})
-    ae_store.promote("ae", "v0001")
+    # These versions are uncalibrated (no worker could serve them): this test is about alias mechanics.
+    ae_store.promote("ae", "v0001", verify=False)
     assert ae_store.resolve("ae") == ("ae", "v0001")
-    ae_store.promote("ae", "v0002")
-    ae_store.promote("ae", "v0003")
-    ae_store.promote("ae", "v0001", "staging")
+    ae_store.promote("ae", "v0002", verify=False)
+    ae_store.promote("ae", "v0003", verify=False)
+    ae_store.promote("ae", "v0001", "staging", verify=False)
     assert ae_store.resolve("ae@production") == ("ae", "v0003")
     assert ae_store.resolve("ae@staging") == ("ae", "v0001")
     assert ae_store.rollback("ae") == "v0002"
@@ -162,6 +163,20 @@ def test_promote_rollback_and_delete(ae_store: ModelStore) -> None:
         ae_store.rollback("ae")
     leftovers = [p.name for p in ae_store.root.rglob(".*")]
     assert leftovers == []  # no temp / staging files left behind
+
+
+def test_promote_verifies_what_the_alias_will_point_at(ae_store: ModelStore) -> None:
+    with pytest.raises(ModelIntegrityError, match="calibration"):
+        ae_store.promote("ae", "v0001")  # a worker would refuse an uncalibrated version
+    with pytest.raises(ModelNotFound):
+        ae_store.resolve("ae@production")  # so the alias was not written
+
+
+def test_malformed_alias_file_is_an_integrity_error(ae_store: ModelStore) -> None:
+    ae_store.promote("ae", "v0001", verify=False)
+    (ae_store.root / "ae" / "aliases" / "production.json").write_text('{"version": "../../x"}')
+    with pytest.raises(ModelIntegrityError, match="no valid version"):
+        ae_store.resolve("ae")
 
 
 def test_camera_thresholds_beside_the_model(ae_store: ModelStore) -> None:

@@ -66,9 +66,14 @@ class FlakySource:
     live = False
     name = "flaky"
 
-    def __init__(self, open_failures: int = 0, lose_at: tuple[int, ...] = (), frames: int | None = None) -> None:
+    def __init__(
+        self, open_failures: int = 0, lose_at: tuple[int, ...] = (), frames: int | None = None,
+        crash_at: tuple[int, ...] = (), bad_frame_at: tuple[int, ...] = (),
+    ) -> None:
         self.open_failures = open_failures
         self.lose_at = set(lose_at)
+        self.crash_at = set(crash_at)  # reads that raise something no camera driver is expected to raise
+        self.bad_frame_at = set(bad_frame_at)  # reads that return a frame the encoder cannot encode
         self.frames = frames
         self.reads = 0
         self.served = 0
@@ -91,6 +96,10 @@ class FlakySource:
         self.reads += 1
         if self.reads in self.lose_at:
             raise CameraLost("stream ended unexpectedly")
+        if self.reads in self.crash_at:
+            raise ZeroDivisionError("a driver bug")
+        if self.reads in self.bad_frame_at:
+            return SourceFrame(np.zeros((0, 48, 3), np.uint8))  # an empty image: imencode raises
         if self.frames is not None and self.served >= self.frames:
             return None
         self.served += 1

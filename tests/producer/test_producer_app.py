@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import json
+import urllib.error
+
 import socket
 import threading
 import time
@@ -10,7 +13,7 @@ import numpy as np
 import pytest
 from kafka.errors import KafkaTimeoutError, MessageSizeTooLargeError
 
-from linewatch.contract import parse_frame_headers
+from linewatch.contract import parse_frame_record
 from producer.app import ProducerApp, main, produce_synthetic, synthetic_specs
 from producer.settings import CameraSpec
 from producer.synthetic import SyntheticCamera
@@ -42,7 +45,7 @@ def test_records_carry_key_headers_and_decodable_frames() -> None:
     per_camera: dict[str, list[int]] = {}
     for record in fake.records:
         assert record["topic"] == "unit.frames"
-        meta = parse_frame_headers(record["headers"], key=record["key"])
+        meta = parse_frame_record(record["key"], record["headers"])
         per_camera.setdefault(meta.camera, []).append(meta.seq)
         assert (meta.encoding, meta.width, meta.height, meta.channels) == ("jpeg", 96, 96, 3)
         image = cv2.imdecode(np.frombuffer(record["value"], np.uint8), cv2.IMREAD_COLOR)
@@ -92,7 +95,7 @@ def test_reconnect_through_the_app_with_a_fake_source() -> None:
     assert app.wait(10) and app.drain(5)
     app.stop()
     assert app.counts("cam-1").reconnects == 1
-    assert [parse_frame_headers(r["headers"]).seq for r in fake.records] == list(range(6))
+    assert [parse_frame_record(r["key"], r["headers"]).seq for r in fake.records] == list(range(6))
 
 
 def test_stop_without_drain_is_prompt_for_an_endless_camera() -> None:
@@ -124,8 +127,26 @@ def test_metrics_endpoint_reports_zero_drops_per_camera() -> None:
     finally:
         app.stop()
     assert 'linewatch_producer_frames_dropped_total{camera="cam-1"} 0.0' in body
+    assert 'linewatch_producer_camera_errors_total{camera="cam-1"} 0.0' in body
     assert 'linewatch_producer_frames_dropped_total{camera="cam-2"} 0.0' in body
     assert 'linewatch_producer_frames_sent_total{camera="cam-2"} 3.0' in body
+
+
+def test_liveness_follows_the_sender_thread() -> None:
+    port = free_port()
+    settings = make_settings(cameras=synthetic_specs(1, size=64), metrics_port=port, metrics_host="127.0.0.1")
+    app = ProducerApp(settings, producer=FakeKafkaProducer())
+    app.start()
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as reply:
+            assert reply.status == 200 and json.loads(reply.read())["sender_alive"] is True
+        app._sender.abort()  # the sender thread ends: the producer is no longer alive
+        app._sender.join(5)
+        with pytest.raises(urllib.error.HTTPError) as info:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5)
+        assert info.value.code == 503
+    finally:
+        app.stop()
 
 
 def test_cli_help_and_bad_settings(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:

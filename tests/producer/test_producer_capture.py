@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import structlog.testing
 
-from linewatch.contract import parse_frame_headers
+from linewatch.contract import parse_frame_record
 from linewatch.errors import ConfigError
 from producer.capture import (
     Backoff,
@@ -144,8 +144,17 @@ def test_capture_reconnects_with_backoff_and_keeps_seq_contiguous() -> None:
     assert metrics.value("linewatch_producer_reconnects_total", "cam") == 5
     assert source.opens == 6
     for f in frames:
-        meta = parse_frame_headers(f.headers, key=b"cam")
+        meta = parse_frame_record(b"cam", f.headers)
         assert (meta.camera, meta.seq, meta.encoding, meta.width, meta.height) == ("cam", f.seq, "png", 48, 32)
+
+
+def test_capture_survives_any_source_or_encoder_failure() -> None:
+    source = FlakySource(crash_at=(2,), bad_frame_at=(5,))
+    options = CaptureOptions(encoding="jpeg", max_frames=6, backoff_min_s=0.01, backoff_max_s=0.02)
+    capture, frames, metrics = run_capture(source, options)
+    assert [f.seq for f in frames] == list(range(6))  # the camera thread lived on through both
+    assert metrics.value("linewatch_producer_camera_errors_total", "cam") == 2
+    assert metrics.value("linewatch_producer_reconnects_total", "cam") == 2 and source.opens == 3
 
 
 def test_capture_ends_with_a_finite_source_and_resizes() -> None:

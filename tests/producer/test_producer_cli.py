@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from linewatch.contract import parse_frame_headers
+from linewatch.contract import parse_frame_record
 from producer.settings import ProducerSettings
 
 from producer_helpers import consume_all
@@ -43,7 +43,7 @@ def test_sigterm_drains_and_exits_cleanly(kafka_producer_settings: ProducerSetti
     records = consume_all(settings, expected=10**9, timeout_s=5.0)
     seqs: dict[str, list[int]] = {}
     for record in records:
-        meta = parse_frame_headers(record.headers, key=record.key)
+        meta = parse_frame_record(record.key, record.headers)
         seqs.setdefault(meta.camera, []).append(meta.seq)
     assert sorted(seqs) == ["cam-1", "cam-2"]
     for camera, got in seqs.items():

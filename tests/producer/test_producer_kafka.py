@@ -10,7 +10,7 @@ import pytest
 import structlog.testing
 from kafka.admin import KafkaAdminClient
 
-from linewatch.contract import parse_frame_headers
+from linewatch.contract import parse_frame_record
 from linewatch.topics import ensure_topics
 from producer.app import ProducerApp, produce_synthetic
 from producer.settings import CameraSpec, ProducerSettings
@@ -44,7 +44,7 @@ def test_two_synthetic_cameras_round_trip(kafka_producer_settings: ProducerSetti
     seqs: dict[str, list[int]] = {}
     partition_of: dict[str, set[int]] = {}
     for record in records:
-        meta = parse_frame_headers(record.headers, key=record.key)
+        meta = parse_frame_record(record.key, record.headers)
         assert record.key == meta.camera.encode()
         seqs.setdefault(meta.camera, []).append(meta.seq)
         partition_of.setdefault(meta.camera, set()).add(record.partition)
@@ -55,7 +55,7 @@ def test_two_synthetic_cameras_round_trip(kafka_producer_settings: ProducerSetti
     # One partition per camera (keyed), and within it the frames in capture order.
     assert all(len(p) == 1 for p in partition_of.values())
     for camera in ("cam-1", "cam-2"):
-        in_offset_order = [parse_frame_headers(r.headers).seq for r in sorted(records, key=lambda r: r.offset)
+        in_offset_order = [parse_frame_record(r.key, r.headers).seq for r in sorted(records, key=lambda r: r.offset)
                            if r.key == camera.encode()]
         assert in_offset_order == list(range(30))
     assert sorted(seqs) == ["cam-1", "cam-2"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import uuid
 from pathlib import Path
 from typing import Any, Callable
@@ -19,9 +21,15 @@ def model_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from model_store.quick import train_quick
 
     root = tmp_path_factory.mktemp("models")
+    cache = os.environ.get("LINEWATCH_TEST_MODEL_CACHE")  # a developer's shortcut: train once, reuse
+    if cache and (Path(cache) / "synth").is_dir():
+        shutil.copytree(cache, root, dirs_exist_ok=True)
+        return root
     frames = [SyntheticCamera(seed=s, defect_rate=0.0).render(seq)[0] for s in (1, 2, 3, 4) for seq in range(500, 560)]
     # steps, not seconds: the same model on any machine; smoothed L2 map so masks outline the defect
-    train_quick(frames, root, "synth", seconds=120, steps=150, seed=0, kwargs=DEMO_AE)
+    train_quick(frames, root, "synth", seconds=3600, steps=150, seed=0, kwargs=DEMO_AE)
+    if cache:
+        shutil.copytree(root, cache, dirs_exist_ok=True)
     return root
 
 

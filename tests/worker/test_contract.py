@@ -3,20 +3,26 @@ from __future__ import annotations
 import pytest
 
 from linewatch import contract as c
-from linewatch.contract import Alert, FrameMeta, frame_headers, parse_frame_headers
+from linewatch.contract import Alert, FrameMeta, frame_headers, parse_frame_record
 from linewatch.errors import FrameRejected
 
 META = FrameMeta(camera="cam-1", seq=7, capture_ns=1_700_000_000_123_456_789, encoding="jpeg", width=640, height=480)
+KEY = b"cam-1"
 
 
 def test_headers_round_trip() -> None:
-    assert parse_frame_headers(frame_headers(META), key=b"cam-1") == META
+    assert parse_frame_record(KEY, frame_headers(META)) == META
 
 
-def test_frame_id_orders_by_capture_and_is_stable() -> None:
-    a = META.frame_id
-    assert a == "1700000000123-7"
-    assert a == parse_frame_headers(frame_headers(META)).frame_id
+def test_frame_id_is_the_records_place_in_the_topic() -> None:
+    assert c.frame_id(3, 1234) == "3-1234"
+    assert c.frame_id(3, 1234) != c.frame_id(1, 1234)
+
+
+@pytest.mark.parametrize("capture_ns", [0, 1, (1 << 63) - 1])
+def test_any_capture_clock_is_accepted_as_data(capture_ns: int) -> None:
+    meta = FrameMeta(camera="cam-1", seq=0, capture_ns=capture_ns, encoding="png", width=8, height=8)
+    assert parse_frame_record(KEY, frame_headers(meta)).capture_ns == capture_ns
 
 
 def _without(name: str) -> list[tuple[str, bytes]]:
@@ -30,24 +36,37 @@ def _with(name: str, value: bytes) -> list[tuple[str, bytes]]:
 @pytest.mark.parametrize(
     ("headers", "key", "reason"),
     [
-        (None, None, c.R_MISSING_HEADER),
-        ([], None, c.R_MISSING_HEADER),
-        (_without(c.H_SEQ), None, c.R_MISSING_HEADER),
-        (_without(c.H_CAMERA), None, c.R_MISSING_HEADER),
-        (_with(c.H_SCHEMA, b"2"), None, c.R_UNKNOWN_SCHEMA),
-        (_with(c.H_SEQ, b"seven"), None, c.R_BAD_HEADER),
-        (_with(c.H_WIDTH, b"0"), None, c.R_BAD_HEADER),
-        (_with(c.H_HEIGHT, b"99999"), None, c.R_BAD_HEADER),
-        (_with(c.H_ENCODING, b"gif"), None, c.R_BAD_HEADER),
-        (_with(c.H_CAMERA, b"a:b"), None, c.R_BAD_HEADER),
-        (_with(c.H_CAMERA, b"\xff\xfe"), None, c.R_BAD_HEADER),
+        (None, KEY, c.R_MISSING_HEADER),
+        ([], KEY, c.R_MISSING_HEADER),
+        (_without(c.H_SEQ), KEY, c.R_MISSING_HEADER),
+        (_without(c.H_CAMERA), KEY, c.R_MISSING_HEADER),
+        (_with(c.H_SCHEMA, b"2"), KEY, c.R_UNKNOWN_SCHEMA),
+        (_with(c.H_SEQ, b"seven"), KEY, c.R_BAD_HEADER),
+        (_with(c.H_SEQ, b"-1"), KEY, c.R_BAD_HEADER),
+        (_with(c.H_SEQ, b"99999999999999999999999"), KEY, c.R_BAD_HEADER),
+        (_with(c.H_SEQ, b"+5"), KEY, c.R_BAD_HEADER),
+        (_with(c.H_WIDTH, b"0"), KEY, c.R_BAD_HEADER),
+        (_with(c.H_HEIGHT, b"99999"), KEY, c.R_BAD_HEADER),
+        (_with(c.H_ENCODING, b"gif"), KEY, c.R_BAD_HEADER),
+        (_with(c.H_CAMERA, b"a:b"), b"a:b", c.R_BAD_HEADER),
+        (_with(c.H_CAMERA, b"\xff\xfe"), KEY, c.R_BAD_HEADER),
+        (_with(c.H_CAMERA, b"x" * 10_000), b"x" * 10_000, c.R_BAD_HEADER),
+        (frame_headers(META) + [(c.H_SEQ, b"8")], KEY, c.R_BAD_HEADER),  # repeated, conflicting
+        (frame_headers(META) + [(c.H_SEQ, b"7")], KEY, c.R_BAD_HEADER),  # repeated at all
         (frame_headers(META), b"cam-2", c.R_KEY_MISMATCH),
+        (frame_headers(META), None, c.R_MISSING_KEY),
     ],
 )
-def test_bad_headers_are_rejected_with_a_reason(headers, key, reason: str) -> None:
+def test_bad_records_are_rejected_with_a_reason(headers, key, reason: str) -> None:
     with pytest.raises(FrameRejected) as info:
-        parse_frame_headers(headers, key)
+        parse_frame_record(key, headers)
     assert info.value.reason == reason
+    assert len(str(info.value)) < 400  # details quote sender data cut short
+
+
+def test_foreign_headers_are_ignored() -> None:
+    headers = [("traceparent", b"00-abc"), ("x-\u00e9", b"\xff")] + frame_headers(META)
+    assert parse_frame_record(KEY, headers) == META
 
 
 def test_alert_json_round_trip() -> None:

@@ -9,8 +9,9 @@ import pytest
 from linewatch import contract as c
 from linewatch.contract import FrameMeta
 from linewatch.errors import FrameRejected
-from worker.batching import STOP, BatchPolicy, gather
-from worker.decode import InputSpec, prepare
+from worker.batching import BatchPolicy, gather
+from worker.decode import DecodeLimits, InputSpec, prepare
+from worker.records import STOP
 from worker.scoring import anomaly_mask, effective_threshold
 
 SPEC = InputSpec(64, 64, 3)
@@ -29,13 +30,13 @@ def _meta(encoding: str, w: int = 320, h: int = 240, channels: int = 3) -> Frame
 def test_encoded_frames_decode_to_model_input(encoding: str) -> None:
     ok, data = cv2.imencode(".jpg" if encoding == "jpeg" else ".png", _image())
     assert ok
-    out = prepare(data.tobytes(), _meta(encoding), SPEC, 10**7)
+    out = prepare(data.tobytes(), _meta(encoding), SPEC, DecodeLimits())
     assert out.shape == (64, 64, 3) and out.dtype == np.uint8
 
 
 def test_raw_gray_frame_and_gray_model() -> None:
     gray = _image()[:, :, 0].copy()
-    out = prepare(gray.tobytes(), _meta("raw", channels=1), InputSpec(32, 48, 1), 10**7)
+    out = prepare(gray.tobytes(), _meta("raw", channels=1), InputSpec(32, 48, 1), DecodeLimits())
     assert out.shape == (32, 48, 1)
 
 
@@ -52,7 +53,7 @@ def test_raw_gray_frame_and_gray_model() -> None:
 )
 def test_bad_frames_are_rejected_with_a_reason(value: bytes, meta: FrameMeta, reason: str) -> None:
     with pytest.raises(FrameRejected) as info:
-        prepare(value, meta, SPEC, max_bytes=1500 if reason == c.R_OVERSIZE else 10**7)
+        prepare(value, meta, SPEC, DecodeLimits(max_bytes=1500 if reason == c.R_OVERSIZE else 10**7))
     assert info.value.reason == reason
 
 

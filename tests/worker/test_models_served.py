@@ -8,6 +8,9 @@ import time
 from pathlib import Path
 
 import pytest
+from prometheus_client import REGISTRY
+
+from linewatch.errors import ModelIntegrityError
 
 from model_store.quick import train_quick
 from model_store.registry import list_models
@@ -76,22 +79,70 @@ def test_hot_swap_under_load_loses_nothing(kafka_bootstrap, topic_base, redis_pr
         assert set(versions[:switch]) == {old} and set(versions[switch:]) == {new}  # one clean switch
 
 
+def _tampered_version(private_store: Path) -> str:
+    _, bad = train_quick(_normal_frames(), private_store, "synth", seconds=60, steps=2, alias=None)
+    weights = next((private_store / "synth" / bad).glob("*.safetensors"))
+    weights.write_bytes(weights.read_bytes()[:-16] + b"\x00" * 16)  # damaged after publishing
+    return bad
+
+
+def _holder(store: ModelStore, poll_s: float = 0) -> ModelHolder:
+    device = pick_device("cpu")
+    return ModelHolder(store, "synth@production", lambda m, spec: Engine(m, spec, device), poll_s=poll_s)
+
+
+def test_promote_refuses_a_version_that_does_not_load(private_store) -> None:
+    store = ModelStore(private_store)
+    _, old = store.resolve("synth@production")
+    bad = _tampered_version(private_store)
+    with pytest.raises(ModelIntegrityError, match="sha256"):
+        store.promote("synth", bad)
+    assert store.resolve("synth@production") == ("synth", old)
+
+
+def test_a_worker_starts_on_the_last_good_version_when_the_target_does_not_load(private_store) -> None:
+    store = ModelStore(private_store)
+    _, old = store.resolve("synth@production")
+    bad = _tampered_version(private_store)
+    store.promote("synth", bad, verify=False)  # as if the file was damaged after promotion
+    holder = _holder(store)
+    holder.load_initial()
+    assert holder.current.version == old
+    assert holder.fallback and bad in holder.fallback and "sha256" in holder.fallback
+    assert REGISTRY.get_sample_value("linewatch_worker_model_fallback") == 1
+
+
 def test_a_version_that_fails_to_load_leaves_the_old_one_serving(private_store) -> None:
     store = ModelStore(private_store)
     _, old = store.resolve("synth@production")
-    _, bad = train_quick(_normal_frames(), private_store, "synth", seconds=60, steps=2, alias=None)
-    weights = next((private_store / "synth" / bad).glob("*.safetensors"))
-    weights.write_bytes(weights.read_bytes()[:-16] + b"\x00" * 16)  # tampered after publishing
-    store.promote("synth", bad)
-    device = pick_device("cpu")
-    holder = ModelHolder(store, "synth@production", lambda m, spec: Engine(m, spec, device), poll_s=0)
-    holder.current = None
-    with pytest.raises(Exception):
-        holder.load_initial()  # a fresh worker refuses the tampered version outright
-    store.rollback("synth")
+    holder = _holder(store)
     holder.load_initial()
-    assert holder.current.version == old
-    store.promote("synth", bad)
-    assert holder.check_once() is False  # the tampered version is not staged ...
+    bad = _tampered_version(private_store)
+    store.promote("synth", bad, verify=False)
+    assert holder.check_once() is False  # the damaged version is not staged ...
     assert holder.take_update() is None and holder.current.version == old  # ... the old one keeps serving
-    assert holder.check_once() is False  # and it is not reloaded on every poll
+    loads = REGISTRY.get_sample_value("linewatch_worker_model_loads_total", {"outcome": "failed"})
+    assert holder.check_once() is False  # and it is not reloaded on every poll (back-off)
+    assert REGISTRY.get_sample_value("linewatch_worker_model_loads_total", {"outcome": "failed"}) == loads
+
+
+def test_the_model_watcher_survives_a_malformed_alias_file(private_store) -> None:
+    store = ModelStore(private_store)
+    holder = _holder(store)
+    holder.load_initial()
+    alias = private_store / "synth" / "aliases" / "production.json"
+    good = alias.read_text()
+    alias.write_text("{not json")
+    holder.poll_once()  # logs and carries on: the served model stays
+    assert holder.current is not None
+    alias.write_text(good)
+    assert holder.check_once() is False
+
+
+def test_camera_thresholds_are_picked_up_without_a_restart(private_store) -> None:
+    store = ModelStore(private_store)
+    holder = _holder(store)
+    holder.load_initial()
+    store.set_camera_thresholds("synth@production", {"cam-7": 0.7})
+    holder.poll_once()
+    assert holder.current.camera_thresholds == {"cam-7": 0.7}

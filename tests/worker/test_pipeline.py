@@ -17,7 +17,7 @@ from linewatch.contract import Alert, FrameMeta, frame_headers
 from producer.app import produce_synthetic
 from producer.synthetic import SyntheticCamera
 from tests.worker.helpers import history, running_worker, wait_for_results, worker_process
-from worker import metrics
+from prometheus_client import REGISTRY
 
 pytestmark = pytest.mark.integration
 
@@ -109,9 +109,9 @@ def test_bad_frames_are_dead_lettered_and_good_ones_scored(kafka_bootstrap, topi
         wait_for_results(redis_client, redis_prefix, ["cam-1", "cam-2"], good.sent)
         dead = _consume_all(kafka_bootstrap, f"{topic_base}.frames.dlq", len(cases))
         deadline = time.monotonic() + 20
-        while worker.book.in_flight() and time.monotonic() < deadline:
+        while worker.checkpoint.in_flight() and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert worker.book.in_flight() == 0  # rejected records were committed too, after their DLQ send
+        assert worker.checkpoint.in_flight() == 0  # rejected records were committed too, after their DLQ send
     reasons = sorted(dict(r.headers)[c.H_DLQ_REASON].decode() for r in dead)
     assert reasons == sorted(cases)
     for record in dead:
@@ -128,15 +128,19 @@ def test_restarted_worker_resumes_from_committed_offsets(kafka_bootstrap, topic_
     first = produce_synthetic(_producer_settings(kafka_bootstrap, topic_base), cameras=2, frames_per_camera=20, defect_rate=0.0)
     with running_worker(settings):
         assert wait_for_results(redis_client, redis_prefix, cams, first.sent) == first.sent
-    duplicates_before = metrics.DUPLICATES._value.get()
+    duplicates_before = _duplicates()
     second = produce_synthetic(_producer_settings(kafka_bootstrap, topic_base), cameras=2, frames_per_camera=20, defect_rate=0.0)
     with running_worker(settings):
         assert wait_for_results(redis_client, redis_prefix, cams, first.sent + second.sent) == 80
         time.sleep(1)
     # The second worker read only what the first had not committed: nothing was scored twice.
-    assert metrics.DUPLICATES._value.get() == duplicates_before
+    assert _duplicates() == duplicates_before
     for cam in cams:
         assert len(history(redis_client, redis_prefix, cam)) == 40
+
+
+def _duplicates() -> float:
+    return REGISTRY.get_sample_value("linewatch_worker_duplicate_results_total") or 0.0
 
 
 def _ready(port: int) -> bool:
@@ -251,20 +255,21 @@ def test_redis_outage_pauses_then_recovers(kafka_bootstrap, topic_base, redis_pr
             private.stop()
             second = produce_synthetic(_producer_settings(kafka_bootstrap, topic_base), cameras=2, frames_per_camera=15, defect_rate=0.0)
             deadline = time.monotonic() + 30
-            while worker._outputs_ok and time.monotonic() < deadline:
+            while worker.health.ok and time.monotonic() < deadline:
                 time.sleep(0.1)
-            assert not worker._outputs_ok and worker.readiness()[1]["outputs_ok"] is False
+            ready, details = worker.readiness()
+            assert not ready and details["outputs"].startswith("unavailable: redis")
             time.sleep(1.0)
             assert worker.liveness()[0]  # the consumer loop keeps polling while paused
-            assert worker._paused, "partitions were not paused during the outage"
+            assert worker.input.consumer.paused(), "partitions were not paused during the outage"
             assert _committed(kafka_bootstrap, worker.s.group_id) == first.sent  # nothing unpublished committed
             private.start()
             total = first.sent + second.sent
             assert wait_for_results(client, redis_prefix, cams, total, timeout_s=60) == total
             deadline = time.monotonic() + 10
-            while worker._paused and time.monotonic() < deadline:
+            while worker.input.consumer.paused() and time.monotonic() < deadline:
                 time.sleep(0.1)
-            assert not worker._paused, "partitions were not resumed after the outage"
+            assert not worker.input.consumer.paused(), "partitions were not resumed after the outage"
         for cam in cams:
             assert [int(e["seq"]) for e in history(client, redis_prefix, cam)] == _two_runs(15)
         assert _committed(kafka_bootstrap, worker.s.group_id) == first.sent + second.sent
@@ -273,7 +278,7 @@ def test_redis_outage_pauses_then_recovers(kafka_bootstrap, topic_base, redis_pr
 
 
 def _two_runs(n: int) -> list[int]:
-    """Two produce_synthetic calls restart seq at 0; capture time orders them: 0..n-1, 0..n-1."""
+    """Two produce_synthetic calls restart seq at 0; results are in the order they were written: 0..n-1, 0..n-1."""
     return list(range(n)) + list(range(n))
 
 

@@ -1,0 +1,236 @@
+"""The frames topic as the worker reads it: one consumer, and a way past records it cannot parse.
+
+kafka-python parses records inside `poll()`. A record it cannot parse (a header name that is not
+UTF-8, a batch whose checksum fails) makes `poll()` raise, and a second `poll()` over the same
+data can spin forever inside the client. So when `poll()` raises a parse error, `FramesInput`:
+1. finds the partition and offset it failed on: the consumer's position of each assigned
+   partition is where reading stopped; a short-lived probe consumer reads one record there, and
+   the partition whose probe fails too is the culprit;
+2. recovers what it can: a second probe with checksums off returns the record when only its
+   checksum failed (key, value and headers as stored); a record whose headers cannot be parsed
+   at all comes back empty, with the client's error as the reason;
+3. seeks the main consumer one past that offset, so the record is stepped over, never retried
+   in place, and hands it back as an `Unreadable` for the dead-letter topic. Its offset is
+   committed only after the dead letter is confirmed, like any rejected frame.
+Kafka's exceptions are translated here (InputUnavailable / InputRefused) and nowhere else.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import structlog
+from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
+from kafka.coordinator.assignors.cooperative_sticky import CooperativeStickyAssignor
+from kafka.errors import (
+    CorruptRecordError,
+    GroupAuthorizationFailedError,
+    KafkaError,
+    TopicAuthorizationFailedError,
+)
+from kafka.structs import OffsetAndMetadata
+
+from linewatch.errors import LinewatchError, ServiceUnavailable
+
+log = structlog.get_logger(__name__)
+
+TP = tuple[str, int]
+_PROBE_POLL_MS = 500
+_PROBE_ROUNDS = 6  # a record that exists arrives within a few fetches
+
+
+class InputUnavailable(LinewatchError):
+    """The broker could not be read this time (transient)."""
+
+
+class InputRefused(LinewatchError):
+    """This worker may not read the frames topic or join its group (permanent until fixed)."""
+
+
+class InputBroken(LinewatchError):
+    """The client failed to parse records and the failing record could not be found."""
+
+
+@dataclass(slots=True)
+class Unreadable:
+    """A record the client could not parse, stepped over."""
+
+    tp: TP
+    offset: int
+    detail: str
+    key: bytes | None = None
+    value: bytes = b""
+    headers: list[tuple[str, bytes]] = field(default_factory=list)
+    timestamp_ms: int = -1
+
+
+class _Listener(ConsumerRebalanceListener):
+    """Runs on kafka-python's I/O thread: only hands partitions over, never blocks."""
+
+    def __init__(self, on_released: Callable[[list[TP]], None]) -> None:
+        self.on_released = on_released
+
+    def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        self.on_released([(tp.topic, tp.partition) for tp in revoked])
+
+    def on_partitions_lost(self, lost: list[TopicPartition]) -> None:
+        self.on_released([(tp.topic, tp.partition) for tp in lost])
+
+    def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        log.info("partitions assigned", partitions=[f"{tp.topic}:{tp.partition}" for tp in assigned])
+
+
+def _is_parse_error(exc: BaseException) -> bool:
+    """Errors the client raises on a record it cannot parse (as opposed to a broker or network problem)."""
+    return isinstance(exc, CorruptRecordError) or (isinstance(exc, Exception) and not isinstance(exc, KafkaError))
+
+
+class FramesInput:
+    """The worker's consumer of the frames topic. Used from the consumer thread only."""
+
+    def __init__(self, topic: str, client_kwargs: dict[str, Any], consumer_kwargs: dict[str, Any]) -> None:
+        self.topic = topic
+        self._client_kwargs = client_kwargs
+        self.consumer = KafkaConsumer(
+            **client_kwargs,
+            **consumer_kwargs,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            partition_assignment_strategy=[CooperativeStickyAssignor],
+        )
+        self.stepped_over = 0
+
+    def subscribe(self, on_released: Callable[[list[TP]], None]) -> None:
+        """Join the group for the frames topic; ServiceUnavailable when the topic does not exist.
+
+        Subscribe first, then wait for the topic's metadata, then let the first poll join: an
+        assignor that joins without the partitions assigns nothing (and the group may not
+        rebalance again until another member comes), and metadata that arrives before the
+        subscription leaves the coordinator's snapshot empty, which forces a second join right
+        after the first one (kafka-python 3 can hang in that second join).
+        """
+        self.consumer.subscribe([self.topic], listener=_Listener(on_released))
+        try:
+            known = self.consumer.partitions_for_topic(self.topic)
+        except KafkaError as exc:
+            raise ServiceUnavailable(f"cannot read metadata of {self.topic}: {exc}") from exc
+        if not known:
+            self.consumer.unsubscribe()
+            raise ServiceUnavailable(
+                f"topic {self.topic} does not exist; create it (LW_CREATE_TOPICS=N or linewatch-producer --create-topics)"
+            )
+
+    # -- reading ----------------------------------------------------------------------------------
+    def poll(self, timeout_ms: int, max_records: int) -> tuple[list[Any], list[Unreadable]]:
+        """Records in partition order, plus the records stepped over because they cannot be parsed."""
+        try:
+            polled = self.consumer.poll(timeout_ms=timeout_ms, max_records=max_records)
+        except (TopicAuthorizationFailedError, GroupAuthorizationFailedError) as exc:
+            raise InputRefused(f"kafka refused reading {self.topic}: {type(exc).__name__}: {exc}") from exc
+        except Exception as exc:  # noqa: BLE001 - the client raises arbitrary types on unparseable data
+            if not _is_parse_error(exc):
+                raise InputUnavailable(f"{type(exc).__name__}: {exc}") from exc
+            return [], self._step_over(exc)
+        return [record for records in polled.values() for record in records], []
+
+    def _step_over(self, error: BaseException) -> list[Unreadable]:
+        found = []
+        for tp in self.consumer.assignment() - self.consumer.paused():
+            position = self.consumer.position(tp)
+            end = self.consumer.highwater(tp)
+            if position is None or (end is not None and position >= end):
+                continue
+            bad = self._probe(tp, position, error)
+            if bad is not None:
+                self.consumer.seek(tp, position + 1)
+                found.append(bad)
+        self.stepped_over += len(found)
+        if not found:
+            raise InputBroken(f"the client failed to parse a record and no partition's next record fails: {error!r}")
+        for bad in found:
+            log.error("unparseable record stepped over", source=f"{bad.tp[0]}:{bad.tp[1]}:{bad.offset}", detail=bad.detail)
+        return found
+
+    def _probe_consumer(self, check_crcs: bool) -> KafkaConsumer:
+        return KafkaConsumer(
+            **self._client_kwargs, group_id=None, enable_auto_commit=False, check_crcs=check_crcs,
+            max_poll_records=1, client_id="linewatch-probe",
+        )
+
+    def _read_one(self, tp: TopicPartition, offset: int, check_crcs: bool) -> tuple[Any | None, BaseException | None]:
+        """The record at `offset` read by a fresh consumer, or the parse error it raised."""
+        probe = self._probe_consumer(check_crcs)
+        try:
+            probe.assign([tp])
+            probe.seek(tp, offset)
+            for _ in range(_PROBE_ROUNDS):
+                try:
+                    got = probe.poll(timeout_ms=_PROBE_POLL_MS, max_records=1)
+                except Exception as exc:  # noqa: BLE001 - as in poll(): any parse failure counts
+                    if _is_parse_error(exc):
+                        return None, exc
+                    raise
+                for records in got.values():
+                    return records[0], None
+            return None, None
+        finally:
+            probe.close(autocommit=False)
+
+    def _probe(self, tp: TopicPartition, offset: int, error: BaseException) -> Unreadable | None:
+        record, failure = self._read_one(tp, offset, check_crcs=True)
+        if failure is None:
+            return None
+        detail = f"kafka client could not parse the record: {type(failure).__name__}: {str(failure)[:200]}"
+        recovered, _ = self._read_one(tp, offset, check_crcs=False)
+        if recovered is not None and recovered.offset == offset:
+            return Unreadable((tp.topic, tp.partition), offset, detail, recovered.key, recovered.value or b"",
+                              list(recovered.headers or []), recovered.timestamp)
+        return Unreadable((tp.topic, tp.partition), offset, detail + " (nothing recoverable)")
+
+    # -- flow control and commits -----------------------------------------------------------------
+    def assignment(self) -> set[TopicPartition]:
+        return self.consumer.assignment()
+
+    def pause_all(self) -> bool:
+        """Pause every assigned partition (newly assigned ones too); True if any was running."""
+        fresh = self.consumer.assignment() - self.consumer.paused()
+        if fresh:
+            self.consumer.pause(*fresh)
+        return bool(fresh)
+
+    def resume_all(self) -> bool:
+        paused = self.consumer.paused()
+        if paused:
+            self.consumer.resume(*paused)
+        return bool(paused)
+
+    def commit(self, offsets: dict[TP, int]) -> None:
+        self.consumer.commit({TopicPartition(*tp): OffsetAndMetadata(off, "", -1) for tp, off in offsets.items()})
+
+    def poll_paused(self) -> None:
+        """Poll with every partition paused: completes a rebalance in progress, takes no record."""
+        self.consumer.pause(*self.consumer.assignment())
+        try:
+            self.consumer.poll(timeout_ms=100)
+        except Exception as exc:  # noqa: BLE001 - shutting down: a failed poll only means one retry less
+            log.warning("poll during final commit failed", error=f"{type(exc).__name__}: {exc}")
+
+    def lag(self) -> dict[TP, int]:
+        out = {}
+        for tp in self.consumer.assignment():
+            end = self.consumer.highwater(tp)
+            if end is None:
+                continue
+            try:
+                position = self.consumer.position(tp, timeout_ms=1000)
+            except KafkaError:
+                continue
+            if position is not None:
+                out[(tp.topic, tp.partition)] = max(0, end - position)
+        return out
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        # Leaves the group: its partitions move on at once.
+        self.consumer.close(autocommit=False, timeout_ms=int(timeout_s * 1000))

@@ -1,0 +1,307 @@
+"""Where results go: Redis (results, previews, alert state) and Kafka (alerts, dead letters).
+
+Redis and Kafka exceptions are translated here and nowhere else, into the three kinds of
+PublishError (linewatch/errors.py): OutputUnavailable (transient: retry), OutputRefused
+(permanent for every record: say so, give up after a while) and RecordRefused (permanent for
+this record: dead-letter it).
+
+A frame's Redis writes are one Lua script (`_WRITE_FRAME`), atomic and idempotent: it first
+looks the record's source offset up in the dedupe hash (RedisKeys.seen). A replay changes
+nothing and returns the alert decision made the first time, so an alert lost to a crash between
+the Redis write and the Kafka send is sent again (consumers deduplicate on camera + frame_id).
+The debounce window and the last alert time of a camera live in Redis (RedisKeys.alert_state),
+updated in the same script, so the next owner of a camera's partition continues them.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import redis
+from redis import exceptions as rx
+from kafka import KafkaAdminClient, KafkaProducer
+from kafka.errors import KafkaError, KafkaTimeoutError, MessageSizeTooLargeError
+from kafka.errors import TopicAuthorizationFailedError
+
+from linewatch import contract as c
+from linewatch.contract import RedisKeys
+from linewatch.errors import OutputRefused, OutputUnavailable, PublishError, RecordRefused
+
+SEEN_BUCKET = 128  # offsets per dedupe hash: small hashes stay in Redis's compact listpack encoding
+
+# Every argument of the script, in order; the Lua prologue below is generated from this tuple.
+_ARGS = (
+    "seen_field", "fingerprint", "dedupe_ttl", "history_maxlen", "history_ttl", "result_ttl", "mask_ttl",
+    "frame_ttl", "state_ttl", "camera", "frame_id", "anomalous", "event_ms", "debounce_n", "debounce_m",
+    "cooldown_ms", "now_ms", "cameras_max", "alerts_maxlen", "mask_png", "heat_png", "frame_jpeg",
+    "preview_jpeg", "preview_heat", "alert_json",
+)
+_KEYS = ("seen", "history", "latest", "alert_state", "camera_index", "mask", "heat_at", "frame_at",
+         "preview_frame", "preview_heat", "alerts")
+
+_WRITE_FRAME = "\n".join(
+    [f"local {name} = ARGV[{i + 1}]" for i, name in enumerate(_ARGS)]
+    + [f"local k_{name} = KEYS[{i + 1}]" for i, name in enumerate(_KEYS)]
+) + f"""
+local seen = redis.call('HGET', k_seen, seen_field)
+if seen then
+  local fp, decided = string.match(seen, '^(.*)|(%d)$')
+  if fp == fingerprint then return {{0, tonumber(decided)}} end
+end
+local state = redis.call('HMGET', k_alert_state, 'recent', 'last_alert_ms')
+local recent = (state[1] or '') .. anomalous
+if #recent > tonumber(debounce_m) then recent = string.sub(recent, -tonumber(debounce_m)) end
+local alert = 0
+if anomalous == '1' and alert_json ~= '' then
+  local _, count = string.gsub(recent, '1', '')
+  local last = tonumber(state[2])
+  if count >= tonumber(debounce_n) and (not last or math.abs(tonumber(event_ms) - last) >= tonumber(cooldown_ms)) then
+    alert = 1
+    redis.call('HSET', k_alert_state, 'last_alert_ms', event_ms)
+  end
+end
+redis.call('HSET', k_alert_state, 'recent', recent)
+redis.call('EXPIRE', k_alert_state, state_ttl)
+local fields = {{}}
+for i = {len(_ARGS) + 1}, #ARGV do fields[#fields + 1] = ARGV[i] end
+redis.call('XADD', k_history, 'MAXLEN', '~', history_maxlen, '*', unpack(fields))
+redis.call('EXPIRE', k_history, history_ttl)
+redis.call('HSET', k_latest, unpack(fields))
+if preview_jpeg ~= '' then
+  redis.call('SET', k_preview_frame, preview_jpeg, 'EX', result_ttl)
+  redis.call('SET', k_preview_heat, preview_heat, 'EX', result_ttl)
+  redis.call('HSET', k_latest, '{c.PREVIEW_FIELD}', frame_id)
+end
+redis.call('EXPIRE', k_latest, result_ttl)
+if mask_png ~= '' then redis.call('SET', k_mask, mask_png, 'EX', mask_ttl) end
+if heat_png ~= '' then redis.call('SET', k_heat_at, heat_png, 'EX', frame_ttl) end
+if frame_jpeg ~= '' then redis.call('SET', k_frame_at, frame_jpeg, 'EX', frame_ttl) end
+redis.call('ZADD', k_camera_index, now_ms, camera)
+redis.call('ZREMRANGEBYSCORE', k_camera_index, '-inf', '(' .. (tonumber(now_ms) - 1000 * tonumber(result_ttl)))
+local n = redis.call('ZCARD', k_camera_index)
+if n > tonumber(cameras_max) then redis.call('ZREMRANGEBYRANK', k_camera_index, 0, n - tonumber(cameras_max) - 1) end
+if alert == 1 then redis.call('XADD', k_alerts, 'MAXLEN', '~', alerts_maxlen, '*', 'alert', alert_json) end
+redis.call('HSET', k_seen, seen_field, fingerprint .. '|' .. alert)
+redis.call('EXPIRE', k_seen, dedupe_ttl)
+return {{1, alert}}
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Retention:
+    """How long what the worker writes lives, and how big it may grow."""
+
+    result_ttl_s: int = 3600
+    history_ttl_s: int = 7 * 86400
+    history_maxlen: int = 10000
+    mask_ttl_s: int = 600
+    frame_ttl_s: int = 6 * 3600
+    dedupe_ttl_s: int = 86400
+    alerts_maxlen: int = 10000
+    cameras_max: int = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Debounce:
+    """N anomalous frames among a camera's last M, then no new alert for `cooldown_s`."""
+
+    n: int = 3
+    m: int = 5
+    cooldown_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.n <= self.m:
+            raise ValueError(f"debounce needs 1 <= n <= m, got n={self.n}, m={self.m}")
+
+
+@dataclass(slots=True)
+class FrameWrite:
+    """Everything one frame's Redis script needs."""
+
+    tp: tuple[str, int]
+    offset: int
+    fingerprint: str  # the record's broker timestamp and sequence: tells a replay from a recreated topic
+    camera: str
+    frame_id: str
+    anomalous: bool
+    event_ms: int  # the frame's time for the cool-down: plausible capture time, else the worker's clock
+    fields: dict[str, str]
+    mask_png: bytes = b""
+    heat_png: bytes = b""
+    frame_jpeg: bytes = b""
+    preview_jpeg: bytes = b""
+    preview_heat: bytes = b""
+    alert_json: bytes = b""  # the alert to record if the debounce decides this frame raises one
+
+
+@dataclass(frozen=True, slots=True)
+class Written:
+    fresh: bool  # False: a replay, nothing changed
+    alert: bool  # this frame raised an alert (decided now, or the first time for a replay)
+
+
+def redis_error(exc: redis.RedisError) -> PublishError:
+    """Translate a Redis failure into the kind of PublishError it is."""
+    text = str(exc)
+    if isinstance(exc, (rx.ConnectionError, rx.TimeoutError, rx.BusyLoadingError, rx.TryAgainError)):
+        return OutputUnavailable(f"redis: {text}")
+    if isinstance(exc, (rx.AuthenticationError, rx.AuthorizationError, rx.NoPermissionError)):
+        return OutputRefused(f"redis refused this worker: {text}")
+    if isinstance(exc, rx.OutOfMemoryError) or "OOM command not allowed" in text:
+        return OutputRefused(f"redis is out of memory (maxmemory reached): {text}")
+    if "NOPERM" in text or "NOAUTH" in text:
+        return OutputRefused(f"redis refused this worker: {text}")
+    if text.startswith(("BUSY", "LOADING", "MASTERDOWN", "READONLY")) or "BUSY" in text[:40]:
+        return OutputUnavailable(f"redis busy: {text}")
+    if isinstance(exc, rx.ResponseError):
+        return RecordRefused(c.R_PUBLISH_REJECTED, f"redis refused this frame's result: {text[:300]}")
+    return OutputUnavailable(f"redis: {text}")
+
+
+class ResultWriter:
+    """Writes a batch of frames to Redis in one round trip, one script call per frame."""
+
+    def __init__(self, client: redis.Redis, keys: RedisKeys, retention: Retention, debounce: Debounce) -> None:
+        self.client = client
+        self.keys = keys
+        self.retention = retention
+        self.debounce = debounce
+        self._script = client.register_script(_WRITE_FRAME)
+
+    def _call(self, w: FrameWrite, pipe: Any) -> None:
+        k, r, d = self.keys, self.retention, self.debounce
+        topic, partition = w.tp
+        keys = [
+            k.seen(topic, partition, w.offset // SEEN_BUCKET), k.history(w.camera), k.latest(w.camera),
+            k.alert_state(w.camera), k.camera_index, k.mask(w.camera, w.frame_id), k.heat_at(w.camera, w.frame_id),
+            k.frame_at(w.camera, w.frame_id), k.frame(w.camera), k.heat(w.camera), k.alerts,
+        ]
+        state_ttl = max(r.result_ttl_s, int(2 * d.cooldown_s) + 1)
+        args: list[Any] = [
+            w.offset, w.fingerprint, r.dedupe_ttl_s, r.history_maxlen, r.history_ttl_s, r.result_ttl_s,
+            r.mask_ttl_s, r.frame_ttl_s, state_ttl, w.camera, w.frame_id, "1" if w.anomalous else "0", w.event_ms,
+            d.n, d.m, int(d.cooldown_s * 1000), w.fields["published_ms"], r.cameras_max, r.alerts_maxlen,
+            w.mask_png, w.heat_png, w.frame_jpeg, w.preview_jpeg, w.preview_heat, w.alert_json,
+        ]
+        for name, value in w.fields.items():
+            args += [name, value]
+        self._script(keys=keys, args=args, client=pipe)
+
+    def write(self, frames: list[FrameWrite]) -> list[Written | PublishError]:
+        """One outcome per frame: Written, or the PublishError of that frame's script call.
+
+        A failure of the round trip itself (connection, timeout) raises OutputUnavailable for the
+        whole batch: nothing can be said about any frame, and retrying all of them is safe.
+        """
+        if not frames:
+            return []
+        pipe = self.client.pipeline(transaction=False)
+        for w in frames:
+            self._call(w, pipe)
+        try:
+            replies = pipe.execute(raise_on_error=False)
+        except redis.RedisError as exc:
+            raise redis_error(exc) from exc
+        return [redis_error(r) if isinstance(r, redis.RedisError) else Written(r[0] == 1, r[1] == 1) for r in replies]
+
+    def runtime_thresholds(self) -> dict[str, float]:
+        """Per-camera threshold overrides set at runtime (HSET <prefix>:thresholds cam 0.7)."""
+        try:
+            raw = self.client.hgetall(self.keys.thresholds)
+        except redis.RedisError as exc:
+            raise redis_error(exc) from exc
+        found: dict[str, float] = {}
+        for cam, value in raw.items():
+            try:
+                found[cam.decode("utf-8", "replace")] = min(max(float(value), 0.0), 1.0)
+            except ValueError:
+                continue  # a malformed override is ignored, the camera keeps its configured threshold
+        return found
+
+
+@dataclass(slots=True)
+class OutRecord:
+    topic: str
+    key: bytes
+    value: bytes
+    headers: list[tuple[str, bytes]] = field(default_factory=list)
+
+    @property
+    def size(self) -> int:
+        return len(self.key) + len(self.value) + sum(len(k) + len(v) for k, v in self.headers)
+
+
+TopicCheck = Callable[[str], bool | None]  # True: exists, False: missing, None: cannot tell
+
+
+class KafkaTopicCheck:
+    """Asks the cluster whether a topic exists (a missing topic looks like a timeout to a producer)."""
+
+    def __init__(self, client_kwargs: dict[str, Any]) -> None:
+        self._client_kwargs = client_kwargs
+        self._admin: KafkaAdminClient | None = None
+
+    def __call__(self, topic: str) -> bool | None:
+        try:
+            if self._admin is None:
+                self._admin = KafkaAdminClient(**self._client_kwargs, client_id="linewatch-topic-check", request_timeout_ms=5000)
+            return topic in self._admin.list_topics()
+        except KafkaError:
+            return None
+
+    def close(self) -> None:
+        if self._admin is not None:
+            self._admin.close()
+
+
+def kafka_error(exc: KafkaError, topic: str, topic_exists: TopicCheck) -> PublishError:
+    """Translate a failed send to `topic` into the kind of PublishError it is."""
+    text = f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, MessageSizeTooLargeError) or "MESSAGE_TOO_LARGE" in text or "RecordTooLarge" in text:
+        return RecordRefused("too_large", f"kafka refused the record as too large ({text[:200]})")
+    if isinstance(exc, TopicAuthorizationFailedError) or "AUTHORIZATION" in text.upper():
+        return OutputRefused(f"kafka: not authorised to write topic {topic} ({text[:200]})")
+    if isinstance(exc, KafkaTimeoutError) and "metadata" in str(exc).lower():
+        # A missing topic and an unreachable broker both look like a metadata timeout here.
+        if topic_exists(topic) is False:
+            return OutputRefused(f"kafka: topic {topic} does not exist (or this worker may not describe it)")
+        return OutputUnavailable(f"kafka: {text[:200]}")
+    if getattr(exc, "retriable", False) or isinstance(exc, KafkaTimeoutError):
+        return OutputUnavailable(f"kafka: {text[:200]}")
+    return OutputRefused(f"kafka: {text[:200]}")
+
+
+class KafkaSender:
+    """Sends alert and dead-letter records and waits until the broker acknowledged them."""
+
+    def __init__(self, producer: KafkaProducer, topic_exists: TopicCheck, timeout_s: float = 15.0) -> None:
+        self.producer = producer
+        self.topic_exists = topic_exists
+        self.timeout_s = timeout_s
+
+    def send_all(self, records: list[OutRecord]) -> list[PublishError | None]:
+        """One outcome per record: None when acknowledged, else its PublishError."""
+        outcomes: list[PublishError | None] = [None] * len(records)
+        futures: list[tuple[int, Any]] = []
+        for i, r in enumerate(records):
+            try:
+                futures.append((i, self.producer.send(r.topic, key=r.key, value=r.value, headers=r.headers)))
+            except KafkaError as exc:
+                outcomes[i] = kafka_error(exc, r.topic, self.topic_exists)
+        if futures:
+            try:
+                self.producer.flush(timeout=self.timeout_s)
+            except KafkaError:
+                pass  # each future below says what happened to its record
+        for i, future in futures:
+            try:
+                future.get(timeout=self.timeout_s)
+            except KafkaError as exc:
+                outcomes[i] = kafka_error(exc, records[i].topic, self.topic_exists)
+        return outcomes
+
+
+def boxes_json(boxes: list[tuple[int, int, int, int]]) -> str:
+    return json.dumps([list(b) for b in boxes], separators=(",", ":"))
