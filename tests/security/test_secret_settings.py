@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import structlog
 
-from linewatch.errors import ConfigError
+from linewatch.connect import check_redis
+from linewatch.errors import ConfigError, ServiceUnavailable
 from linewatch.logs import configure_logging
 from linewatch.settings import KafkaSettings, RedisSettings, check_environment, known_variables, redact_url
 from linewatch.settings_doc import program_classes
@@ -64,6 +65,15 @@ def test_log_lines_hide_secrets(secrets_from_files: None, capsys: pytest.Capture
     line = capsys.readouterr().err.strip().splitlines()[-1]
     assert json.loads(line)["event"] == "settings at start"
     assert PASSWORD not in line and URL_PASSWORD not in line and "lw-worker:***@" in line
+
+
+def test_failed_connection_error_hides_secrets(secrets_from_files: None) -> None:
+    """Nothing listens on port 1: the error names the cause and the redacted URL, no password."""
+    with pytest.raises(ServiceUnavailable) as failure:
+        check_redis(WorkerSettings(), "test", timeout_s=2)
+    text = "".join(str(e) for e in (failure.value, failure.value.__cause__))
+    assert "nothing listens there" in text and "lw-worker:***@127.0.0.1:1" in text
+    assert PASSWORD not in text and URL_PASSWORD not in text
 
 
 def test_value_and_file_together_is_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
