@@ -44,7 +44,7 @@ class _Recorder(logging.Handler):
 
     def __init__(self) -> None:
         super().__init__(logging.WARNING)
-        self.lines: deque[str] = deque(maxlen=50)
+        self.lines: deque[str] = deque(maxlen=2000)  # a 30 s bootstrap logs a few hundred
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
