@@ -18,6 +18,7 @@ Passwords are files made by secrets.sh (<secure dir>/passwords/kafka-<role>, red
 
     python deploy/local/secure_policy.py kafka --base linewatch [--worker-group G] [--alerts-group G]
     python deploy/local/secure_policy.py redis --prefix lw
+    python deploy/local/secure_policy.py env --role worker [--prefix lw]   LW_* settings of a role
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from kafka.admin import (
 ADMIN = "lw-admin"
 KAFKA_USERS = {"producer": "lw-producer", "worker": "lw-worker", "alerts": "lw-alerts"}
 REDIS_ROLES = ("worker", "reader", "view")
+ROLES = ("producer", "worker", "alerts", "reader", "view")
 DEFAULT_WORKER_GROUP = "linewatch-workers"  # WorkerSettings.group_id's default
 DEFAULT_ALERTS_GROUP = "linewatch-alert-printer"  # AlertConsumerSettings.alerts_group_id's default
 
@@ -68,6 +70,26 @@ class Secured:
 
     def password(self, service: str, role: str) -> str:
         return self.password_file(service, role).read_text().strip()
+
+    def env(self, role: str, prefix: str = "lw") -> dict[str, str]:
+        """The LW_* settings of a program running as `role`: passwords as *_FILE variables, the
+        way a secret mount gives them; Redis user and prefix for key prefix `prefix`."""
+        if role not in ROLES:
+            raise ValueError(f"role {role!r}: one of {', '.join(ROLES)}")
+        env: dict[str, str] = {}
+        if role in KAFKA_USERS:
+            env |= {
+                "LW_KAFKA_BOOTSTRAP": self.kafka, "LW_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+                "LW_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512", "LW_KAFKA_SASL_USERNAME": KAFKA_USERS[role],
+                "LW_KAFKA_SASL_PASSWORD_FILE": str(self.password_file("kafka", role)), "LW_KAFKA_SSL_CAFILE": str(self.ca),
+            }
+        if role in REDIS_ROLES:
+            env |= {
+                "LW_REDIS_URL": f"rediss://{self.redis}/0", "LW_REDIS_USERNAME": redis_user(prefix, role),
+                "LW_REDIS_PASSWORD_FILE": str(self.password_file("redis", role)), "LW_REDIS_SSL_CA_CERTS": str(self.ca),
+                "LW_REDIS_PREFIX": prefix,
+            }
+        return env
 
     # -- Kafka ---------------------------------------------------------------------------------
     def kafka_admin(self) -> KafkaAdminClient:
@@ -183,6 +205,9 @@ def main(argv: list[str] | None = None) -> int:
     r = sub.add_parser("redis", help="the users of one key prefix")
     r.add_argument("--prefix", default="lw")
     sub.add_parser("redis-aclfile", help="print the ACL file Redis starts with")
+    e = sub.add_parser("env", help="print the LW_* settings of a program running as ROLE")
+    e.add_argument("--role", required=True, choices=ROLES)
+    e.add_argument("--prefix", default="lw")
     args = parser.parse_args(argv)
     secured = Secured(args.dir, args.kafka, args.redis)
     if args.what == "kafka":
@@ -200,6 +225,8 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             client.close()
         print(f"redis-secure: users {', '.join(redis_rules(args.prefix))} for keys {args.prefix}:*")
+    elif args.what == "env":
+        sys.stdout.write("".join(f"{k}={v}\n" for k, v in secured.env(args.role, args.prefix).items()))
     else:
         sys.stdout.write(redis_admin_aclfile(secured.password("redis", "admin")))
     return 0
