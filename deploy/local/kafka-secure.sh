@@ -35,6 +35,8 @@ kafka() {
 write_config() {
   local admin_pw=$1
   (umask 077
+  # The broker's own password is read from its file when the broker starts (DirectoryConfigProvider),
+  # so the configuration holds none; deploy/compose/kafka/secure.properties does the same.
   cat >"$run_dir/secure.properties" <<EOF
 listeners=SASL_SSL://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
 advertised.listeners=SASL_SSL://127.0.0.1:$port
@@ -42,7 +44,9 @@ listener.security.protocol.map=SASL_SSL:SASL_SSL,CONTROLLER:SSL
 inter.broker.listener.name=SASL_SSL
 sasl.enabled.mechanisms=SCRAM-SHA-512
 sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512
-listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="lw-admin" password="$admin_pw";
+config.providers=dir
+config.providers.dir.class=org.apache.kafka.common.config.provider.DirectoryConfigProvider
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="lw-admin" password="\${dir:$secure/passwords:kafka-admin}";
 ssl.keystore.type=PEM
 ssl.keystore.location=$secure/server-keystore.pem
 ssl.truststore.type=PEM

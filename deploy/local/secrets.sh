@@ -39,8 +39,9 @@ certs() {
     openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out server.key 2>/dev/null
     openssl req -new -key server.key -subj "/CN=linewatch-broker" -out server.csr
     # clientAuth too: the broker presents this certificate to its own controller listener (mTLS).
+    # Names: loopback for deploy/local, the compose services `kafka` and `redis` for deploy/compose.
     printf '%s\n' "basicConstraints=CA:FALSE" "keyUsage=critical,digitalSignature,keyEncipherment" \
-      "extendedKeyUsage=serverAuth,clientAuth" "subjectAltName=IP:127.0.0.1,DNS:localhost" >server.ext
+      "extendedKeyUsage=serverAuth,clientAuth" "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kafka,DNS:redis" >server.ext
     openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days "$days" \
       -extfile server.ext -out server.pem 2>/dev/null
     cat server.key server.pem >server-keystore.pem
@@ -59,7 +60,8 @@ password() {
   local file=$dir/passwords/$name
   if [[ ! -s $file ]]; then
     # Hex only: the value goes into Kafka's --add-scram and JAAS syntax without quoting trouble.
-    (umask 077 && openssl rand -hex 24 >"$file.tmp" && mv "$file.tmp" "$file")
+    # No newline: Kafka's DirectoryConfigProvider reads the file as it is.
+    (umask 077 && openssl rand -hex 24 | tr -d '\n' >"$file.tmp" && mv "$file.tmp" "$file")
   fi
   echo "$file"
 }
