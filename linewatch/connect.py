@@ -35,6 +35,8 @@ _KAFKA_CAUSES = (
 # A TLS record read as a Kafka frame length: 0x15 (alert) or 0x16 (handshake), then version 3.x.
 _TLS_FRAME = re.compile(r"Invalid frame length: (\d+)")
 _TLS_ANSWER = "the broker answered in TLS: this listener needs SSL or SASL_SSL (LW_KAFKA_SECURITY_PROTOCOL)"
+# A TLS listener often just hangs up on a plaintext client, without a TLS answer to recognise.
+_HUNG_UP = "the broker hung up at once: does this listener need SSL or SASL_SSL? (LW_KAFKA_SECURITY_PROTOCOL)"
 # Lines that only say the bootstrap failed or waits: never the cause.
 _GENERIC = ("Unable to bootstrap", "not ready; waiting")
 
@@ -53,7 +55,7 @@ class _Recorder(logging.Handler):
             self.lines.append(str(record.msg))
 
 
-def explain_kafka(lines: list[str]) -> str | None:
+def explain_kafka(lines: list[str], protocol: str = "PLAINTEXT") -> str | None:
     """What kafka-python's recent log lines say went wrong (newest first), with the line that says
     it; else its newest specific line; None if there is none."""
     specific = [line for line in lines if not any(g in line for g in _GENERIC)]
@@ -64,7 +66,11 @@ def explain_kafka(lines: list[str]) -> str | None:
         match = _TLS_FRAME.search(line)
         if match and int(match.group(1)) >> 24 in (0x15, 0x16):
             return f"{_TLS_ANSWER} [{line}]"
-    return specific[-1] if specific else None
+    if not specific:
+        return None
+    if "SSL" not in protocol and "socket disconnected" in specific[-1]:
+        return f"{_HUNG_UP} [{specific[-1]}]"
+    return specific[-1]
 
 
 @contextmanager
@@ -76,7 +82,7 @@ def kafka_connecting(settings: KafkaSettings, who: str) -> Iterator[None]:
     try:
         yield
     except KafkaError as exc:
-        cause = explain_kafka(list(recorder.lines)) or f"{type(exc).__name__}: {exc}"
+        cause = explain_kafka(list(recorder.lines), settings.kafka_security_protocol) or f"{type(exc).__name__}: {exc}"
         raise ServiceUnavailable(
             f"{who}: Kafka at {settings.kafka_bootstrap} ({settings.kafka_security_protocol}): {cause}"
         ) from exc

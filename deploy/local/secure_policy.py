@@ -60,6 +60,7 @@ class Secured:
     dir: Path
     kafka: str = "127.0.0.1:9094"
     redis: str = "127.0.0.1:6380"
+    kafka_controller: str = "127.0.0.1:9095"
 
     @property
     def ca(self) -> Path:

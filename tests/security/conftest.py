@@ -66,6 +66,7 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secured]:
             Path(folder.stdout.strip()),
             f"127.0.0.1:{env.get('LW_KAFKA_SECURE_PORT', '9094')}",
             f"127.0.0.1:{env.get('LW_REDIS_SECURE_PORT', '6380')}",
+            f"127.0.0.1:{env.get('LW_KAFKA_SECURE_CONTROLLER_PORT', '9095')}",
         )
         return
     run_dir = tmp_path_factory.mktemp("secured-services")
@@ -80,7 +81,7 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secured]:
         if result.returncode != 0:
             pytest.fail(f"secured services did not start:\n{result.stdout}\n{result.stderr}")
         sys.stderr.write(f"\nsecured services started in {time.monotonic() - started:.1f}s (private, {run_dir})\n")
-        yield Secured(run_dir / "secure", f"127.0.0.1:{kafka}", f"127.0.0.1:{redis_port}")
+        yield Secured(run_dir / "secure", f"127.0.0.1:{kafka}", f"127.0.0.1:{redis_port}", f"127.0.0.1:{controller}")
     finally:
         _script("stop", env, timeout_s=60)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -58,7 +59,15 @@ def test_repr_and_str_hide_secrets(cls: type, secrets_from_files: None) -> None:
         assert "rediss://lw-worker:***@127.0.0.1:1/0" in repr(settings)  # still says which Redis
 
 
-def test_log_lines_hide_secrets(secrets_from_files: None, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.fixture
+def program_logging() -> Iterator[None]:
+    """configure_logging as a program calls it, undone afterwards (it binds this test's stderr)."""
+    saved = structlog.get_config()
+    yield
+    structlog.configure(**saved)
+
+
+def test_log_lines_hide_secrets(secrets_from_files: None, program_logging: None, capsys: pytest.CaptureFixture[str]) -> None:
     configure_logging("debug", json=True)
     settings = WorkerSettings()
     structlog.get_logger("test").info("settings at start", settings=settings, redis=settings.redis_url_redacted)

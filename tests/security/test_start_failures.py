@@ -111,9 +111,10 @@ def test_a_client_that_does_not_trust_the_ca_is_refused(case: str, failed_starts
 
 @pytest.mark.parametrize(
     ("case", "cause"),
-    [("producer-plaintext", "the broker answered in TLS"), ("worker-redis-plaintext", "a TLS port needs rediss://")],
+    [("producer-plaintext", "SSL or SASL_SSL"), ("worker-redis-plaintext", "a TLS port needs rediss://")],
 )
 def test_plaintext_client_to_a_tls_port_stops_naming_the_cause(case: str, cause: str, failed_starts, secured: Secured) -> None:
+    """Kafka: "answered in TLS" when the broker's TLS alert arrives, "hung up at once" when it does not."""
     _assert_stopped_saying(failed_starts[case], cause, secrets=all_passwords(secured))
 
 
@@ -137,3 +138,22 @@ def test_servers_answer_nothing_in_plaintext(secured: Secured) -> None:
             except ConnectionResetError:
                 reply = b""
             assert answer not in reply and not reply.startswith((b"+", b"-", b"\x00")), reply
+
+
+def test_controller_listener_takes_only_the_broker_certificate(secured: Secured) -> None:
+    """The controller port speaks TLS and wants a client certificate signed by the CA: a client that
+    trusts the CA but has none is cut off at the handshake; with the broker's own it is answered."""
+    host, port = secured.kafka_controller.rsplit(":", 1)
+    api_versions = struct.pack(">hhih", 18, 0, 7, 5) + b"probe"
+    request = struct.pack(">i", len(api_versions)) + api_versions
+    anonymous = ssl.create_default_context(cafile=str(secured.ca))
+    broker = ssl.create_default_context(cafile=str(secured.ca))
+    broker.load_cert_chain(secured.dir / "server.pem", secured.dir / "server.key")
+    with socket.create_connection((host, int(port)), timeout=5) as raw, broker.wrap_socket(raw, server_hostname=host) as s:
+        s.sendall(request)
+        assert s.recv(64)[4:8] == struct.pack(">i", 7)  # its correlation id: a Kafka answer
+    with socket.create_connection((host, int(port)), timeout=5) as raw:
+        with pytest.raises(ssl.SSLError, match="(?i)certificate"):
+            with anonymous.wrap_socket(raw, server_hostname=host) as s:
+                s.sendall(request)
+                s.recv(64)  # TLS 1.3: the refusal of a missing client certificate arrives here
