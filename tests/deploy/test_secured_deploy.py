@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import copy
 import re
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,7 @@ from producer.settings import ProducerSettings
 from worker.alerts_consumer import AlertConsumerSettings
 from worker.settings import WorkerSettings
 
-from .conftest import COMPOSE_DIR, K8S_DIR, find, kustomize_resources, load_yaml_docs, pod_containers, read_env_file
+from .conftest import COMPOSE_DIR, K8S_DIR, ROOT, find, kustomize_resources, load_yaml_docs, pod_containers, read_env_file
 
 PROGRAMS = (WorkerSettings, ProducerSettings, AlertConsumerSettings)
 KNOWN = known_variables(*PROGRAMS)
@@ -195,3 +197,14 @@ def test_no_password_in_any_deployment_file() -> None:
         text = path.read_text()
         assert not INLINE_SECRET.search(text), path
         assert not re.search(r'password="[^$"]', text), path  # JAAS passwords come from files
+
+
+def test_generated_secrets_are_ignored_by_git() -> None:
+    """Where secrets.sh and the compose script put certificates, keys and passwords, git looks away."""
+    if shutil.which("git") is None or not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    paths = [".run/secure/ca.key", ".run/secure/passwords/kafka-admin", ".run/kafka-secure/secure.properties",
+             "deploy/compose/.run/secure/server.key", "deploy/compose/.run/secure/passwords/redis-worker",
+             "somewhere/else/server.pem"]
+    result = subprocess.run(["git", "check-ignore", "--no-index", *paths], cwd=ROOT, capture_output=True, text=True, check=False)
+    assert sorted(result.stdout.split()) == sorted(paths)
