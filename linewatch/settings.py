@@ -13,7 +13,7 @@ secret mounts and Docker secrets provide them, and none is shown by ``repr``.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
@@ -77,9 +77,9 @@ class SecretFiles(PydanticBaseSettingsSource):
     passwords was meant cannot be guessed.
     """
 
-    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str] | None = None) -> None:
+    def __init__(self, settings_cls: type[BaseSettings]) -> None:
         super().__init__(settings_cls)
-        self.environ = {k.upper(): v for k, v in (os.environ if environ is None else environ).items()}
+        self.environ = {k.upper(): v for k, v in os.environ.items()}
 
     def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
         var = variable(field_name) + FILE_SUFFIX
