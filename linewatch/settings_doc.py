@@ -12,7 +12,7 @@ from pathlib import Path
 
 from pydantic_settings import BaseSettings
 
-from linewatch.settings import ENV_PREFIX, BaseProgramSettings, KafkaSettings, RedisSettings
+from linewatch.settings import FILE_SUFFIX, BaseProgramSettings, KafkaSettings, RedisSettings, reads_from_file, variable
 
 BEGIN, END = "<!-- settings:begin -->", "<!-- settings:end -->"
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -50,7 +50,10 @@ def _table(fields: dict, skip: set[str] = frozenset()) -> list[str]:
         if name in skip:
             continue
         desc = (field.description or "").replace("|", "\\|")
-        rows.append(f"| `{ENV_PREFIX}{name.upper()}` | {_default(field)} | {desc} |")
+        names = f"`{variable(name)}`"
+        if reads_from_file(field):
+            names += f" or `{variable(name)}{FILE_SUFFIX}` (a file holding it)"
+        rows.append(f"| {names} | {_default(field)} | {desc} |")
     return rows
 
 

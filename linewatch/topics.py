@@ -11,6 +11,7 @@ import structlog
 from kafka.admin import KafkaAdminClient
 from kafka.errors import KafkaError, TopicAlreadyExistsError, for_code
 
+from linewatch.connect import kafka_connecting
 from linewatch.errors import ConfigError, ServiceUnavailable
 from linewatch.settings import KafkaSettings
 
@@ -33,12 +34,10 @@ def ensure_topics(
         topics.alerts: {},
         topics.dead_letter: {"max.message.bytes": max_bytes},
     }
-    try:
+    with kafka_connecting(settings, "creating topics"):
         admin = KafkaAdminClient(
             **settings.kafka_client_kwargs(), client_id="linewatch-topics", request_timeout_ms=int(timeout_s * 1000)
         )
-    except KafkaError as exc:
-        raise ServiceUnavailable(f"Kafka at {settings.kafka_bootstrap}: {exc}") from exc
     try:
         for name, configs in wanted.items():
             _create_one(admin, name, partitions, replication_factor, configs, timeout_s)

@@ -24,6 +24,7 @@ from kafka import KafkaProducer
 from kafka.errors import KafkaError
 from pydantic import ValidationError
 
+from linewatch.connect import kafka_connecting
 from linewatch.errors import ConfigError, LinewatchError, ServiceUnavailable
 from linewatch.health import HealthServer
 from linewatch.logs import configure_logging
@@ -41,7 +42,7 @@ SourceFactory = Callable[[CameraSpec], FrameSource]
 
 def make_kafka_producer(settings: ProducerSettings) -> KafkaProducer:
     """kafka-python producer for frames: acks=all, no compression (JPEG is compressed already)."""
-    try:
+    with kafka_connecting(settings, "linewatch-producer"):
         return KafkaProducer(
             **settings.kafka_client_kwargs(),
             client_id="linewatch-producer",
@@ -51,8 +52,6 @@ def make_kafka_producer(settings: ProducerSettings) -> KafkaProducer:
             max_request_size=settings.kafka_max_message_bytes,
             max_block_ms=10_000,
         )
-    except KafkaError as exc:
-        raise ServiceUnavailable(f"Kafka at {settings.kafka_bootstrap}: {exc}") from exc
 
 
 @dataclass(frozen=True, slots=True)

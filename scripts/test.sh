@@ -13,6 +13,8 @@ cleanup() {
 }
 trap cleanup EXIT
 bash deploy/local/services.sh start || exit 1
+# tests/security starts its own secured Kafka and Redis (deploy/local/secure.sh, private ports and
+# folder) unless this checkout's are running, and stops them at the end.
 # The tests reach the services the scripts started, wherever their ports were moved.
 export LW_KAFKA_BOOTSTRAP=${LW_KAFKA_BOOTSTRAP:-127.0.0.1:${LW_KAFKA_PORT:-9092}}
 export LW_REDIS_URL=${LW_REDIS_URL:-redis://127.0.0.1:${LW_REDIS_PORT:-6379}/0}

@@ -13,10 +13,11 @@ from collections import OrderedDict
 import structlog
 from kafka import KafkaConsumer
 from kafka.errors import KafkaError
-from pydantic import Field
+from pydantic import Field, ValidationError
 
+from linewatch.connect import kafka_connecting
 from linewatch.contract import Alert
-from linewatch.errors import FrameRejected
+from linewatch.errors import ConfigError, FrameRejected, ServiceUnavailable
 from linewatch.logs import configure_logging
 from linewatch.settings import KafkaSettings, RedisSettings
 
@@ -58,13 +59,14 @@ def handle(alert: Alert, webhook: str | None) -> None:
 
 def follow(settings: AlertConsumerSettings, max_alerts: int = 0, idle_exit_s: float = 0) -> int:
     """Consume alerts; stop after `max_alerts` (0: never) or `idle_exit_s` without one (0: never)."""
-    consumer = KafkaConsumer(
-        settings.topics.alerts,
-        **settings.kafka_client_kwargs(),
-        group_id=settings.alerts_group_id,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest" if settings.alerts_from_beginning else "latest",
-    )
+    with kafka_connecting(settings, "linewatch-alerts"):
+        consumer = KafkaConsumer(
+            settings.topics.alerts,
+            **settings.kafka_client_kwargs(),
+            group_id=settings.alerts_group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest" if settings.alerts_from_beginning else "latest",
+        )
     seen, count, idle = _Seen(), 0, 0.0
     try:
         while not max_alerts or count < max_alerts:
@@ -103,9 +105,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--from-beginning", action="store_true", help="read the topic from its start")
     args = parser.parse_args(argv)
     overrides = {"alerts_from_beginning": True} if args.from_beginning else {}
-    settings = AlertConsumerSettings(**overrides)
+    try:
+        settings = AlertConsumerSettings(**overrides)
+    except (ConfigError, ValidationError) as exc:
+        print(f"linewatch-alerts: bad settings: {exc}", file=sys.stderr)
+        return 2
     configure_logging(settings.log_level, settings.log_json)
-    return 0 if follow(settings, args.max_alerts, args.idle_exit) >= 0 else 1
+    try:
+        return 0 if follow(settings, args.max_alerts, args.idle_exit) >= 0 else 1
+    except ServiceUnavailable as exc:
+        log.error("alert consumer could not start", error=str(exc))
+        return 1
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
 from linewatch import contract as c
+from linewatch.connect import check_redis, kafka_connecting
 from linewatch.contract import parse_frame_record
 from linewatch.errors import FrameRejected, LinewatchError
 from linewatch.health import HealthServer
@@ -386,7 +387,10 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(settings.log_level, settings.log_json)
     worker = Worker(settings)
     try:
-        worker.start()
+        # Credentials and TLS are checked first, so a wrong one is named instead of timing out later.
+        check_redis(settings, "linewatch-worker")
+        with kafka_connecting(settings, "linewatch-worker"):
+            worker.start()
     except (LinewatchError, KafkaError, redis.RedisError) as exc:
         log.error("worker could not start", error=str(exc), kind=type(exc).__name__)
         return 1

@@ -9,6 +9,13 @@
 # Environment: LW_KAFKA_PORT (9092), LW_KAFKA_CONTROLLER_PORT (9093), LW_KAFKA_HEAP (512m),
 # LW_RUN_DIR (<repo>/.run: data, config, log, pid), LW_CACHE_DIR (<repo>/.cache: jars),
 # LW_KAFKA_START_TIMEOUT (90 seconds).
+#
+# A second broker beside this one (deploy/local/kafka-secure.sh uses these; plain use needs none):
+# LW_KAFKA_NAME (kafka: the folder under LW_RUN_DIR and the name in messages),
+# LW_KAFKA_CONFIG_EXTRA (a properties file appended to the generated config; its keys win),
+# LW_KAFKA_FORMAT_ARGS_FILE (extra storage-format arguments, one a line, e.g. --add-scram; read by
+# the java launcher from a file, so a password in them never shows in `ps`),
+# LW_KAFKA_PROBE_CAFILE (the port speaks TLS: probe it over TLS, trusting this CA).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -16,22 +23,30 @@ repo=$(cd "$here/../.." && pwd)
 port=${LW_KAFKA_PORT:-9092}
 cport=${LW_KAFKA_CONTROLLER_PORT:-9093}
 heap=${LW_KAFKA_HEAP:-512m}
-run_dir=${LW_RUN_DIR:-$repo/.run}/kafka
+name=${LW_KAFKA_NAME:-kafka}
+run_dir=${LW_RUN_DIR:-$repo/.run}/$name
 libs=${LW_CACHE_DIR:-$repo/.cache}/kafka/libs
 timeout=${LW_KAFKA_START_TIMEOUT:-90}
 pidfile=$run_dir/kafka.pid
 logfile=$run_dir/kafka.log
+config_extra=${LW_KAFKA_CONFIG_EXTRA:-}
+format_args=${LW_KAFKA_FORMAT_ARGS_FILE:-}
+probe_ca=${LW_KAFKA_PROBE_CAFILE:-}
 
-die() { echo "kafka: $*" >&2; exit 1; }
+die() { echo "$name: $*" >&2; exit 1; }
 
 # A real Kafka ApiVersions round trip, not just an open port: the broker answers only once serving.
+# ApiVersions needs no authentication, so a SASL_SSL listener answers it too (over TLS).
 answers() {
-  python3 - "$port" <<'EOF' 2>/dev/null
-import socket, struct, sys
-port = int(sys.argv[1])
+  python3 - "$port" "$probe_ca" <<'EOF' 2>/dev/null
+import contextlib, socket, ssl, struct, sys
+port, cafile = int(sys.argv[1]), sys.argv[2]
 client = b"lw-probe"
 body = struct.pack(">hhih", 18, 0, 1, len(client)) + client
-with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
+with contextlib.ExitStack() as stack:
+    s = stack.enter_context(socket.create_connection(("127.0.0.1", port), timeout=2))
+    if cafile:
+        s = stack.enter_context(ssl.create_default_context(cafile=cafile).wrap_socket(s, server_hostname="127.0.0.1"))
     s.settimeout(3)
     s.sendall(struct.pack(">i", len(body)) + body)
     size = struct.unpack(">i", s.recv(4))[0]
@@ -95,6 +110,11 @@ socket.request.max.bytes=104857600
 log.retention.hours=24
 log.segment.bytes=268435456
 EOF
+  # Later keys win when Java reads properties: the extra file may redefine listeners and so on.
+  if [[ -n $config_extra ]]; then
+    { echo "# from $config_extra"; cat "$config_extra"; } >>"$run_dir/server.properties"
+    chmod 600 "$run_dir/server.properties"  # it may hold a password (a JAAS line)
+  fi
   cat >"$run_dir/log4j2.properties" <<EOF
 status = warn
 appender.file.type = File
@@ -116,9 +136,9 @@ start() {
   local jv; jv=$(java -version 2>&1 | awk -F'"' '/version/ {print $2}' | cut -d. -f1)
   [[ ${jv:-0} -ge 17 ]] || die "Java $jv found, Kafka 4 needs 17 or newer"
   mkdir -p "$run_dir"
-  if pid=$(running_pid) && answers; then echo "kafka: already running (pid $pid) on 127.0.0.1:$port"; return 0; fi
+  if pid=$(running_pid) && answers; then echo "$name: already running (pid $pid) on 127.0.0.1:$port"; return 0; fi
   if port_taken "$port"; then
-    if answers; then echo "kafka: a broker not started by this script already answers on 127.0.0.1:$port; using it"; return 0; fi
+    if answers; then echo "$name: a broker not started by this script already answers on 127.0.0.1:$port; using it"; return 0; fi
     die "port $port is taken by something that is not a Kafka broker (set LW_KAFKA_PORT)"
   fi
   port_taken "$cport" && die "controller port $cport is taken (set LW_KAFKA_CONTROLLER_PORT)"
@@ -129,9 +149,17 @@ start() {
     local cluster_id
     # A base64 id may start with '-': pass it as --cluster-id=<id> so it is never read as an option.
     cluster_id=$(python3 -c "import base64,uuid;print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip('='))")
-    java -Xmx256m -cp "$cp" -Dlog4j2.configurationFile="$run_dir/log4j2.properties" kafka.tools.StorageTool \
-      format --standalone --cluster-id="$cluster_id" --config="$run_dir/server.properties" >"$run_dir/format.log" 2>&1 \
-      || { cat "$run_dir/format.log" >&2; die "formatting storage failed"; }
+    # The main class and its arguments go to the java launcher as an @file: format arguments
+    # from LW_KAFKA_FORMAT_ARGS_FILE may hold passwords, and a file keeps them out of `ps`.
+    local argfile=$run_dir/format.args
+    (umask 077
+     printf '%s\n' kafka.tools.StorageTool format --standalone "--cluster-id=$cluster_id" \
+       "\"--config=$run_dir/server.properties\"" >"$argfile"
+     [[ -z $format_args ]] || cat "$format_args" >>"$argfile")
+    java -Xmx256m -cp "$cp" -Dlog4j2.configurationFile="$run_dir/log4j2.properties" @"$argfile" \
+      >"$run_dir/format.log" 2>&1 \
+      || { rm -f "$argfile"; cat "$run_dir/format.log" >&2; die "formatting storage failed"; }
+    rm -f "$argfile"
   fi
   local t0; t0=$(date +%s.%N)
   nohup java -Xms"$heap" -Xmx"$heap" -XX:+UseG1GC -Djava.awt.headless=true \
@@ -150,25 +178,25 @@ start() {
     fi
     sleep 0.3
   done
-  printf 'kafka: ready on 127.0.0.1:%s (pid %s) after %.1fs; data in %s\n' \
-    "$port" "$(cat "$pidfile")" "$(python3 -c "import sys; print(float(sys.argv[2]) - float(sys.argv[1]))" "$t0" "$(date +%s.%N)")" "$run_dir/data"
+  printf '%s: ready on 127.0.0.1:%s (pid %s) after %.1fs; data in %s\n' \
+    "$name" "$port" "$(cat "$pidfile")" "$(python3 -c "import sys; print(float(sys.argv[2]) - float(sys.argv[1]))" "$t0" "$(date +%s.%N)")" "$run_dir/data"
 }
 
 stop() {
   local pid
-  if ! pid=$(running_pid); then echo "kafka: not running (no broker started by this script)"; rm -f "$pidfile"; return 0; fi
+  if ! pid=$(running_pid); then echo "$name: not running (no broker started by this script)"; rm -f "$pidfile"; return 0; fi
   kill -TERM "$pid"
   for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
-  if kill -0 "$pid" 2>/dev/null; then echo "kafka: no clean stop after 20s, killing"; kill -KILL "$pid"; fi
+  if kill -0 "$pid" 2>/dev/null; then echo "$name: no clean stop after 20s, killing"; kill -KILL "$pid"; fi
   rm -f "$pidfile"
-  echo "kafka: stopped"
+  echo "$name: stopped"
 }
 
 status() {
   if answers; then
-    echo "kafka: running on 127.0.0.1:$port${pid:+ (pid $pid)}"; return 0
+    echo "$name: running on 127.0.0.1:$port${pid:+ (pid $pid)}"; return 0
   fi
-  echo "kafka: not running on 127.0.0.1:$port"; return 3
+  echo "$name: not running on 127.0.0.1:$port"; return 3
 }
 
 case "${1:-}" in

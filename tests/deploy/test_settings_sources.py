@@ -9,16 +9,17 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from linewatch.settings import check_environment
+from linewatch.settings import check_environment, known_variables
 from producer.settings import ProducerSettings
 from worker.alerts_consumer import AlertConsumerSettings
 from worker.settings import WorkerSettings
 
 from .conftest import COMPOSE_DIR, K8S_DIR, kustomize_resources, load_yaml_docs, pod_containers, read_env_file
 
-# What the programs themselves accept at start-up (worker/app.py and producer/app.py check these).
+# What the programs themselves accept at start-up (worker/app.py and producer/app.py check these):
+# a variable per field, and LW_<NAME>_FILE for the fields that may hold a secret.
 PROGRAMS = (WorkerSettings, ProducerSettings, AlertConsumerSettings)
-KNOWN = {f"LW_{name}".upper() for cls in PROGRAMS for name in cls.model_fields}
+KNOWN = known_variables(*PROGRAMS)
 
 ENV_FILES = {
     "compose": COMPOSE_DIR / "linewatch.env",
