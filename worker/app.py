@@ -229,7 +229,7 @@ class Worker:
         self.redis.close()
         if self.http is not None:
             self.http.stop()
-        log.info("worker stopped", exit_code=self.supervisor.exit_code, cause=self.supervisor.cause)
+        log.info("worker stopped", exit_code=self.supervisor.exit_code)  # the cause was logged when it happened
 
     # -- intake ---------------------------------------------------------------------------------
     def _new_item(self, tp: tuple[str, int], offset: int, key: bytes | None, value: bytes | None,

@@ -37,8 +37,8 @@ from linewatch.errors import LinewatchError, ServiceUnavailable
 log = structlog.get_logger(__name__)
 
 TP = tuple[str, int]
-_PROBE_POLL_MS = 500
-_PROBE_ROUNDS = 6  # a record that exists arrives within a few fetches
+_PROBE_POLL_MS = 300
+_PROBE_ROUNDS = 10  # a record that exists arrives within a few fetches
 
 
 class InputUnavailable(LinewatchError):
@@ -101,6 +101,8 @@ class FramesInput:
             partition_assignment_strategy=[CooperativeStickyAssignor],
         )
         self.stepped_over = 0
+        self._last_read: dict[TopicPartition, float] = {}
+        self._strict_probe: KafkaConsumer | None = None
 
     def subscribe(self, on_released: Callable[[list[TP]], None]) -> None:
         """Join the group for the frames topic; ServiceUnavailable when the topic does not exist.
@@ -133,35 +135,46 @@ class FramesInput:
             if not _is_parse_error(exc):
                 raise InputUnavailable(f"{type(exc).__name__}: {exc}") from exc
             return [], self._step_over(exc)
+        now = time.monotonic()
+        for tp in polled:
+            self._last_read[tp] = now
         return [record for records in polled.values() for record in records], []
 
     def _step_over(self, error: BaseException) -> list[Unreadable]:
+        """Find the record the client failed on, step the consumer past it, and return it."""
+        for tp, position in self._candidates():
+            bad = self._probe(tp, position)
+            if bad is not None:
+                self.consumer.seek(tp, position + 1)
+                self.stepped_over += 1
+                log.error("unparseable record stepped over", source=f"{bad.tp[0]}:{bad.tp[1]}:{bad.offset}", detail=bad.detail)
+                return [bad]
+        raise InputBroken(f"the client failed to parse a record and no partition's next record fails: {error!r}")
+
+    def _candidates(self) -> list[tuple[TopicPartition, int]]:
+        """Running partitions with unread records, the ones read most recently first (the likely culprits)."""
         found = []
         for tp in self.consumer.assignment() - self.consumer.paused():
             position = self.consumer.position(tp)
             end = self.consumer.highwater(tp)
-            if position is None or (end is not None and position >= end):
-                continue
-            bad = self._probe(tp, position, error)
-            if bad is not None:
-                self.consumer.seek(tp, position + 1)
-                found.append(bad)
-        self.stepped_over += len(found)
-        if not found:
-            raise InputBroken(f"the client failed to parse a record and no partition's next record fails: {error!r}")
-        for bad in found:
-            log.error("unparseable record stepped over", source=f"{bad.tp[0]}:{bad.tp[1]}:{bad.offset}", detail=bad.detail)
-        return found
+            if position is not None and (end is None or position < end):
+                found.append((tp, position))
+        return sorted(found, key=lambda c: -self._last_read.get(c[0], 0.0))
 
     def _probe_consumer(self, check_crcs: bool) -> KafkaConsumer:
         return KafkaConsumer(
             **self._client_kwargs, group_id=None, enable_auto_commit=False, check_crcs=check_crcs,
-            max_poll_records=1, client_id="linewatch-probe",
+            max_poll_records=1, fetch_max_wait_ms=100, client_id="linewatch-probe",
         )
 
     def _read_one(self, tp: TopicPartition, offset: int, check_crcs: bool) -> tuple[Any | None, BaseException | None]:
-        """The record at `offset` read by a fresh consumer, or the parse error it raised."""
-        probe = self._probe_consumer(check_crcs)
+        """The record at `offset` as a separate consumer reads it, or the parse error it raised.
+
+        The strict probe is kept between calls (a fresh consumer costs a bootstrap), except after
+        it failed to parse: the client must never poll the same failing position twice.
+        """
+        probe = self._strict_probe if check_crcs and self._strict_probe is not None else self._probe_consumer(check_crcs)
+        keep = check_crcs
         try:
             probe.assign([tp])
             probe.seek(tp, offset)
@@ -169,6 +182,7 @@ class FramesInput:
                 try:
                     got = probe.poll(timeout_ms=_PROBE_POLL_MS, max_records=1)
                 except Exception as exc:  # noqa: BLE001 - as in poll(): any parse failure counts
+                    keep = False
                     if _is_parse_error(exc):
                         return None, exc
                     raise
@@ -176,17 +190,23 @@ class FramesInput:
                     return records[0], None
             return None, None
         finally:
-            probe.close(autocommit=False)
+            if keep:
+                self._strict_probe = probe
+            else:
+                probe.close(autocommit=False)
+                if probe is self._strict_probe:
+                    self._strict_probe = None
 
-    def _probe(self, tp: TopicPartition, offset: int, error: BaseException) -> Unreadable | None:
+    def _probe(self, tp: TopicPartition, offset: int) -> Unreadable | None:
         record, failure = self._read_one(tp, offset, check_crcs=True)
         if failure is None:
             return None
         detail = f"kafka client could not parse the record: {type(failure).__name__}: {str(failure)[:200]}"
-        recovered, _ = self._read_one(tp, offset, check_crcs=False)
-        if recovered is not None and recovered.offset == offset:
-            return Unreadable((tp.topic, tp.partition), offset, detail, recovered.key, recovered.value or b"",
-                              list(recovered.headers or []), recovered.timestamp)
+        if isinstance(failure, CorruptRecordError):  # only the checksum failed: the bytes may still be read
+            recovered, _ = self._read_one(tp, offset, check_crcs=False)
+            if recovered is not None and recovered.offset == offset:
+                return Unreadable((tp.topic, tp.partition), offset, detail, recovered.key, recovered.value or b"",
+                                  list(recovered.headers or []), recovered.timestamp)
         return Unreadable((tp.topic, tp.partition), offset, detail + " (nothing recoverable)")
 
     # -- flow control and commits -----------------------------------------------------------------
@@ -232,5 +252,7 @@ class FramesInput:
         return out
 
     def close(self, timeout_s: float = 5.0) -> None:
+        if self._strict_probe is not None:
+            self._strict_probe.close(autocommit=False)
         # Leaves the group: its partitions move on at once.
         self.consumer.close(autocommit=False, timeout_ms=int(timeout_s * 1000))

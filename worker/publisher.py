@@ -157,12 +157,10 @@ class Publisher(SupervisedThread):
         return done
 
     def _failed(self, target: str, error: PublishError) -> None:
+        """Count and record a failed attempt; the consumer loop reports it (at once, then once a minute)."""
         kind = "refused" if isinstance(error, OutputRefused) else "unavailable"
         metrics.PUBLISH_FAILURES.labels(target, kind).inc()
         self.health.down(target, error)
-        suppressed = self._log.allow(f"{target}:{kind}")
-        if suppressed is not None:
-            log.warning("publish failed; retrying", target=target, kind=kind, error=str(error), suppressed=suppressed)
 
     # -- dead letters -----------------------------------------------------------------------------
     def _dead_letter_record(self, item: Item, reason: str, detail: str, shrink: int) -> OutRecord:

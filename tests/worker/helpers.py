@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Iterator
 
 import redis
+from pydantic import SecretStr
 
 from worker.app import Worker
 from worker.settings import WorkerSettings
@@ -38,9 +39,12 @@ def running_worker(settings: WorkerSettings) -> Iterator[Worker]:
 def worker_process(settings: WorkerSettings, log_path: Path) -> subprocess.Popen:
     """A worker as a real process (`python -m worker.app`), configured only by LW_* variables."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("LW_")}
+    secrets = {name for name, value in settings if isinstance(value, SecretStr)}
     for name, value in settings.model_dump(mode="json").items():
         if value is None:
             continue
+        if name in secrets:  # the JSON dump masks secrets: pass the real value
+            value = getattr(settings, name).get_secret_value()
         env[f"LW_{name.upper()}"] = value if isinstance(value, str) else json.dumps(value)
     env["PYTHONUNBUFFERED"] = "1"
     return subprocess.Popen(
