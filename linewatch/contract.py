@@ -111,6 +111,22 @@ def _shown(raw: object, limit: int = 40) -> str:
     return text if len(text) <= limit else f"{text[:limit]}...({len(text)} chars)"
 
 
+class UndecodableName(str):
+    """A header name whose bytes are not UTF-8, as the worker's record reader hands it over
+    (worker/kafka_compat.py): the text shows the bad bytes escaped (``lw-\\xff``), `raw` keeps them."""
+
+    raw: bytes
+
+    def __new__(cls, raw: bytes) -> "UndecodableName":
+        obj = super().__new__(cls, raw.decode("utf-8", "backslashreplace"))
+        obj.raw = raw
+        return obj
+
+
+def _utf8(name: object) -> bool:
+    return isinstance(name, str) and not isinstance(name, UndecodableName)
+
+
 def _header_map(headers: Iterable[tuple[str, bytes | None]]) -> dict[str, str]:
     """Our headers (lw-*) as text; foreign headers are ignored, a repeated one of ours is refused."""
     found: dict[str, str] = {}
@@ -142,6 +158,9 @@ def _int_header(found: dict[str, str], name: str, low: int, high: int) -> int:
 
 def parse_frame_record(key: bytes | None, headers: Headers | None) -> FrameMeta:
     """Validate a frame record's key and headers; raise FrameRejected (with a reason) if bad."""
+    for name, _ in headers or ():
+        if isinstance(name, UndecodableName):  # the record format itself is broken: say so first
+            raise FrameRejected(R_UNPARSEABLE, f"header name {_shown(name.raw)} is not UTF-8")
     found = _header_map(headers or ())
     if H_SCHEMA not in found:
         raise FrameRejected(R_MISSING_HEADER, H_SCHEMA)
@@ -175,8 +194,18 @@ def parse_frame_record(key: bytes | None, headers: Headers | None) -> FrameMeta:
 def dead_letter_headers(
     headers: Headers | None, reason: str, detail: str, source: str
 ) -> list[tuple[str, bytes]]:
-    """The rejected record's own headers plus why and where it was rejected."""
-    kept = [(k, v) for k, v in (headers or ()) if isinstance(k, str) and not k.startswith("lw-dlq-") and v is not None]
+    """The rejected record's own headers plus why and where it was rejected.
+
+    Headers whose name is not UTF-8 cannot be written by a Kafka client; they are left out and
+    named in the detail (their bytes, escaped)."""
+    kept = []
+    for k, v in headers or ():
+        if not isinstance(k, str) or k.startswith("lw-dlq-") or v is None:
+            continue
+        if _utf8(k):
+            kept.append((k, v))
+        else:
+            detail += f" [header {_shown(getattr(k, 'raw', k))} left out: its name is not UTF-8]"
     return kept + [
         (H_DLQ_REASON, reason.encode()),
         (H_DLQ_DETAIL, detail[:512].encode("utf-8", "replace")),

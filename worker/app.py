@@ -55,6 +55,7 @@ log = structlog.get_logger(__name__)
 
 LAG_EVERY_S = 5.0
 COMMIT_STUCK_FACTOR = 3  # commits failing for this many stall_after_s end the process
+LOOP_STUCK_AFTER_S = 120.0  # one turn of the consumer loop never takes this long unless something hangs
 OUTPUT_LOG_EVERY_S = 60.0
 HARD_EXIT_GRACE_S = 8.0  # SIGTERM -> exit within drain_timeout_s + 10 s, whatever the state
 
@@ -108,6 +109,7 @@ class Worker:
         self.topic_check = KafkaTopicCheck(kafka_kwargs)
         self.input = FramesInput(self.topics.frames, kafka_kwargs, {
             "group_id": s.group_id, "client_id": s.worker_id, "max_poll_records": s.max_poll_records,
+            "session_timeout_ms": s.session_timeout_ms, "heartbeat_interval_ms": s.session_timeout_ms // 4,
             "max_partition_fetch_bytes": s.kafka_max_message_bytes + 65536,
             "fetch_max_bytes": max(52428800, s.kafka_max_message_bytes * 2),
         })
@@ -133,6 +135,7 @@ class Worker:
         if s.http_port:
             self.http = HealthServer(s.http_host, s.http_port, self.liveness, self.readiness)
             self.http.start()
+        threading.Thread(target=self._watch_loop, name="loop-watchdog", daemon=True).start()
         current = self.holder.current
         log.info("worker started", worker=s.worker_id, group=s.group_id, topic=self.topics.frames,
                  model=f"{current.name}@{current.version}" if current else None, device=str(device))
@@ -295,6 +298,15 @@ class Worker:
             log.error("input refused", cause=cause)
         if now - self._input_refused_since > self.s.fatal_after_s:
             self.supervisor.fail("input", cause, EXIT_OUTPUTS)
+
+    def _watch_loop(self) -> None:
+        """End the process when the consumer loop stops turning (stuck inside a client call): a
+        stuck loop holds its partitions and scores nothing, and no thread of ours can unstick it."""
+        while not self._stop.wait(5.0):
+            age = time.monotonic() - self._heartbeat
+            if age > LOOP_STUCK_AFTER_S and not self._draining:
+                log.error("consumer loop stuck; exiting", loop_age_s=round(age), exit_code=EXIT_DEAD_PART)
+                os._exit(EXIT_DEAD_PART)
 
     def _measure_lag(self) -> None:
         now = time.monotonic()

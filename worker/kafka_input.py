@@ -1,8 +1,10 @@
 """The frames topic as the worker reads it: one consumer, and a way past records it cannot parse.
 
-kafka-python parses records inside `poll()`. A record it cannot parse (a header name that is not
-UTF-8, a batch whose checksum fails) makes `poll()` raise, and a second `poll()` over the same
-data can spin forever inside the client. So when `poll()` raises a parse error, `FramesInput`:
+kafka-python parses records inside `poll()`. Header names that are not UTF-8 are read thanks to
+worker/kafka_compat.py (and refused by the contract); a record it still cannot parse (a batch
+whose checksum fails, a broken record structure) makes `poll()` raise, and a second `poll()` over
+the same data can spin forever inside the client. So when `poll()` raises a parse error,
+`FramesInput`:
 1. finds the partition and offset it failed on: the consumer's position of each assigned
    partition is where reading stopped; a short-lived probe consumer reads one record there, and
    the partition whose probe fails too is the culprit;
@@ -33,6 +35,7 @@ from kafka.errors import (
 from kafka.structs import OffsetAndMetadata
 
 from linewatch.errors import LinewatchError, ServiceUnavailable
+from worker import kafka_compat
 
 log = structlog.get_logger(__name__)
 
@@ -93,6 +96,7 @@ class FramesInput:
     def __init__(self, topic: str, client_kwargs: dict[str, Any], consumer_kwargs: dict[str, Any]) -> None:
         self.topic = topic
         self._client_kwargs = client_kwargs
+        kafka_compat.install()  # header names that are not UTF-8 must not hide their batch-mates
         self.consumer = KafkaConsumer(
             **client_kwargs,
             **consumer_kwargs,
@@ -141,18 +145,25 @@ class FramesInput:
         return [record for records in polled.values() for record in records], []
 
     def _step_over(self, error: BaseException) -> list[Unreadable]:
-        """Find the record the client failed on, step the consumer past it, and return it."""
+        """Find the records the client fails on, step the consumer past each, and return them.
+
+        Every candidate is probed, not only until the first culprit: a partition left at a record
+        the client failed on must be moved on before the next poll, or the client spins on it.
+        """
+        found = []
         for tp, position in self._candidates():
             bad = self._probe(tp, position)
             if bad is not None:
                 self.consumer.seek(tp, position + 1)
-                self.stepped_over += 1
+                found.append(bad)
                 log.error("unparseable record stepped over", source=f"{bad.tp[0]}:{bad.tp[1]}:{bad.offset}", detail=bad.detail)
-                return [bad]
-        raise InputBroken(f"the client failed to parse a record and no partition's next record fails: {error!r}")
+        if not found:
+            raise InputBroken(f"the client failed to parse a record and no partition's next record fails: {error!r}")
+        self.stepped_over += len(found)
+        return found
 
     def _candidates(self) -> list[tuple[TopicPartition, int]]:
-        """Running partitions with unread records, the ones read most recently first (the likely culprits)."""
+        """Running partitions with unread records, the ones read most recently first."""
         found = []
         for tp in self.consumer.assignment() - self.consumer.paused():
             position = self.consumer.position(tp)

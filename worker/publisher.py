@@ -177,6 +177,13 @@ class Publisher(SupervisedThread):
         )
 
     def _dead_letter(self, rejected: list[tuple[Item, str, str]]) -> None:
+        # A replay of a record already dead-lettered (before a crash or a rebalance) is not sent again.
+        done = self._marks("check", [item for item, _, _ in rejected])
+        for (item, _, _), already in zip(rejected, done):
+            if already:
+                self.checkpoint.ack(item)
+        rejected = [r for r, already in zip(rejected, done) if not already]
+
         def send(indices: list[int]) -> list[PublishError | None]:
             outcome: dict[int, PublishError | None] = {}
             todo = list(indices)
@@ -195,14 +202,28 @@ class Publisher(SupervisedThread):
                 todo = todo_next
             return [outcome[i] for i in indices]
 
-        if self._deliver("dead_letter", len(rejected), send) is None:
+        if not rejected or self._deliver("dead_letter", len(rejected), send) is None:
             return
+        self._marks("mark", [item for item, _, _ in rejected])
         for item, reason, detail in rejected:
             metrics.DEAD_LETTERED.labels(reason).inc()
             suppressed = self._log.allow(f"dead_letter:{reason}")
             if suppressed is not None:
                 log.warning("frame dead-lettered", reason=reason, detail=detail, source=item.source, suppressed=suppressed)
             self.checkpoint.ack(item)
+
+    def _marks(self, action: str, items: list[Item]) -> list[bool]:
+        """Check or set the "dead-lettered" marks of records; best effort: Redis being away must not
+        hold dead letters back (the cost is a duplicate dead letter after a replay)."""
+        keys = [(item.tp, item.commit_offset, item.fingerprint) for item in items]
+        try:
+            if action == "check":
+                return self.writer.dead_lettered(keys)
+            self.writer.mark_dead_lettered(keys)
+        except PublishError as exc:
+            if self._log.allow("dead_letter_marks") is not None:
+                log.warning("dead-letter marks unavailable; a replay may dead-letter a record twice", error=str(exc))
+        return [False] * len(items)
 
     # -- results ----------------------------------------------------------------------------------
     def _thresholds(self) -> dict[str, float]:
@@ -254,7 +275,7 @@ class Publisher(SupervisedThread):
                 frame_id=fid, emitted_ns=now_ns,
             ).to_json()
         return FrameWrite(
-            tp=item.tp, offset=item.offset, fingerprint=f"{item.timestamp_ms}:{meta.seq}", camera=camera, frame_id=fid,
+            tp=item.tp, offset=item.offset, fingerprint=item.fingerprint, camera=camera, frame_id=fid,
             anomalous=anomalous, event_ms=meta.capture_ns // 1_000_000 if clock_ok else now_ms, fields=fields,
             mask_png=mask.png if keep_mask and mask else b"", heat_png=heat if keep_frame else b"",
             frame_jpeg=jpeg if keep_frame else b"", preview_jpeg=jpeg, preview_heat=heat, alert_json=alert,

@@ -52,6 +52,12 @@ class Item:
         return f"{self.tp[0]}:{self.tp[1]}:{span}"
 
     @property
+    def fingerprint(self) -> str:
+        """What tells a replay of this record from another record at the same offset (a recreated
+        topic): the broker timestamp and the value's length, identical on every read of the record."""
+        return f"{self.timestamp_ms}:{len(self.value)}"
+
+    @property
     def commit_offset(self) -> int:
         """The offset whose acknowledgement lets the partition commit past this item."""
         return self.offset if self.last_offset is None else self.last_offset

@@ -38,6 +38,11 @@ class WorkerSettings(KafkaSettings, RedisSettings):
         256, ge=1, description="Frames accepted but not yet published before the worker pauses its partitions."
     )
     max_poll_records: int = Field(64, ge=1, description="Records one Kafka poll may return.")
+    session_timeout_ms: int = Field(
+        10_000, ge=6000,
+        description="How long the group waits for a silent worker (killed, cut off) before its partitions move on. "
+        "Heartbeats come from kafka-python's I/O thread, so long batches do not count against it.",
+    )
     threshold: float = Field(0.5, ge=0, le=1, description="Default normalised threshold (0.5 = the model's calibrated one).")
     camera_thresholds: dict[str, float] = Field(
         default_factory=dict, description='Per-camera normalised thresholds, JSON: {"cam-1": 0.6}.'

@@ -122,7 +122,7 @@ class FrameWrite:
 
     tp: tuple[str, int]
     offset: int
-    fingerprint: str  # the record's broker timestamp and sequence: tells a replay from a recreated topic
+    fingerprint: str  # Item.fingerprint: tells a replay from another record at the same offset
     camera: str
     frame_id: str
     anomalous: bool
@@ -205,6 +205,31 @@ class ResultWriter:
         except redis.RedisError as exc:
             raise redis_error(exc) from exc
         return [redis_error(r) if isinstance(r, redis.RedisError) else Written(r[0] == 1, r[1] == 1) for r in replies]
+
+    def _seen(self, tp: tuple[str, int], offset: int) -> tuple[str, str]:
+        return self.keys.seen(tp[0], tp[1], offset // SEEN_BUCKET), str(offset)
+
+    def dead_lettered(self, records: list[tuple[tuple[str, int], int, str]]) -> list[bool]:
+        """For each (tp, offset, fingerprint): was this very record dead-lettered already?"""
+        pipe = self.client.pipeline(transaction=False)
+        for tp, offset, _ in records:
+            pipe.hget(*self._seen(tp, offset))
+        try:
+            found = pipe.execute()
+        except redis.RedisError as exc:
+            raise redis_error(exc) from exc
+        return [v is not None and v.decode(errors="replace") == f"{fp}|d" for v, (_, _, fp) in zip(found, records)]
+
+    def mark_dead_lettered(self, records: list[tuple[tuple[str, int], int, str]]) -> None:
+        pipe = self.client.pipeline(transaction=False)
+        for tp, offset, fp in records:
+            key, field = self._seen(tp, offset)
+            pipe.hset(key, field, f"{fp}|d")
+            pipe.expire(key, self.retention.dedupe_ttl_s)
+        try:
+            pipe.execute()
+        except redis.RedisError as exc:
+            raise redis_error(exc) from exc
 
     def runtime_thresholds(self) -> dict[str, float]:
         """Per-camera threshold overrides set at runtime (HSET <prefix>:thresholds cam 0.7)."""

@@ -1,0 +1,514 @@
+"""The fault and fuzz harness: can any record, crash or outage make linewatch lose or repeat a frame?
+
+Runs scenarios against the real Kafka and Redis the scripts start (`make services`); each
+scenario has topics, a key prefix and a consumer group of its own, and workers run as real
+processes (`python -m worker.app`) that the harness kills and restarts like a supervisor would.
+Scenarios that stop or fill a service use a private Redis or a private broker.
+
+    fuzz            N structure-aware mutated records (bench/faultkit.py: Fuzzer) among good frames
+                    from 8 cameras over 8 partitions, two workers
+    bombs           a worker's peak memory under PNG/JPEG bombs vs the same number of honest frames
+    kills           SIGKILL of a worker at random moments while frames stream (restarted each time)
+    redis_outage    a private Redis stopped for a while and started again
+    broker_restart  a private broker stopped and started
+    join_leave      a worker joins mid-stream, another leaves
+    redis_memory    Redis at its memory limit, then room again
+    alerts_deleted  the alerts topic deleted mid-stream, then created again
+    soak            constant load for --soak-minutes: worker RSS and Redis memory over time
+
+In every scenario camera cam-1 has a runtime threshold of 0 (every frame anomalous: a persistent
+defect, whatever the model thinks) and a long cool-down, so it must give exactly one alert.
+
+Per scenario: good frames sent, scored exactly once (target 100 %), duplicates visible in Redis
+(0), bad records dead-lettered with an acceptable reason or scored when the mutation left them
+valid (100 % accounted), partitions without progress for 30 s outside deliberate outages (0),
+worker exits and restarts, peak worker RSS.
+
+    .venv/bin/python bench/faults.py                      # everything (about 25 minutes here)
+    .venv/bin/python bench/faults.py --quick              # what CI runs (tests/worker/test_faults.py)
+    .venv/bin/python bench/faults.py --write docs/reliability.md
+    .venv/bin/python bench/faults.py --only soak --soak-minutes 60 --write docs/reliability.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import random
+import signal
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import redis  # noqa: E402
+from kafka.admin import KafkaAdminClient  # noqa: E402
+
+from bench.faultkit import (  # noqa: E402
+    Audit, FuzzStream, GoodStream, PrivateKafka, PrivateRedis, ProgressWatch, WorkerPool, audit, create_topics,
+    delete_topics, new_names, read_rss, read_topic, wait_committed,
+)
+from linewatch.contract import Alert  # noqa: E402
+
+PARTITIONS = 8
+CAMERAS = 8
+DEFECT_CAMERA = "cam-1"
+
+
+@dataclass
+class Harness:
+    bootstrap: str
+    redis_url: str
+    model_root: Path
+    out: Path
+    quick: bool = False
+    seed: int = 0
+
+
+@dataclass
+class Row:
+    scenario: str
+    good_sent: int = 0
+    good_once_pct: float = 100.0
+    duplicates: int = 0
+    bad_sent: int = 0
+    bad_accounted_pct: float = 100.0
+    must_reject_pct: float = 100.0
+    stalled_partitions: int = 0
+    exits: list[str] = field(default_factory=list)
+    restarts: int = 0
+    alerts: int | None = None  # distinct alert frame ids for the defect camera (target 1)
+    peak_rss_mb: float = 0.0
+    seconds: float = 0.0
+    notes: str = ""
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def _worker_env(h: Harness, base: str, prefix: str, group: str, redis_url: str | None = None,
+                bootstrap: str | None = None, **extra: str) -> dict[str, str]:
+    env = {
+        "LW_KAFKA_BOOTSTRAP": bootstrap or h.bootstrap, "LW_TOPIC_BASE": base, "LW_REDIS_URL": redis_url or h.redis_url,
+        "LW_REDIS_PREFIX": prefix, "LW_GROUP_ID": group, "LW_MODEL": "synth@production",
+        "LW_MODEL_ROOT": str(h.model_root), "LW_LOG_LEVEL": "warning", "LW_TORCH_THREADS": "1",
+        "LW_DEBOUNCE_N": "3", "LW_DEBOUNCE_M": "5", "LW_ALERT_COOLDOWN_S": "3600", "LW_THRESHOLD_REFRESH_S": "0.5",
+        "LW_MAX_WAIT_MS": "10", "LW_DRAIN_TIMEOUT_S": "20", "LW_PUBLISH_RETRY_MAX_S": "1", "LW_MODEL_POLL_S": "0",
+    }
+    env.update(extra)
+    return env
+
+
+class Scenario:
+    """One scenario's topics, key prefix, group, workers and watch; `finish()` audits and cleans up."""
+
+    def __init__(self, h: Harness, name: str, redis_url: str | None = None, bootstrap: str | None = None,
+                 workers: int = 2, **worker_env: str) -> None:
+        self.h, self.name = h, name
+        self.base, self.prefix, self.group = new_names()
+        self.bootstrap = bootstrap or h.bootstrap
+        self.redis_url = redis_url or h.redis_url
+        self.redis = redis.Redis.from_url(self.redis_url)
+        self.started = time.monotonic()
+        create_topics(self.bootstrap, self.base, PARTITIONS)
+        self.redis.hset(f"{self.prefix}:thresholds", DEFECT_CAMERA, "0.0")  # a persistent defect on cam-1
+        self.pool = WorkerPool(_worker_env(h, self.base, self.prefix, self.group, self.redis_url, self.bootstrap,
+                                           **worker_env), h.out / name)
+        self.names = [f"w{i}" for i in range(workers)]
+        for n in self.names:
+            self.pool.start(n)
+        self.pool.wait_ready(self.names[:1])
+        self.topic = f"{self.base}.frames"
+        self.good = GoodStream(self.bootstrap, self.topic, CAMERAS)
+        self.watch = ProgressWatch(self.bootstrap, self.group, self.topic, self.pool, self.redis)
+        self.watch.start()
+        self.restarts = 0
+        self._supervise = threading.Event()
+        self._supervisor = threading.Thread(target=self._restart_exited, daemon=True)
+        self._supervisor.start()
+
+    def _restart_exited(self) -> None:
+        """Restart a worker that ended on its own, as systemd or Kubernetes would."""
+        while not self._supervise.wait(0.5):
+            for name, _code in self.pool.reap():
+                self.pool.start(name)
+                self.restarts += 1
+
+    def restart(self, name: str) -> None:
+        self.pool.start(name)
+        self.restarts += 1
+
+    def finish(self, row: Row, fuzz: FuzzStream | None = None, drain_s: float = 240) -> Row:
+        self.good.close()
+        if fuzz is not None:
+            fuzz.close()
+        if not wait_committed(self.bootstrap, self.group, self.topic, drain_s):
+            row.problems.append(f"the group did not commit every record within {drain_s:.0f} s")
+        self._supervise.set()
+        self._supervisor.join(5)
+        self.pool.stop_all()
+        self.watch.stop()
+        a = audit(self.bootstrap, self.base, self.redis, self.prefix, self.good, fuzz)
+        self._fill(row, a)
+        delete_topics(self.bootstrap, self.base)
+        for key in self.redis.scan_iter(f"{self.prefix}:*", count=1000):
+            self.redis.delete(key)
+        return row
+
+    def _fill(self, row: Row, a: Audit) -> None:
+        row.good_sent, row.good_once_pct, row.duplicates = a.good_sent, round(a.good_pct, 3), a.duplicates
+        row.bad_sent, row.bad_accounted_pct = a.bad_sent, round(a.bad_pct, 3)
+        row.must_reject_pct = round(100.0 * a.must_reject_dead_lettered / a.must_reject, 3) if a.must_reject else 100.0
+        row.stalled_partitions = self.watch.stalled_partitions(30.0)
+        row.exits = [f"{n}:{code}" for n, code in self.pool.exits]
+        row.restarts = self.restarts
+        row.peak_rss_mb = round(self.pool.peak_rss / 2**20, 1)
+        row.seconds = round(time.monotonic() - self.started, 1)
+        alerts = {Alert.from_json(r.value).frame_id for r in read_topic(self.bootstrap, f"{self.base}.alerts")
+                  if r.key == DEFECT_CAMERA.encode()}
+        row.alerts = len(alerts)
+        if a.good_sent and a.good_pct < 100.0:
+            row.problems.append(f"{a.good_sent - a.good_scored_once} good frames not scored exactly once")
+        if a.duplicates:
+            row.problems.append(f"{a.duplicates} duplicate results visible in Redis")
+        if a.bad_sent and a.bad_pct < 100.0:
+            row.problems.append(f"{a.bad_unaccounted} bad records neither dead-lettered nor scored once")
+        if a.must_reject != a.must_reject_dead_lettered or (a.bad_dead_lettered != a.reason_ok):
+            row.problems.append("dead letters with an unexpected reason, or invalid records scored")
+        if row.stalled_partitions:
+            row.problems.append(f"{row.stalled_partitions} partitions without progress for 30 s")
+        if row.alerts != 1:
+            row.problems.append(f"{row.alerts} distinct alerts for the persistent defect on {DEFECT_CAMERA} (want 1)")
+        row.problems += a.mismatches[:10]
+        if a.reasons:
+            row.notes = (row.notes + "; " if row.notes else "") + "dead letters: " + ", ".join(
+                f"{k} {v}" for k, v in sorted(a.reasons.items()))
+
+
+# -- scenarios -------------------------------------------------------------------------------------
+def fuzz(h: Harness) -> Row:
+    mutants = 1000 if h.quick else 10_000
+    rounds = 50 if h.quick else 250
+    s = Scenario(h, "fuzz")
+    stream = FuzzStream(s.bootstrap, s.topic, s.good, seed=h.seed)
+    per_round = max(1, mutants // rounds)
+    for _ in range(rounds):
+        s.good.send_round()
+        stream.send(per_round)
+    s.good.producer.flush(60)
+    refused = ", ".join(f"{k} {v}" for k, v in stream.refused.most_common(5))
+    row = Row("fuzz", notes=f"{mutants} mutants requested; refused by the sending Kafka client: {refused or 'none'}")
+    return s.finish(row, stream)
+
+
+def bombs(h: Harness) -> Row:
+    """Peak RSS of a worker that takes N bombs vs one that takes N honest frames of the declared size."""
+    from bench.faultkit import jpeg_bomb, png_bomb
+    from linewatch.contract import FrameMeta, frame_headers
+    from kafka import KafkaProducer
+    import cv2
+    import numpy as np
+
+    n = 100 if h.quick else 300
+    peaks = {}
+    started = time.monotonic()
+    honest_jpeg = cv2.imencode(".jpg", np.random.default_rng(0).integers(0, 255, (1024, 1024, 3), np.uint8))[1].tobytes()
+    for kind in ("honest", "bombs"):
+        base, prefix, group = new_names()
+        create_topics(h.bootstrap, base, 2)
+        producer = KafkaProducer(bootstrap_servers=h.bootstrap, max_request_size=8 * 1024 * 1024)
+        for i in range(n):
+            meta = FrameMeta(camera="cam-b", seq=i, capture_ns=time.time_ns(), encoding="jpeg", width=1024, height=1024)
+            value = honest_jpeg
+            if kind == "bombs":
+                meta = FrameMeta(camera="cam-b", seq=i, capture_ns=time.time_ns(), encoding="png" if i % 2 else "jpeg",
+                                 width=1024, height=1024)
+                value = png_bomb(30000, 30000) if i % 2 else jpeg_bomb(20000, 20000)
+            producer.send(f"{base}.frames", key=b"cam-b", value=value, headers=frame_headers(meta))
+        producer.flush(60)
+        producer.close()
+        pool = WorkerPool(_worker_env(h, base, prefix, group), h.out / f"bombs-{kind}")
+        w = pool.start("w0")
+        wait_committed(h.bootstrap, group, f"{base}.frames", 240)
+        peaks[kind] = read_rss(w.proc.pid)[1]
+        pool.stop_all()
+        delete_topics(h.bootstrap, base)
+    ratio = peaks["bombs"] / peaks["honest"]
+    row = Row("bombs", peak_rss_mb=round(peaks["bombs"] / 2**20, 1), seconds=round(time.monotonic() - started, 1),
+              notes=f"{n} bombs (PNG 30000x30000, JPEG 20000x20000 declaring 1024x1024): peak RSS "
+                    f"{peaks['bombs'] / 2**20:.0f} MB vs {peaks['honest'] / 2**20:.0f} MB for {n} honest 1024x1024 "
+                    f"frames = {ratio:.2f}x", alerts=None)
+    if ratio > 2.0:
+        row.problems.append(f"bombs cost {ratio:.2f}x the memory of honest frames (want <= 2)")
+    return row
+
+
+def _stream(s: Scenario, rounds: int, fps: float) -> threading.Thread:
+    thread = threading.Thread(target=s.good.run, args=(rounds, fps), daemon=True)
+    thread.start()
+    return thread
+
+
+def kills(h: Harness) -> Row:
+    count = 1 if h.quick else 5
+    seconds = 20 if h.quick else 60
+    fps = 5.0
+    s = Scenario(h, "kills")
+    s.pool.wait_ready(s.names)
+    producing = _stream(s, int(seconds * fps), fps)
+    rng = random.Random(h.seed)
+    for i in range(count):
+        time.sleep(rng.uniform(0.3, 0.9) * seconds / count)
+        victim = rng.choice(s.names)
+        s.pool.signal(victim, signal.SIGKILL)
+        time.sleep(rng.uniform(0.5, 3.0))
+        s.restart(victim)
+    producing.join()
+    return s.finish(Row("kills", notes=f"{count} SIGKILLs at random moments, each worker restarted after 0.5-3 s"))
+
+
+def redis_outage(h: Harness) -> Row:
+    down_s = 10 if h.quick else 30
+    private = PrivateRedis(h.out / "redis-outage")
+    private.start()
+    try:
+        s = Scenario(h, "redis_outage", redis_url=private.url, LW_OUTAGE_EXIT_AFTER_S="900")
+        producing = _stream(s, int((down_s + 20) * 5), 5.0)
+        time.sleep(8)
+        t0 = time.monotonic()
+        private.stop()
+        time.sleep(down_s)
+        private.start()
+        s.watch.outage(t0, time.monotonic())
+        producing.join()
+        return s.finish(Row("redis_outage", notes=f"Redis stopped for {down_s} s (SHUTDOWN SAVE), then started"))
+    finally:
+        private.stop()
+
+
+def broker_restart(h: Harness) -> Row:
+    broker = PrivateKafka(h.out / "kafka")
+    broker.start()
+    try:
+        s = Scenario(h, "broker_restart", bootstrap=broker.bootstrap)
+        producing = _stream(s, 200, 5.0)
+        time.sleep(10)
+        t0 = time.monotonic()
+        broker.stop()
+        time.sleep(15)
+        broker.start()
+        s.watch.outage(t0, time.monotonic() + 20)
+        producing.join()
+        return s.finish(Row("broker_restart", notes="the broker stopped for 15 s (clean stop), then started"))
+    finally:
+        broker.remove()
+
+
+def join_leave(h: Harness) -> Row:
+    s = Scenario(h, "join_leave", workers=1)
+    producing = _stream(s, 200, 5.0)
+    time.sleep(10)
+    s.pool.start("w1")  # joins mid-stream
+    time.sleep(12)
+    code = s.pool.signal("w0", signal.SIGTERM)  # the first one leaves mid-stream
+    producing.join()
+    row = Row("join_leave", notes=f"w1 joined after 10 s, w0 left with SIGTERM after 22 s (exit {code})")
+    if code != 0:
+        row.problems.append(f"w0 exited {code} on SIGTERM")
+    return s.finish(row)
+
+
+def redis_memory(h: Harness) -> Row:
+    private = PrivateRedis(h.out / "redis-memory")
+    private.start()
+    try:
+        s = Scenario(h, "redis_memory", redis_url=private.url, LW_FATAL_AFTER_S="120")
+        client = private.client()
+        producing = _stream(s, 200, 5.0)
+        time.sleep(8)
+        used = int(client.info("memory")["used_memory"])
+        client.config_set("maxmemory-policy", "noeviction")
+        client.set("ballast", b"x" * 4_000_000)
+        client.config_set("maxmemory", str(used + 1_000_000))  # over the limit: every write is refused
+        t0 = time.monotonic()
+        deadline = t0 + 30
+        refused = ""
+        while time.monotonic() < deadline and not refused:
+            status, details = s.pool.ready("w0")
+            refused = details.get("outputs", "") if status == 503 and "out of memory" in str(details.get("outputs")) else ""
+            time.sleep(0.5)
+        time.sleep(10)
+        client.delete("ballast")
+        client.config_set("maxmemory", "0")
+        s.watch.outage(t0, time.monotonic())
+        producing.join()
+        row = Row("redis_memory", notes=f"maxmemory reached for ~{time.monotonic() - t0:.0f} s; /readyz said: {refused[:90]}")
+        if not refused:
+            row.problems.append("the worker never reported Redis out of memory in /readyz")
+        return s.finish(row)
+    finally:
+        private.stop()
+
+
+def alerts_deleted(h: Harness) -> Row:
+    s = Scenario(h, "alerts_deleted", LW_FATAL_AFTER_S="120")
+    s.redis.hset(f"{s.prefix}:thresholds", "cam-2", "0.0")
+    producing = _stream(s, 200, 5.0)
+    time.sleep(8)
+    admin = KafkaAdminClient(bootstrap_servers=s.bootstrap)
+    admin.delete_topics([f"{s.base}.alerts"])
+    s.redis.hset(f"{s.prefix}:thresholds", "cam-3", "0.0")  # a new alert is due now, with no topic to take it
+    t0 = time.monotonic()
+    refused = ""
+    while time.monotonic() - t0 < 45 and not refused:
+        for n in s.names:
+            status, details = s.pool.ready(n)
+            if status == 503 and "does not exist" in str(details.get("outputs")):
+                refused = details["outputs"]
+        time.sleep(0.5)
+    create_topics(s.bootstrap, s.base, PARTITIONS)
+    admin.close()
+    s.watch.outage(t0, time.monotonic())
+    producing.join()
+    row = Row("alerts_deleted", notes=f"alerts topic deleted, recreated after {time.monotonic() - t0:.0f} s; "
+                                      f"/readyz said: {refused[:80]}")
+    if not refused:
+        row.problems.append("no worker reported the missing alerts topic in /readyz")
+    return s.finish(row)
+
+
+def soak(h: Harness, minutes: float) -> Row:
+    """Constant load; RSS growth after a warm-up, and Redis memory under its caps."""
+    warmup_s = min(600.0, minutes * 60 / 6)
+    s = Scenario(h, "soak", LW_DEDUPE_TTL_S="600", LW_HISTORY_MAXLEN="2000", LW_RESULT_TTL_S="600",
+                 LW_MASK_TTL_S="120", LW_FRAME_TTL_S="600", LW_ALERTS_MAXLEN="1000")
+    fps = 8.0
+    producing = _stream(s, int(minutes * 60 * fps), fps)
+    producing.join()
+    row = s.finish(Row("soak"), drain_s=600)
+    rss = s.watch.rss
+    mem = s.watch.redis_memory
+    t_start = rss[0][0] if rss else 0
+    after = [v for t, v in rss if t - t_start >= warmup_s and v]
+    if after:
+        first, last = after[0], max(after[-len(after) // 10:])  # peak of the last tenth vs the end of warm-up
+        growth = 100.0 * (last - first) / first
+        mem_after = [v for t, v in mem if t - t_start >= warmup_s]
+        half = len(mem_after) // 2
+        mem_growth = 100.0 * (max(mem_after[half:]) - max(mem_after[:half])) / max(mem_after[:half]) if half else 0.0
+        row.notes = (f"{minutes:g} min at {CAMERAS} cameras x {fps:g} fps; worker RSS after {warmup_s / 60:.0f} min "
+                     f"warm-up {first / 2**20:.0f} MB -> {last / 2**20:.0f} MB ({growth:+.1f} %); Redis used_memory "
+                     f"peak first half {max(mem_after[:half]) / 2**20:.1f} MB, second half "
+                     f"{max(mem_after[half:]) / 2**20:.1f} MB ({mem_growth:+.1f} %)")
+        if growth >= 5.0:
+            row.problems.append(f"worker RSS grew {growth:.1f} % after warm-up (want < 5 %)")
+        if mem_growth >= 5.0:
+            row.problems.append(f"Redis memory grew {mem_growth:.1f} % between the halves (want flat)")
+        (h.out / "soak-series.json").write_text(json.dumps({"rss": rss, "redis_memory": mem}))
+    return row
+
+
+SCENARIOS: dict[str, Callable[[Harness], Row]] = {
+    "fuzz": fuzz, "bombs": bombs, "kills": kills, "redis_outage": redis_outage, "broker_restart": broker_restart,
+    "join_leave": join_leave, "redis_memory": redis_memory, "alerts_deleted": alerts_deleted,
+}
+QUICK = ("fuzz", "kills", "redis_outage")
+
+
+def ensure_model(root: Path) -> Path:
+    """A small autoencoder trained on synthetic normal frames (the tests' recipe), made once."""
+    if (root / "synth").is_dir():
+        return root
+    from linewatch.demo import DEMO_AE
+    from model_store.quick import train_quick
+    from producer.synthetic import SyntheticCamera
+
+    frames = [SyntheticCamera(seed=s, width=128, height=128, defect_rate=0.0).render(q)[0]
+              for s in range(1, CAMERAS + 1) for q in range(500, 530)]
+    train_quick(frames, root, "synth", seconds=3600, steps=150, seed=0, kwargs=DEMO_AE)
+    return root
+
+
+def run(h: Harness, names: list[str], soak_minutes: float = 0.0, log: Callable[[str], None] = print) -> list[Row]:
+    rows = []
+    for name in names:
+        log(f"== {name} ({dt.datetime.now(dt.UTC):%H:%M:%S})")
+        sys.stdout.flush()
+        row = soak(h, soak_minutes) if name == "soak" else SCENARIOS[name](h)
+        log(format_row(row))
+        sys.stdout.flush()
+        rows.append(row)
+    return rows
+
+
+def format_row(r: Row) -> str:
+    return (f"{r.scenario}: good {r.good_sent} ({r.good_once_pct:g} % once), duplicates {r.duplicates}, bad {r.bad_sent} "
+            f"({r.bad_accounted_pct:g} % accounted, {r.must_reject_pct:g} % of certainly invalid dead-lettered), "
+            f"stalled partitions {r.stalled_partitions}, exits {r.exits or 'none'}, restarts {r.restarts}, "
+            f"alerts {r.alerts}, peak RSS {r.peak_rss_mb} MB, {r.seconds} s: {'OK' if r.ok else 'FAILED ' + '; '.join(r.problems)}"
+            + (f" [{r.notes}]" if r.notes else ""))
+
+
+def markdown(rows: list[Row], command: str) -> str:
+    import torch
+
+    head = (f"Command: `{command}`  \nMachine: {platform.node()}, {os.cpu_count()} cores ({platform.processor() or platform.machine()}), "
+            f"Python {platform.python_version()}, torch {torch.__version__}; date {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC\n\n"
+            "| scenario | good frames sent | scored exactly once | duplicates in Redis | bad records | accounted (dead letter or valid) | certainly invalid ones dead-lettered | partitions stalled 30 s | worker exits | restarts | alerts for the persistent defect | peak worker RSS | seconds | result |\n"
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+    body = "".join(
+        f"| {r.scenario} | {r.good_sent} | {r.good_once_pct:g} % | {r.duplicates} | {r.bad_sent} | {r.bad_accounted_pct:g} % | "
+        f"{r.must_reject_pct:g} % | {r.stalled_partitions} | {', '.join(r.exits) or 'none'} | {r.restarts} | "
+        f"{'-' if r.alerts is None else r.alerts} | {r.peak_rss_mb} MB | {r.seconds} | {'OK' if r.ok else 'FAILED'} |\n"
+        for r in rows
+    )
+    notes = "".join(f"- {r.scenario}: {r.notes}\n" for r in rows if r.notes)
+    problems = "".join(f"- {r.scenario}: {'; '.join(r.problems)}\n" for r in rows if r.problems)
+    return head + body + ("\n" + notes if notes else "") + ("\nProblems:\n" + problems if problems else "")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="the reduced form CI runs: " + ", ".join(QUICK))
+    parser.add_argument("--only", help="comma-separated scenarios (" + ", ".join([*SCENARIOS, "soak"]) + ")")
+    parser.add_argument("--soak-minutes", type=float, default=60.0)
+    parser.add_argument("--write", help="write the results as Markdown into this file, between markers")
+    parser.add_argument("--out", default=str(REPO / "runs" / "faults"), help="logs, model, series")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    out = Path(args.out)
+    h = Harness(bootstrap=os.environ.get("LW_KAFKA_BOOTSTRAP", "127.0.0.1:9092"),
+                redis_url=os.environ.get("LW_REDIS_URL", "redis://127.0.0.1:6379/0"),
+                model_root=ensure_model(out / "models"), out=out, quick=args.quick, seed=args.seed)
+    names = args.only.split(",") if args.only else list(QUICK if args.quick else SCENARIOS)
+    rows = run(h, names, args.soak_minutes)
+    (out / "results.json").write_text(json.dumps([asdict(r) for r in rows], indent=2))
+    if args.write:
+        command = "bench/faults.py " + " ".join(a for a in (argv if argv is not None else sys.argv[1:]) if a)
+        write_section(Path(args.write), "soak" if names == ["soak"] else "harness", markdown(rows, command))
+    return 0 if all(r.ok for r in rows) else 1
+
+
+def write_section(path: Path, name: str, text: str) -> None:
+    """Replace the text between <!-- faults:NAME:begin --> and <!-- faults:NAME:end --> in `path`."""
+    begin, end = f"<!-- faults:{name}:begin -->", f"<!-- faults:{name}:end -->"
+    doc = path.read_text() if path.exists() else ""
+    if begin not in doc:
+        doc += f"\n{begin}\n{end}\n"
+    head, rest = doc.split(begin, 1)
+    tail = rest.split(end, 1)[1]
+    path.write_text(f"{head}{begin}\n{text}{end}{tail}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
