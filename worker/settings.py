@@ -60,7 +60,7 @@ class WorkerSettings(KafkaSettings, RedisSettings):
     masks: Literal["all", "anomalous", "none"] = Field("all", description="Which frames get a mask PNG in Redis.")
     history_maxlen: int = Field(10000, ge=1, description="Approximate length cap of each camera's history stream.")
     history_ttl_s: int = Field(
-        7 * 86400, ge=60, description="A camera's history stream expires this long after its last frame."
+        86400, ge=60, description="A camera's history stream expires this long after its last frame."
     )
     dedupe_ttl_s: int = Field(
         86400, ge=60,
@@ -76,8 +76,8 @@ class WorkerSettings(KafkaSettings, RedisSettings):
     alerts_maxlen: int = Field(10000, ge=1, description="Approximate length cap of the Redis alert stream.")
     max_cameras: int = Field(
         1000, ge=1,
-        description="Cameras remembered in the camera index and in per-camera worker state; beyond it, "
-        "the least recently seen are forgotten.",
+        description="Cameras kept in Redis (index, latest, history, preview) and in per-camera worker state; "
+        "beyond it the least recently seen camera is forgotten and its keys deleted.",
     )
     metrics_max_cameras: int = Field(
         256, ge=1, description="Cameras with metric series of their own; later ones are counted under camera=\"_other\"."

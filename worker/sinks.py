@@ -35,7 +35,7 @@ SEEN_BUCKET = 128  # offsets per dedupe hash: small hashes stay in Redis's compa
 _ARGS = (
     "seen_field", "fingerprint", "dedupe_ttl", "history_maxlen", "history_ttl", "result_ttl", "mask_ttl",
     "frame_ttl", "state_ttl", "camera", "frame_id", "anomalous", "event_ms", "debounce_n", "debounce_m",
-    "cooldown_ms", "now_ms", "cameras_max", "alerts_maxlen", "mask_png", "heat_png", "frame_jpeg",
+    "cooldown_ms", "now_ms", "cameras_max", "alerts_maxlen", "prefix", "mask_png", "heat_png", "frame_jpeg",
     "preview_jpeg", "preview_heat", "alert_json",
 )
 _KEYS = ("seen", "history", "latest", "alert_state", "camera_index", "mask", "heat_at", "frame_at",
@@ -81,7 +81,15 @@ if frame_jpeg ~= '' then redis.call('SET', k_frame_at, frame_jpeg, 'EX', frame_t
 redis.call('ZADD', k_camera_index, now_ms, camera)
 redis.call('ZREMRANGEBYSCORE', k_camera_index, '-inf', '(' .. (tonumber(now_ms) - 1000 * tonumber(result_ttl)))
 local n = redis.call('ZCARD', k_camera_index)
-if n > tonumber(cameras_max) then redis.call('ZREMRANGEBYRANK', k_camera_index, 0, n - tonumber(cameras_max) - 1) end
+if n > tonumber(cameras_max) then
+  -- Too many cameras (a flood of made-up ids): forget the least recently seen, and their keys.
+  for _, gone in ipairs(redis.call('ZRANGE', k_camera_index, 0, n - tonumber(cameras_max) - 1)) do
+    for _, kind in ipairs({{'history', 'latest', 'alertstate', 'frame', 'heat', 'drift'}}) do
+      redis.call('DEL', prefix .. ':' .. kind .. ':' .. gone)
+    end
+  end
+  redis.call('ZREMRANGEBYRANK', k_camera_index, 0, n - tonumber(cameras_max) - 1)
+end
 if alert == 1 then redis.call('XADD', k_alerts, 'MAXLEN', '~', alerts_maxlen, '*', 'alert', alert_json) end
 redis.call('HSET', k_seen, seen_field, fingerprint .. '|' .. alert)
 redis.call('EXPIRE', k_seen, dedupe_ttl)
@@ -94,7 +102,7 @@ class Retention:
     """How long what the worker writes lives, and how big it may grow."""
 
     result_ttl_s: int = 3600
-    history_ttl_s: int = 7 * 86400
+    history_ttl_s: int = 86400
     history_maxlen: int = 10000
     mask_ttl_s: int = 600
     frame_ttl_s: int = 6 * 3600
@@ -182,7 +190,7 @@ class ResultWriter:
         args: list[Any] = [
             w.offset, w.fingerprint, r.dedupe_ttl_s, r.history_maxlen, r.history_ttl_s, r.result_ttl_s,
             r.mask_ttl_s, r.frame_ttl_s, state_ttl, w.camera, w.frame_id, "1" if w.anomalous else "0", w.event_ms,
-            d.n, d.m, int(d.cooldown_s * 1000), w.fields["published_ms"], r.cameras_max, r.alerts_maxlen,
+            d.n, d.m, int(d.cooldown_s * 1000), w.fields["published_ms"], r.cameras_max, r.alerts_maxlen, k.prefix,
             w.mask_png, w.heat_png, w.frame_jpeg, w.preview_jpeg, w.preview_heat, w.alert_json,
         ]
         for name, value in w.fields.items():
