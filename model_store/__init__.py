@@ -8,7 +8,8 @@ Start reading here:
 - store.py           ModelStore: <root>/<model>/<version>/, aliases, resolve/load/promote/rollback
 - data.py            image folders (MVTec layout or flat) -> tensors
 - training.py        the generic training loop (time budget, checkpoints, resume)
-- calibration.py     thresholds and score normalisation
+- calibration.py     thresholds with a stated false-alarm bound, score normalisation
+- settings.py        ModelsSettings: LW_* defaults of `linewatch-models` (store, target rate)
 - evaluation.py      AUROC / AP and the HTML report
 - cli.py             `linewatch-models` command line
 - quick.py           train_quick(): a small real model in seconds, for demos and pipeline tests

@@ -1,20 +1,20 @@
 """`linewatch-models`: train, calibrate, evaluate, export and manage models in a store.
 
-    linewatch-models train DATA --name NAME [--arch draem_small] [--set k=v ...] [--time-budget MIN]
-    linewatch-models calibrate REF --normal DIR [--defects MVTEC_DIR] [--camera cam=0.6 ...]
+    linewatch-models train DATA --name NAME [--arch draem_small] [--set k=v ...] [--time-budget MIN] [--target-far 0.001]
+    linewatch-models calibrate REF --normal DIR [--defects MVTEC_DIR] [--camera cam=0.6 ...] [--target-far 0.001]
     linewatch-models evaluate REF MVTEC_DIR [--report DIR]
     linewatch-models list | show REF | promote REF ALIAS | rollback NAME ALIAS | delete REF
     linewatch-models export REF --out DIR
 
-The store root is --store, else $LW_MODEL_ROOT (the worker's setting), else ./models. Output is JSON on stdout
-where a script might read it; logs go to stderr.
+The store root is --store, else $LW_MODEL_ROOT (the worker's setting), else ./models; the other
+defaults come from LW_* variables too (model_store/settings.py). Output is JSON on stdout where a
+script might read it; logs and warnings go to stderr (warnings are also in the JSON).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -44,10 +44,31 @@ def _parse_sets(items: list[str]) -> dict[str, Any]:
     return out
 
 
+def _settings():
+    from model_store.settings import ModelsSettings
+
+    return ModelsSettings()
+
+
 def _store(args: argparse.Namespace):
     from model_store.store import ModelStore
 
-    return ModelStore(Path(args.store or os.environ.get("LW_MODEL_ROOT", "models")))
+    return ModelStore(Path(args.store) if args.store else _settings().model_root)
+
+
+def _promise(args: argparse.Namespace) -> tuple[float, float]:
+    """(target false-alarm rate, confidence): the flags, else the settings."""
+    settings = _settings()
+    target = args.target_far if args.target_far is not None else settings.target_far
+    confidence = args.confidence if args.confidence is not None else settings.calibration_confidence
+    return target, confidence
+
+
+def _warnings(cal: Any) -> list[str]:
+    from model_store.calibration import shortfall
+
+    warning = shortfall(cal) if cal is not None else None
+    return [warning] if warning else []
 
 
 def _jsonable(obj: Any) -> Any:
@@ -91,8 +112,10 @@ def cmd_train(args: argparse.Namespace) -> None:
         max_images=args.max_images,
         show_progress=not args.no_progress,
     )
+    req.target_far, req.confidence = _promise(args)
     manifest = train_and_publish(_store(args), req)
-    _emit({"model": manifest.name, "version": manifest.version, "calibration": manifest.calibration, "training": manifest.training})
+    _emit({"model": manifest.name, "version": manifest.version, "calibration": manifest.calibration,
+           "warnings": _warnings(manifest.calibration), "training": manifest.training})
 
 
 def cmd_calibrate(args: argparse.Namespace) -> None:
@@ -101,10 +124,12 @@ def cmd_calibrate(args: argparse.Namespace) -> None:
     _threads(args)
     store = _store(args)
     cams = {k: float(v) for k, v in _parse_sets(args.camera).items()}
+    target, confidence = _promise(args)
     if args.normal:
-        m = recalibrate(store, args.ref, Path(args.normal), Path(args.defects) if args.defects else None, args.device, args.quantile, args.margin)
+        m = recalibrate(store, args.ref, Path(args.normal), Path(args.defects) if args.defects else None, args.device, target, confidence)
         ref = f"{m.name}@{m.version}"
-        out: dict[str, Any] = {"model": m.name, "version": m.version, "parent": m.parent_version, "calibration": m.calibration}
+        out: dict[str, Any] = {"model": m.name, "version": m.version, "parent": m.parent_version, "calibration": m.calibration,
+                               "warnings": _warnings(m.calibration)}
     else:
         ref, out = args.ref, {}
     if cams:
@@ -201,6 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--alias", default=None, help="promote the new version to this alias")
     t.add_argument("--max-images", type=int, default=None, help="use only the first N training images (tests)")
     t.add_argument("--no-progress", action="store_true")
+    _promise_flags(t)
     t.set_defaults(fn=cmd_train)
 
     c = sub.add_parser("calibrate", help="new version with thresholds from normal (and defect) images; camera overrides")
@@ -208,9 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--normal", help="folder of normal validation images (MVTec test/good or flat)")
     c.add_argument("--defects", help="MVTec category folder: its test defects make the threshold F1-optimal")
     c.add_argument("--camera", action="append", default=[], metavar="CAM=THR", help="normalised threshold override")
-    c.add_argument("--quantile", type=float, default=0.995)
-    c.add_argument("--margin", type=float, default=0.1)
     c.add_argument("--device", default="cpu")
+    _promise_flags(c)
     c.set_defaults(fn=cmd_calibrate)
 
     e = sub.add_parser("evaluate", help="image/pixel AUROC and pixel AP on an MVTec-layout test set")
@@ -246,6 +271,13 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--atol", type=float, default=1e-4)
     x.set_defaults(fn=cmd_export)
     return p
+
+
+def _promise_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--target-far", type=float, default=None, metavar="RATE",
+                   help="false-alarm rate to calibrate for: share of normal frames above the threshold (default $LW_TARGET_FAR, 0.001)")
+    p.add_argument("--confidence", type=float, default=None,
+                   help="confidence of the stated false-alarm bound (default $LW_CALIBRATION_CONFIDENCE, 0.95)")
 
 
 def _archs() -> list[str]:
