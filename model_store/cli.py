@@ -145,7 +145,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
     _threads(args)
     report = Path(args.report) if args.report else None
-    _emit(evaluate_ref(_store(args), args.ref, Path(args.data), args.device, report, args.max_images, args.simulated))
+    confidence = args.confidence if args.confidence is not None else _settings().calibration_confidence
+    _emit(evaluate_ref(_store(args), args.ref, Path(args.data), args.device, report, args.max_images, args.simulated, confidence))
 
 
 def cmd_list(args: argparse.Namespace) -> None:
@@ -245,6 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--device", default="cpu")
     e.add_argument("--max-images", type=int, default=None, help="first N images per test type (smoke tests)")
     e.add_argument("--simulated", action="store_true", help="also score test/good with simulated anomalies (diagnostic)")
+    e.add_argument("--confidence", type=float, default=None,
+                   help="confidence of the intervals at the calibrated threshold (default $LW_CALIBRATION_CONFIDENCE, 0.95)")
     e.set_defaults(fn=cmd_evaluate)
 
     sub.add_parser("list", help="models, versions, aliases").set_defaults(fn=cmd_list)
