@@ -36,8 +36,8 @@ from sklearn.metrics import precision_recall_curve
 
 from model_store.manifest import Calibration
 from model_store.models.base import AnomalyModel
+from model_store.preprocess import to_float
 from model_store.settings import DEFAULT_CONFIDENCE, DEFAULT_TARGET_FAR
-from model_store.training import to_input
 
 PIXEL_QUANTILE = 0.999
 PIXEL_MARGIN = 0.1
@@ -45,11 +45,11 @@ PIXEL_MARGIN = 0.1
 
 @torch.inference_mode()
 def predict(model: AnomalyModel, images: torch.Tensor, device: str = "cpu", batch_size: int = 16) -> tuple[np.ndarray, np.ndarray]:
-    """uint8 [N, 3, H, W] RGB -> (amaps float32 [N, H, W], raw scores float64 [N])."""
+    """uint8 [N, C, H, W] model inputs (model_store.preprocess) -> (amaps float32 [N, H, W], raw scores float64 [N])."""
     model.eval()
     amaps, scores = [], []
     for i in range(0, len(images), batch_size):
-        a, s = model(to_input(images[i : i + batch_size].to(device), model.in_channels))
+        a, s = model(to_float(images[i : i + batch_size].to(device), model.in_channels))
         amaps.append(a.float().cpu().numpy())
         scores.append(s.double().cpu().numpy())
     return np.concatenate(amaps), np.concatenate(scores)

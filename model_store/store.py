@@ -33,10 +33,10 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from linewatch.errors import ModelIntegrityError, ModelNotFound
-from model_store.data import frames_to_tensor
 from model_store.backend import LocalBackend, StorageBackend
 from model_store.manifest import Calibration, Manifest
 from model_store.models.base import AnomalyModel
+from model_store.preprocess import frames_to_tensor
 from model_store.registry import create_model
 
 log = structlog.get_logger(__name__)
