@@ -2,6 +2,7 @@
 
     linewatch-models train DATA --name NAME [--arch draem_small] [--set k=v ...] [--time-budget MIN] [--target-far 0.001]
     linewatch-models calibrate REF --normal DIR [--defects MVTEC_DIR] [--camera cam=0.6 ...] [--target-far 0.001]
+    linewatch-models calibrate REF --from-stream CAM[,CAM...] [--frames N] [--outliers refuse|exclude|include]
     linewatch-models evaluate REF MVTEC_DIR [--report DIR]
     linewatch-models list | show REF | promote REF ALIAS | rollback NAME ALIAS | delete REF
     linewatch-models export REF --out DIR
@@ -118,13 +119,17 @@ def cmd_train(args: argparse.Namespace) -> None:
            "warnings": _warnings(manifest.calibration), "training": manifest.training})
 
 
-def cmd_calibrate(args: argparse.Namespace) -> None:
+def cmd_calibrate(args: argparse.Namespace) -> int:
     from model_store.pipeline import recalibrate
 
     _threads(args)
     store = _store(args)
     cams = {k: float(v) for k, v in _parse_sets(args.camera).items()}
     target, confidence = _promise(args)
+    if args.from_stream:
+        if args.normal or cams:
+            raise SystemExit("calibrate: --from-stream fits the version that served the frames; give it alone")
+        return _calibrate_from_stream(args, store, target, confidence)
     if args.normal:
         m = recalibrate(store, args.ref, Path(args.normal), Path(args.defects) if args.defects else None, args.device, target, confidence)
         ref = f"{m.name}@{m.version}"
@@ -136,8 +141,32 @@ def cmd_calibrate(args: argparse.Namespace) -> None:
         store.set_camera_thresholds(ref, cams)
         out["camera_thresholds"] = cams
     if not out:
-        raise SystemExit("calibrate: give --normal DIR and/or --camera cam=threshold")
+        raise SystemExit("calibrate: give --normal DIR, --from-stream CAM[,CAM...] and/or --camera cam=threshold")
     _emit(out)
+    return 0
+
+
+def _calibrate_from_stream(args: argparse.Namespace, store: Any, target: float, confidence: float) -> int:
+    """Per-camera thresholds from the scores the workers served; exit status 3 when a camera was refused."""
+    import redis
+
+    from linewatch.contract import RedisKeys
+    from model_store.commissioning import StreamRequest, commission
+
+    settings = _settings()
+    cameras = [c.strip() for c in args.from_stream.split(",") if c.strip()]
+    if not cameras:
+        raise SystemExit("calibrate: --from-stream needs at least one camera id")
+    url = args.redis_url or settings.redis_url
+    client = redis.Redis.from_url(url, decode_responses=True, socket_timeout=10, **settings.redis_client_kwargs())
+    keys = RedisKeys(args.redis_prefix or settings.redis_prefix)
+    req = StreamRequest(args.ref, cameras, args.frames or settings.calibration_frames, target, confidence, args.outliers)
+    try:
+        out = commission(store, client, keys, req)
+    finally:
+        client.close()
+    _emit(out)
+    return 3 if any(c["status"] == "refused" for c in out["cameras"]) else 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
@@ -235,6 +264,13 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--normal", help="folder of normal validation images (MVTec test/good or flat)")
     c.add_argument("--defects", help="MVTec category folder: its test defects make the threshold F1-optimal")
     c.add_argument("--camera", action="append", default=[], metavar="CAM=THR", help="normalised threshold override")
+    c.add_argument("--from-stream", metavar="CAM[,CAM...]",
+                   help="fit these cameras' thresholds from the raw scores the workers served for REF (Redis history)")
+    c.add_argument("--frames", type=int, default=None, help="newest frames per camera to use (default $LW_CALIBRATION_FRAMES, 3000)")
+    c.add_argument("--outliers", choices=["refuse", "exclude", "include"], default="refuse",
+                   help="a camera whose window holds obvious outliers: refuse it (default), fit without them, or keep them")
+    c.add_argument("--redis-url", default=None, help="Redis with the workers' results (default $LW_REDIS_URL)")
+    c.add_argument("--redis-prefix", default=None, help="key prefix the workers write under (default $LW_REDIS_PREFIX, lw)")
     c.add_argument("--device", default="cpu")
     _promise_flags(c)
     c.set_defaults(fn=cmd_calibrate)
@@ -310,11 +346,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _configure_logging()
     try:
-        args.fn(args)
+        status = args.fn(args)
     except LinewatchError as exc:
         print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
-    return 0
+    return status or 0
 
 
 if __name__ == "__main__":
