@@ -191,3 +191,15 @@ def test_a_threshold_beyond_the_normalised_scale_is_refused(store, redis_client,
     code, out = _calibrate(capsys, store, redis_url, redis_prefix, "--from-stream", "cam-f", "--frames", "300", "--target-far", "0.05")
     assert code == 3 and "normalised scale" in out["cameras"][0]["reason"]
     assert store.camera_thresholds("part", "v0001") == {}
+
+
+def test_stamp_changes_on_every_rewrite_even_within_one_mtime_tick(tmp_path: Path) -> None:
+    from model_store.backend import LocalBackend
+
+    backend = LocalBackend(tmp_path)
+    assert backend.stamp("m/v0001/camera_thresholds.json") is None
+    stamps = []
+    for body in (b'{"a": 0.6}', b'{"a": 0.7}', b'{"a": 0.7}'):  # same size, written back to back
+        backend.write_atomic("m/v0001/camera_thresholds.json", body)
+        stamps.append(backend.stamp("m/v0001/camera_thresholds.json"))
+    assert len(set(stamps)) == 3
