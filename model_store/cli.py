@@ -46,9 +46,23 @@ def _parse_sets(items: list[str]) -> dict[str, Any]:
 
 
 def _settings():
+    from pydantic import ValidationError
+
+    from linewatch.errors import ConfigError
     from model_store.settings import ModelsSettings
 
-    return ModelsSettings()
+    try:
+        return ModelsSettings()
+    except ValidationError as exc:
+        raise ConfigError(f"linewatch-models settings: {exc}") from exc
+
+
+def _rate(text: str) -> float:
+    """argparse type: a number strictly between 0 and 1."""
+    value = float(text)
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1 (exclusive), got {text}")
+    return value
 
 
 def _store(args: argparse.Namespace):
@@ -282,7 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--device", default="cpu")
     e.add_argument("--max-images", type=int, default=None, help="first N images per test type (smoke tests)")
     e.add_argument("--simulated", action="store_true", help="also score test/good with simulated anomalies (diagnostic)")
-    e.add_argument("--confidence", type=float, default=None,
+    e.add_argument("--confidence", type=_rate, default=None,
                    help="confidence of the intervals at the calibrated threshold (default $LW_CALIBRATION_CONFIDENCE, 0.95)")
     e.set_defaults(fn=cmd_evaluate)
 
@@ -313,9 +327,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _promise_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--target-far", type=float, default=None, metavar="RATE",
+    p.add_argument("--target-far", type=_rate, default=None, metavar="RATE",
                    help="false-alarm rate to calibrate for: share of normal frames above the threshold (default $LW_TARGET_FAR, 0.001)")
-    p.add_argument("--confidence", type=float, default=None,
+    p.add_argument("--confidence", type=_rate, default=None,
                    help="confidence of the stated false-alarm bound (default $LW_CALIBRATION_CONFIDENCE, 0.95)")
 
 

@@ -51,3 +51,12 @@ def test_calibrate_takes_the_target_from_flag_or_setting(tmp_path: Path, capsys,
     out, err = _run(capsys, *store, "calibrate", "p@v0001", "--normal", str(data / "test" / "good"))
     assert out["calibration"]["target_far"] == 0.01 and out["calibration"]["confidence"] == 0.95
     assert "299 normal images are needed" in out["warnings"][0] and "299 normal images are needed" in err
+
+
+def test_rates_outside_zero_one_are_refused_with_a_reason(tmp_path: Path, capsys, monkeypatch) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--store", str(tmp_path), "calibrate", "p", "--from-stream", "cam-1", "--target-far", "1.5"])
+    assert exit_info.value.code == 2 and "between 0 and 1" in capsys.readouterr().err
+    monkeypatch.setenv("LW_TARGET_FAR", "0")
+    assert main(["--store", str(tmp_path), "calibrate", "p", "--from-stream", "cam-1"]) == 2
+    assert "ConfigError" in capsys.readouterr().err
