@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from linewatch.logs import configure_logging  # noqa: E402
 from model_store.calibration import calibrate, predict  # noqa: E402
 from model_store.data import load_uint8, mvtec_test_set, train_images  # noqa: E402
 from model_store.evaluation import at_threshold  # noqa: E402
@@ -99,6 +100,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--results", default=str(Path(__file__).resolve().parent / "results"))
     args = p.parse_args()
+    configure_logging("warning", json=False)  # stdout is the result
     torch.set_num_threads(args.threads)
     store = ModelStore(args.store)
     targets = [float(t) for t in args.targets.split(",")]
