@@ -35,7 +35,7 @@ from model_store.calibration import predict  # noqa: E402
 from model_store.data import load_uint8, mvtec_test_set, read_bgr  # noqa: E402
 from model_store.preprocess import frames_to_uint8  # noqa: E402
 from model_store.store import ModelStore  # noqa: E402
-from worker.decode import InputSpec, prepare  # noqa: E402
+from worker.decode import DecodeLimits, InputSpec, prepare  # noqa: E402
 from worker.engine import Engine  # noqa: E402
 
 JPEG_QUALITY = 90  # the producer's default (LW_JPEG_QUALITY)
@@ -54,7 +54,7 @@ def served_scores(engine: Engine, spec: InputSpec, values: list[bytes], frames: 
     for seq, (value, frame) in enumerate(zip(values, frames)):
         h, w = frame.shape[:2]
         meta = FrameMeta(camera="bench", seq=seq, capture_ns=1, encoding=encoding, width=w, height=h)
-        inputs.append(prepare(value, meta, spec, max_bytes=1 << 30))
+        inputs.append(prepare(value, meta, spec, DecodeLimits(max_bytes=1 << 30, max_pixels=1 << 30)))
     scores = [engine.infer(np.stack(inputs[i : i + 8]))[1] for i in range(0, len(inputs), 8)]
     return np.array([float(f"{s:.6g}") for s in np.concatenate(scores)])  # as Redis holds score_raw
 
