@@ -20,6 +20,7 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 
 def program_classes() -> dict[str, type[BaseSettings]]:
     from linewatch.demo import DemoSettings
+    from model_store.settings import ModelsSettings
     from producer.settings import ProducerSettings
     from worker.alerts_consumer import AlertConsumerSettings
     from worker.settings import WorkerSettings
@@ -29,6 +30,7 @@ def program_classes() -> dict[str, type[BaseSettings]]:
         "linewatch-producer": ProducerSettings,
         "linewatch-alerts": AlertConsumerSettings,
         "linewatch-demo": DemoSettings,
+        "linewatch-models": ModelsSettings,
     }
 
 
@@ -59,7 +61,7 @@ def _table(fields: dict, skip: set[str] = frozenset()) -> list[str]:
 
 def render() -> str:
     shared = {"Every program: logging": BaseProgramSettings, "Kafka connection (worker, producer, alerts, demo)": KafkaSettings,
-              "Redis connection (worker, alerts, demo)": RedisSettings}
+              "Redis connection (worker, alerts, demo, models)": RedisSettings}
     common = set(BaseProgramSettings.model_fields) | set(KafkaSettings.model_fields) | set(RedisSettings.model_fields)
     lines: list[str] = []
     base = set(BaseProgramSettings.model_fields)

@@ -6,9 +6,12 @@ Start reading here:
 - models/draem.py    DRAEM (the seed model); models/autoencoder.py (the baseline)
 - manifest.py        the JSON manifest written beside each model's safetensors weights
 - store.py           ModelStore: <root>/<model>/<version>/, aliases, resolve/load/promote/rollback
+- preprocess.py      frame -> model input: the one path for training, evaluation, calibration, serving
 - data.py            image folders (MVTec layout or flat) -> tensors
 - training.py        the generic training loop (time budget, checkpoints, resume)
-- calibration.py     thresholds and score normalisation
+- calibration.py     thresholds with a stated false-alarm bound, score normalisation
+- commissioning.py   per-camera thresholds from the scores workers served (calibrate --from-stream)
+- settings.py        ModelsSettings: LW_* defaults of `linewatch-models` (store, target rate)
 - evaluation.py      AUROC / AP and the HTML report
 - cli.py             `linewatch-models` command line
 - quick.py           train_quick(): a small real model in seconds, for demos and pipeline tests

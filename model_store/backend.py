@@ -26,6 +26,7 @@ class StorageBackend(Protocol):
     def put_tree_exclusive(self, prefix: str, files: dict[str, bytes]) -> None: ...  # FileExistsError
     def delete_tree(self, prefix: str) -> None: ...
     def local_path(self, key: str) -> Path | None: ...  # for tools that want a file (export, reports)
+    def stamp(self, key: str) -> str | None: ...  # changes whenever the key is rewritten; None when absent (S3: ETag)
 
 
 class LocalBackend:
@@ -91,6 +92,15 @@ class LocalBackend:
 
     def local_path(self, key: str) -> Path | None:
         return self._p(key)
+
+    def stamp(self, key: str) -> str | None:
+        """One stat(): write_atomic's os.replace gives every rewrite a new inode, so this changes even
+        when two writes fall in the same mtime tick."""
+        try:
+            st = self._p(key).stat()
+        except FileNotFoundError:
+            return None
+        return f"{st.st_ino}:{st.st_mtime_ns}:{st.st_size}"
 
 
 class S3Backend:

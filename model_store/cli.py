@@ -1,20 +1,21 @@
 """`linewatch-models`: train, calibrate, evaluate, export and manage models in a store.
 
-    linewatch-models train DATA --name NAME [--arch draem_small] [--set k=v ...] [--time-budget MIN]
-    linewatch-models calibrate REF --normal DIR [--defects MVTEC_DIR] [--camera cam=0.6 ...]
+    linewatch-models train DATA --name NAME [--arch draem_small] [--set k=v ...] [--time-budget MIN] [--target-far 0.001]
+    linewatch-models calibrate REF --normal DIR [--defects MVTEC_DIR] [--camera cam=0.6 ...] [--target-far 0.001]
+    linewatch-models calibrate REF --from-stream CAM[,CAM...] [--frames N] [--outliers refuse|exclude|include]
     linewatch-models evaluate REF MVTEC_DIR [--report DIR]
     linewatch-models list | show REF | promote REF ALIAS | rollback NAME ALIAS | delete REF
     linewatch-models export REF --out DIR
 
-The store root is --store, else $LW_MODEL_ROOT (the worker's setting), else ./models. Output is JSON on stdout
-where a script might read it; logs go to stderr.
+The store root is --store, else $LW_MODEL_ROOT (the worker's setting), else ./models; the other
+defaults come from LW_* variables too (model_store/settings.py). Output is JSON on stdout where a
+script might read it; logs and warnings go to stderr (warnings are also in the JSON).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -44,10 +45,45 @@ def _parse_sets(items: list[str]) -> dict[str, Any]:
     return out
 
 
+def _settings():
+    from pydantic import ValidationError
+
+    from linewatch.errors import ConfigError
+    from model_store.settings import ModelsSettings
+
+    try:
+        return ModelsSettings()
+    except ValidationError as exc:
+        raise ConfigError(f"linewatch-models settings: {exc}") from exc
+
+
+def _rate(text: str) -> float:
+    """argparse type: a number strictly between 0 and 1."""
+    value = float(text)
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1 (exclusive), got {text}")
+    return value
+
+
 def _store(args: argparse.Namespace):
     from model_store.store import ModelStore
 
-    return ModelStore(Path(args.store or os.environ.get("LW_MODEL_ROOT", "models")))
+    return ModelStore(Path(args.store) if args.store else _settings().model_root)
+
+
+def _promise(args: argparse.Namespace) -> tuple[float, float]:
+    """(target false-alarm rate, confidence): the flags, else the settings."""
+    settings = _settings()
+    target = args.target_far if args.target_far is not None else settings.target_far
+    confidence = args.confidence if args.confidence is not None else settings.calibration_confidence
+    return target, confidence
+
+
+def _warnings(cal: Any) -> list[str]:
+    from model_store.calibration import shortfall
+
+    warning = shortfall(cal) if cal is not None else None
+    return [warning] if warning else []
 
 
 def _jsonable(obj: Any) -> Any:
@@ -91,28 +127,60 @@ def cmd_train(args: argparse.Namespace) -> None:
         max_images=args.max_images,
         show_progress=not args.no_progress,
     )
+    req.target_far, req.confidence = _promise(args)
     manifest = train_and_publish(_store(args), req)
-    _emit({"model": manifest.name, "version": manifest.version, "calibration": manifest.calibration, "training": manifest.training})
+    _emit({"model": manifest.name, "version": manifest.version, "calibration": manifest.calibration,
+           "warnings": _warnings(manifest.calibration), "training": manifest.training})
 
 
-def cmd_calibrate(args: argparse.Namespace) -> None:
+def cmd_calibrate(args: argparse.Namespace) -> int:
     from model_store.pipeline import recalibrate
 
     _threads(args)
     store = _store(args)
     cams = {k: float(v) for k, v in _parse_sets(args.camera).items()}
+    target, confidence = _promise(args)
+    if args.from_stream:
+        if args.normal or cams:
+            raise SystemExit("calibrate: --from-stream fits the version that served the frames; give it alone")
+        return _calibrate_from_stream(args, store, target, confidence)
     if args.normal:
-        m = recalibrate(store, args.ref, Path(args.normal), Path(args.defects) if args.defects else None, args.device, args.quantile, args.margin)
+        m = recalibrate(store, args.ref, Path(args.normal), Path(args.defects) if args.defects else None, args.device, target, confidence)
         ref = f"{m.name}@{m.version}"
-        out: dict[str, Any] = {"model": m.name, "version": m.version, "parent": m.parent_version, "calibration": m.calibration}
+        out: dict[str, Any] = {"model": m.name, "version": m.version, "parent": m.parent_version, "calibration": m.calibration,
+                               "warnings": _warnings(m.calibration)}
     else:
         ref, out = args.ref, {}
     if cams:
         store.set_camera_thresholds(ref, cams)
         out["camera_thresholds"] = cams
     if not out:
-        raise SystemExit("calibrate: give --normal DIR and/or --camera cam=threshold")
+        raise SystemExit("calibrate: give --normal DIR, --from-stream CAM[,CAM...] and/or --camera cam=threshold")
     _emit(out)
+    return 0
+
+
+def _calibrate_from_stream(args: argparse.Namespace, store: Any, target: float, confidence: float) -> int:
+    """Per-camera thresholds from the scores the workers served; exit status 3 when a camera was refused."""
+    import redis
+
+    from linewatch.contract import RedisKeys
+    from model_store.commissioning import StreamRequest, commission
+
+    settings = _settings()
+    cameras = [c.strip() for c in args.from_stream.split(",") if c.strip()]
+    if not cameras:
+        raise SystemExit("calibrate: --from-stream needs at least one camera id")
+    url = args.redis_url or settings.redis_url
+    client = redis.Redis.from_url(url, decode_responses=True, socket_timeout=10, **settings.redis_client_kwargs())
+    keys = RedisKeys(args.redis_prefix or settings.redis_prefix)
+    req = StreamRequest(args.ref, cameras, args.frames or settings.calibration_frames, target, confidence, args.outliers)
+    try:
+        out = commission(store, client, keys, req)
+    finally:
+        client.close()
+    _emit(out)
+    return 3 if any(c["status"] == "refused" for c in out["cameras"]) else 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
@@ -120,7 +188,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
     _threads(args)
     report = Path(args.report) if args.report else None
-    _emit(evaluate_ref(_store(args), args.ref, Path(args.data), args.device, report, args.max_images, args.simulated))
+    confidence = args.confidence if args.confidence is not None else _settings().calibration_confidence
+    _emit(evaluate_ref(_store(args), args.ref, Path(args.data), args.device, report, args.max_images, args.simulated, confidence))
 
 
 def cmd_list(args: argparse.Namespace) -> None:
@@ -201,6 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--alias", default=None, help="promote the new version to this alias")
     t.add_argument("--max-images", type=int, default=None, help="use only the first N training images (tests)")
     t.add_argument("--no-progress", action="store_true")
+    _promise_flags(t)
     t.set_defaults(fn=cmd_train)
 
     c = sub.add_parser("calibrate", help="new version with thresholds from normal (and defect) images; camera overrides")
@@ -208,9 +278,15 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--normal", help="folder of normal validation images (MVTec test/good or flat)")
     c.add_argument("--defects", help="MVTec category folder: its test defects make the threshold F1-optimal")
     c.add_argument("--camera", action="append", default=[], metavar="CAM=THR", help="normalised threshold override")
-    c.add_argument("--quantile", type=float, default=0.995)
-    c.add_argument("--margin", type=float, default=0.1)
+    c.add_argument("--from-stream", metavar="CAM[,CAM...]",
+                   help="fit these cameras' thresholds from the raw scores the workers served for REF (Redis history)")
+    c.add_argument("--frames", type=int, default=None, help="newest frames per camera to use (default $LW_CALIBRATION_FRAMES, 3000)")
+    c.add_argument("--outliers", choices=["refuse", "exclude", "include"], default="refuse",
+                   help="a camera whose window holds obvious outliers: refuse it (default), fit without them, or keep them")
+    c.add_argument("--redis-url", default=None, help="Redis with the workers' results (default $LW_REDIS_URL)")
+    c.add_argument("--redis-prefix", default=None, help="key prefix the workers write under (default $LW_REDIS_PREFIX, lw)")
     c.add_argument("--device", default="cpu")
+    _promise_flags(c)
     c.set_defaults(fn=cmd_calibrate)
 
     e = sub.add_parser("evaluate", help="image/pixel AUROC and pixel AP on an MVTec-layout test set")
@@ -220,6 +296,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--device", default="cpu")
     e.add_argument("--max-images", type=int, default=None, help="first N images per test type (smoke tests)")
     e.add_argument("--simulated", action="store_true", help="also score test/good with simulated anomalies (diagnostic)")
+    e.add_argument("--confidence", type=_rate, default=None,
+                   help="confidence of the intervals at the calibrated threshold (default $LW_CALIBRATION_CONFIDENCE, 0.95)")
     e.set_defaults(fn=cmd_evaluate)
 
     sub.add_parser("list", help="models, versions, aliases").set_defaults(fn=cmd_list)
@@ -246,6 +324,13 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--atol", type=float, default=1e-4)
     x.set_defaults(fn=cmd_export)
     return p
+
+
+def _promise_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--target-far", type=_rate, default=None, metavar="RATE",
+                   help="false-alarm rate to calibrate for: share of normal frames above the threshold (default $LW_TARGET_FAR, 0.001)")
+    p.add_argument("--confidence", type=_rate, default=None,
+                   help="confidence of the stated false-alarm bound (default $LW_CALIBRATION_CONFIDENCE, 0.95)")
 
 
 def _archs() -> list[str]:
@@ -275,11 +360,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _configure_logging()
     try:
-        args.fn(args)
+        status = args.fn(args)
     except LinewatchError as exc:
         print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
-    return 0
+    return status or 0
 
 
 if __name__ == "__main__":

@@ -1,9 +1,8 @@
-"""Image folders -> model inputs. One preprocessing path, shared by training, evaluation and serving.
+"""Image folders -> model inputs, through the one preprocessing path (model_store/preprocess.py).
 
 Layouts: MVTec AD (`<category>/train/good`, `<category>/test/<type>`,
-`<category>/ground_truth/<type>/<stem>_mask.png`) or a flat folder of normal images.
-Preprocessing (recorded in every manifest): decode BGR uint8, gray -> 3 channels, resize with
-INTER_AREA to the input size (no crop), BGR -> RGB, scale to [0, 1]; 1-channel models get luma.
+`<category>/ground_truth/<type>/<stem>_mask.png`) or a flat folder of normal images. Files are
+decoded as the worker decodes frames (OpenCV, BGR uint8), then preprocessed as the manifest says.
 """
 
 from __future__ import annotations
@@ -15,6 +14,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
+
+from model_store.preprocess import frames_to_uint8
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
 
@@ -41,26 +42,9 @@ def read_bgr(path: Path | str) -> np.ndarray:
     return img
 
 
-def to_rgb_resized(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """BGR (or gray) uint8 frame -> RGB uint8 [H, W, 3] at size (H, W)."""
-    if frame.ndim == 2:
-        frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
-    h, w = size
-    return cv2.cvtColor(cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB)
-
-
-def frames_to_tensor(frames: list[np.ndarray], size: tuple[int, int], channels: int = 3, device: str = "cpu") -> torch.Tensor:
-    """BGR uint8 frames -> float [B, C, H, W] in [0, 1] on device (the manifest's preprocessing)."""
-    batch = np.stack([to_rgb_resized(f, size) for f in frames])  # [B, H, W, 3]
-    x = torch.from_numpy(batch).to(device).permute(0, 3, 1, 2).float().mul_(1 / 255)
-    if channels == 1:
-        x = (0.299 * x[:, :1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]).contiguous()
-    return x
-
-
-def load_uint8(paths: list[Path], size: tuple[int, int]) -> torch.Tensor:
-    """Decode and resize once; [N, 3, H, W] uint8 RGB (a 761-image set at 128 px is 37 MB)."""
-    return torch.from_numpy(np.stack([to_rgb_resized(read_bgr(p), size) for p in paths])).permute(0, 3, 1, 2).contiguous()
+def load_uint8(paths: list[Path], size: tuple[int, int], channels: int = 3) -> torch.Tensor:
+    """Decode and preprocess once: uint8 [N, C, H, W] model inputs (RGB for C = 3)."""
+    return frames_to_uint8([read_bgr(p) for p in paths], size, channels)
 
 
 def fingerprint(paths: list[Path], root: Path | str) -> str:

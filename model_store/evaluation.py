@@ -2,9 +2,11 @@
 
 Conventions (../shared/docs/models.md): image AUROC over test/good vs all defect images; pixel
 AUROC and pixel AP over all pixels of all test images, masks resized (nearest) to the map's size,
-mask > 127 anomalous. Per defect type: the same metrics on good + that type. The report adds the
-detection rate / false-alarm rate at the model's calibrated threshold, ROC curves drawn with cv2
-(no matplotlib) and heatmap overlays of a few images per type.
+mask > 127 anomalous. Per defect type: the same metrics on good + that type. At the model's
+calibrated threshold: the false-alarm rate on the good images and the detection rate on the defect
+images, each with its Clopper-Pearson interval, next to the calibration's target rate and stated
+bound. The report shows those as tables, ROC curves drawn with cv2 (no matplotlib) and heatmap
+overlays of a few images per type.
 """
 
 from __future__ import annotations
@@ -19,8 +21,10 @@ import cv2
 import numpy as np
 from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
-from model_store.calibration import predict
+from model_store.calibration import clopper_pearson, predict
 from model_store.data import TestSample, load_uint8, mvtec_test_set, read_mask
+from model_store.manifest import Calibration
+from model_store.settings import DEFAULT_CONFIDENCE
 from model_store.store import LoadedModel, ModelStore
 
 _COLOURS = [(230, 90, 30), (40, 160, 40), (30, 30, 220), (170, 60, 170), (0, 150, 200), (120, 120, 0), (90, 90, 90)]
@@ -40,7 +44,37 @@ def _ap(labels: np.ndarray, scores: np.ndarray) -> float | None:
     return float(average_precision_score(labels, scores)) if labels.any() else None
 
 
-def compute_metrics(samples: list[TestSample], scores: np.ndarray, amaps: np.ndarray, masks: np.ndarray, threshold: float | None) -> dict[str, Any]:
+def rate_with_interval(flags: np.ndarray, confidence: float) -> dict[str, Any]:
+    """k of n flagged: the rate and its two-sided Clopper-Pearson interval (None when n = 0)."""
+    n, k = int(flags.size), int(flags.sum())
+    if n == 0:
+        return {"count": 0, "n": 0, "rate": None, "ci": None}
+    return {"count": k, "n": n, "rate": k / n, "ci": list(clopper_pearson(k, n, confidence))}
+
+
+def at_threshold(labels: np.ndarray, scores: np.ndarray, cal: Calibration, confidence: float) -> dict[str, Any]:
+    """Rates at the calibrated threshold, with intervals, beside what the calibration promised."""
+    flagged = scores > cal.threshold
+    fa = rate_with_interval(flagged[labels == 0], confidence)
+    det = rate_with_interval(flagged[labels == 1], confidence)
+    out: dict[str, Any] = {
+        "threshold": cal.threshold,
+        "false_alarm_rate": fa["rate"], "false_alarms": fa["count"], "n_good": fa["n"], "false_alarm_ci": fa["ci"],
+        "detection_rate": det["rate"], "detections": det["count"], "n_defect": det["n"], "detection_ci": det["ci"],
+        "ci_confidence": confidence,
+        "calibration_method": cal.method, "calibration_n": cal.n_normal,
+        "target_far": cal.target_far, "far_bound": cal.far_bound, "bound_confidence": cal.confidence,
+        "n_needed": cal.n_needed,
+    }
+    # The test's good images refute the stated bound only when even the interval's low end lies above it.
+    out["bound_holds"] = None if fa["ci"] is None or cal.far_bound is None else bool(fa["ci"][0] <= cal.far_bound)
+    return out
+
+
+def compute_metrics(
+    samples: list[TestSample], scores: np.ndarray, amaps: np.ndarray, masks: np.ndarray,
+    calibration: Calibration | None, confidence: float = DEFAULT_CONFIDENCE,
+) -> dict[str, Any]:
     labels = np.array([s.label for s in samples])
     defects = np.array([s.defect for s in samples])
     out: dict[str, Any] = {
@@ -51,12 +85,8 @@ def compute_metrics(samples: list[TestSample], scores: np.ndarray, amaps: np.nda
         "pixel_auroc": _auroc(masks.reshape(-1).astype(np.uint8), amaps.reshape(-1)),
         "pixel_ap": _ap(masks.reshape(-1), amaps.reshape(-1)),
     }
-    if threshold is not None:
-        flagged = scores > threshold
-        out["at_threshold"] = {
-            "detection_rate": float(flagged[labels == 1].mean()) if labels.any() else None,
-            "false_alarm_rate": float(flagged[labels == 0].mean()) if (labels == 0).any() else None,
-        }
+    if calibration is not None:
+        out["at_threshold"] = at_threshold(labels, np.asarray(scores), calibration, confidence)
     per = {}
     for d in sorted(set(defects) - {"good"}):
         sel = (defects == d) | (defects == "good")
@@ -112,6 +142,45 @@ def overlay(rgb: np.ndarray, amap: np.ndarray, mask: np.ndarray, lo: float, hi: 
     return cv2.resize(both, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
 
 
+def _pct(v: float | None) -> str:
+    return "-" if v is None else f"{100 * v:.2f} %"
+
+
+def _interval(ci: list[float] | None) -> str:
+    return "-" if ci is None else f"{_pct(ci[0])} to {_pct(ci[1])}"
+
+
+def threshold_tables_html(at: dict[str, Any] | None) -> str:
+    """The calibrated result as two HTML tables: rates with intervals, and what calibration promised."""
+    if not at:
+        return "<p>The model has no calibration: no threshold to report rates at.</p>"
+    conf = f"{100 * at['ci_confidence']:.0f} %"
+    rates = (
+        f"<table><caption>At the calibrated threshold (raw {at['threshold']:.6g})</caption>"
+        f"<tr><th></th><th>images flagged</th><th>rate</th><th>{conf} interval (Clopper-Pearson)</th></tr>"
+        f"<tr><td>false alarms on good images</td><td>{at['false_alarms']} of {at['n_good']}</td>"
+        f"<td>{_pct(at['false_alarm_rate'])}</td><td>{_interval(at['false_alarm_ci'])}</td></tr>"
+        f"<tr><td>detections on defect images</td><td>{at['detections']} of {at['n_defect']}</td>"
+        f"<td>{_pct(at['detection_rate'])}</td><td>{_interval(at['detection_ci'])}</td></tr></table>"
+    )
+    if at.get("target_far") is None:
+        promise = "<p>Calibrated before false-alarm targets were recorded (method " + html.escape(str(at["calibration_method"])) + "): no stated bound.</p>"
+        return rates + promise
+    verdict = {True: "holds: the interval's low end is at or below the bound",
+               False: "broken: even the interval's low end is above the bound (test normals unlike the calibration normals?)",
+               None: "not checked (no good test images)"}[at["bound_holds"]]
+    promise = (
+        "<table><caption>What calibration promised</caption>"
+        f"<tr><td>method</td><td>{html.escape(str(at['calibration_method']))}</td></tr>"
+        f"<tr><td>calibration normals (n)</td><td>{at['calibration_n']}</td></tr>"
+        f"<tr><td>target false-alarm rate</td><td>{_pct(at['target_far'])}</td></tr>"
+        f"<tr><td>stated bound ({100 * at['bound_confidence']:.0f} % confidence)</td><td>{_pct(at['far_bound'])}</td></tr>"
+        f"<tr><td>normals needed for the target</td><td>{at['n_needed']}</td></tr>"
+        f"<tr><td>bound on these good images</td><td>{html.escape(verdict)}</td></tr></table>"
+    )
+    return rates + promise
+
+
 def write_report(
     out_dir: Path, loaded: LoadedModel, metrics: dict[str, Any], samples: list[TestSample],
     images: np.ndarray, scores: np.ndarray, amaps: np.ndarray, masks: np.ndarray, per_type: int = 3,
@@ -146,11 +215,11 @@ def write_report(
         for d, pm in metrics["per_defect"].items()
     )
     doc = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(loaded.ref)} on {html.escape(metrics['dataset'])}</title>
-<style>body{{font-family:sans-serif;margin:2em}} td,th{{padding:2px 10px;text-align:right}} figure{{display:inline-block;margin:6px}} figcaption{{font-size:12px}}</style></head><body>
+<style>body{{font-family:sans-serif;margin:2em}} td,th{{padding:2px 10px;text-align:right}} table{{margin:0.6em 0}} caption{{text-align:left;font-weight:bold}} figure{{display:inline-block;margin:6px}} figcaption{{font-size:12px}}</style></head><body>
 <h1>{html.escape(loaded.ref)} ({html.escape(loaded.manifest.architecture)}) on {html.escape(metrics['dataset'])}</h1>
 <p>image AUROC <b>{fmt(metrics['image_auroc'])}</b>, pixel AUROC <b>{fmt(metrics['pixel_auroc'])}</b>, pixel AP <b>{fmt(metrics['pixel_ap'])}</b>
- over {metrics['n_good']} good and {metrics['n_defect']} defect images at {loaded.input_size[0]}x{loaded.input_size[1]}.
- At the calibrated threshold: {html.escape(json.dumps(metrics.get('at_threshold')))}.</p>
+ over {metrics['n_good']} good and {metrics['n_defect']} defect images at {loaded.input_size[0]}x{loaded.input_size[1]}.</p>
+{threshold_tables_html(metrics.get('at_threshold'))}
 <table><tr><th>defect</th><th>n</th><th>image AUROC</th><th>pixel AUROC</th><th>pixel AP</th></tr>{table}</table>
 <h2>Image-level ROC</h2><img src="roc.png">
 <h2>Examples</h2><p>Left: model input; right: anomaly map (colour range = 1st..99.9th percentile of all test maps) with the ground-truth outline in white. Good images shown are the highest-scoring ones.</p>
@@ -184,7 +253,7 @@ def simulated_metrics(loaded: LoadedModel, good_u8, device: str = "cpu", seed: i
 
 def evaluate_ref(
     store: ModelStore, ref: str, data: Path, device: str = "cpu", report_dir: Path | None = None,
-    max_per_type: int | None = None, simulated: bool = False,
+    max_per_type: int | None = None, simulated: bool = False, confidence: float = DEFAULT_CONFIDENCE,
 ) -> dict[str, Any]:
     loaded = store.load(ref, device=device, require_calibration=False)
     samples = mvtec_test_set(data)
@@ -197,8 +266,7 @@ def evaluate_ref(
     amaps, scores = predict(loaded.module, images, device)
     seconds = time.monotonic() - t0
     masks = np.stack([read_mask(s, size) for s in samples])
-    thr = loaded.manifest.calibration.threshold if loaded.manifest.calibration else None
-    metrics = compute_metrics(samples, scores, amaps, masks, thr)
+    metrics = compute_metrics(samples, scores, amaps, masks, loaded.manifest.calibration, confidence)
     metrics.update(
         model=loaded.name, version=loaded.version, architecture=loaded.manifest.architecture,
         dataset=data.resolve().name, data_dir=str(data), input_size=list(size), device=device,

@@ -38,24 +38,36 @@ class Preprocessing(_Strict):
 
 
 class Calibration(_Strict):
-    """Thresholds and the map raw score -> normalised score in [0, 1].
+    """Thresholds, the map raw score -> normalised score in [0, 1], and what the threshold promises.
 
     normalised(s) = 1 / (1 + exp(-(s - threshold) / scale)), so the threshold maps to exactly 0.5
     and the median normal calibration score maps to 0.01 (scale = (threshold - normal_median) / ln 99).
+    The false-alarm fields (target_far .. n_needed) are absent from manifests written before they
+    existed; those records still load (method normal_quantile, see model_store/calibration.py).
     """
 
     threshold: float = Field(description="raw image-score threshold")
     scale: float = Field(gt=0, description="logistic scale of the normalisation")
     normal_median: float
-    method: Literal["normal_quantile", "f1_optimal"]
-    quantile: float | None = None
-    margin: float | None = None
+    method: Literal["order_statistic", "f1_optimal", "normal_quantile"] = Field(
+        description="order_statistic: lowest order statistic of the normals whose false-alarm bound meets the target; "
+        "f1_optimal: F1 over labelled defects; normal_quantile: the older 0.995-quantile-plus-margin rule"
+    )
+    quantile: float | None = Field(None, description="normal_quantile only: the quantile used")
+    margin: float | None = Field(None, description="normal_quantile only: the margin used")
     pixel_threshold: float = Field(description="raw pixel-map threshold for masks")
     n_normal: int
     n_defect: int = 0
     normal_max: float | None = None
     flagged_normal_fraction: float = Field(description="share of calibration normals above threshold")
     f1: float | None = None
+    target_far: float | None = Field(None, gt=0, lt=1, description="false-alarm rate (normal frames above threshold) asked for")
+    confidence: float | None = Field(None, gt=0, lt=1, description="confidence of far_bound")
+    far_bound: float | None = Field(
+        None, ge=0, le=1, description="upper confidence bound on the threshold's false-alarm rate, from n_normal and exceedances"
+    )
+    exceedances: int | None = Field(None, ge=0, description="calibration normals above the threshold")
+    n_needed: int | None = Field(None, ge=1, description="normals needed to certify target_far at this confidence")
 
 
 class TrainingInfo(_Strict):

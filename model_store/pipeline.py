@@ -1,8 +1,9 @@
 """Train -> calibrate -> publish, the flow behind `linewatch-models train` and `train_quick`.
 
 A held-out slice of the normal training images (every k-th after a seeded shuffle, 10 % by
-default) is never trained on; its scores set the threshold, so a freshly trained version is
-usable at once. `recalibrate` derives a *new* version with the same weights and a new calibration
+default) is never trained on; its scores set the threshold for the target false-alarm rate, so a
+freshly trained version is usable at once (and says when the slice is too small to promise the
+target). `recalibrate` derives a *new* version with the same weights and a new calibration
 (versions are immutable).
 """
 
@@ -17,10 +18,11 @@ import numpy as np
 import structlog
 import torch
 
-from model_store.calibration import calibrate, predict
+from model_store.calibration import calibrate, predict, shortfall
 from model_store.data import fingerprint, load_uint8, mvtec_test_set, read_mask, train_images
-from model_store.manifest import Manifest, TrainingInfo
+from model_store.manifest import Calibration, Manifest, TrainingInfo
 from model_store.models.base import TrainConfig
+from model_store.settings import DEFAULT_CONFIDENCE, DEFAULT_TARGET_FAR
 from model_store.store import ModelStore
 from model_store.training import train_model
 
@@ -47,6 +49,8 @@ class TrainRequest:
     alias: str | None = None
     max_images: int | None = None
     show_progress: bool = True
+    target_far: float = DEFAULT_TARGET_FAR
+    confidence: float = DEFAULT_CONFIDENCE
 
 
 def split_calibration(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -79,7 +83,7 @@ def publish_trained(
         req.arch, req.kwargs, train_u8, cfg, req.device, req.checkpoint, req.resume, req.checkpoint_every_s, req.show_progress
     )
     amaps, scores = predict(res.module, calib_u8, req.device)
-    calibration = calibrate(scores, amaps)
+    calibration = warn_if_short(calibrate(scores, amaps, target_far=req.target_far, confidence=req.confidence))
     settings = {k: v for k, v in asdict(req).items() if k not in ("data", "checkpoint", "show_progress", "name")}
     fields = {
         "architecture": req.arch,
@@ -108,14 +112,22 @@ def publish_trained(
     return manifest
 
 
+def warn_if_short(cal: Calibration) -> Calibration:
+    """Log (stderr) when the calibration cannot promise its target rate; returns `cal`."""
+    warning = shortfall(cal)
+    if warning:
+        log.warning("calibration_short_of_target", detail=warning)
+    return cal
+
+
 def recalibrate(
     store: ModelStore,
     ref: str,
     normal_dir: Path,
     defects_dir: Path | None = None,
     device: str = "cpu",
-    quantile: float = 0.995,
-    margin: float = 0.1,
+    target_far: float = DEFAULT_TARGET_FAR,
+    confidence: float = DEFAULT_CONFIDENCE,
 ) -> Manifest:
     """New version = same weights + calibration from `normal_dir` (and labelled defects)."""
     loaded = store.load(ref, device=device, require_calibration=False)
@@ -127,7 +139,7 @@ def recalibrate(
         samples = [s for s in mvtec_test_set(defects_dir) if s.label == 1]
         d_amaps, d_scores = predict(loaded.module, load_uint8([s.path for s in samples], size), device)
         d_masks = np.stack([read_mask(s, size) for s in samples])
-    cal = calibrate(scores, amaps, d_scores, d_amaps, d_masks, quantile, margin)
+    cal = warn_if_short(calibrate(scores, amaps, d_scores, d_amaps, d_masks, target_far, confidence))
     weights = store.backend.read_bytes(f"{loaded.name}/{loaded.version}/{loaded.manifest.weights_file}")
     fields = loaded.manifest.model_dump(exclude={"name", "version", "weights_sha256", "created_at", "code_version"})
     fields.update(calibration=cal, parent_version=loaded.version)

@@ -11,10 +11,9 @@ import hashlib
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from model_store.data import to_rgb_resized
 from model_store.pipeline import TrainRequest, publish_trained, split_calibration
+from model_store.preprocess import frames_to_uint8
 from model_store.store import ModelStore
 
 
@@ -38,7 +37,7 @@ def train_quick(
     if len(images) < 4:
         raise ValueError(f"train_quick needs at least 4 frames, got {len(images)}")
     size = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
-    u8 = torch.from_numpy(np.stack([to_rgb_resized(f, size) for f in images])).permute(0, 3, 1, 2).contiguous()
+    u8 = frames_to_uint8(images, size)
     tr, cal = split_calibration(len(u8), 0.2, seed)
     digest = hashlib.sha256()
     for f in images:

@@ -4,6 +4,7 @@ Layout (local backend):
     <root>/<model>/<version>/weights.safetensors   immutable
     <root>/<model>/<version>/manifest.json         immutable; holds sha256 of the weights
     <root>/<model>/<version>/camera_thresholds.json  mutable side file: per-camera overrides
+    <root>/<model>/<version>/camera_calibrations.json  mutable side file: how each stream-fitted override came about
     <root>/<model>/<version>/evaluations.json  mutable side file: latest metrics per test set
     <root>/<model>/aliases/<alias>.json            {"version": ..., "history": [...]}, os.replace'd
 
@@ -33,10 +34,10 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from linewatch.errors import ModelIntegrityError, ModelNotFound
-from model_store.data import frames_to_tensor
 from model_store.backend import LocalBackend, StorageBackend
 from model_store.manifest import Calibration, Manifest
 from model_store.models.base import AnomalyModel
+from model_store.preprocess import frames_to_tensor
 from model_store.registry import create_model
 
 log = structlog.get_logger(__name__)
@@ -72,6 +73,7 @@ class LoadedModel:
     module: AnomalyModel
     device: str
     camera_thresholds: dict[str, float] = field(default_factory=dict)
+    camera_thresholds_stamp: str | None = None  # for ModelStore.camera_thresholds_if_changed
 
     @property
     def ref(self) -> str:
@@ -269,6 +271,19 @@ class ModelStore:
         data = json.dumps(dict(sorted(thresholds.items())), indent=2).encode()
         self.backend.write_atomic(f"{name}/{version}/camera_thresholds.json", data)
 
+    def record_camera_calibrations(self, name: str, version: str, details: dict[str, dict[str, Any]]) -> None:
+        """Keep how each camera's threshold was fitted (calibrate --from-stream) beside the version."""
+        if not details:
+            return
+        merged = self.camera_calibrations(name, version) | details
+        self.backend.write_atomic(f"{name}/{version}/camera_calibrations.json", json.dumps(merged, indent=2).encode())
+
+    def camera_calibrations(self, name: str, version: str) -> dict[str, dict[str, Any]]:
+        try:
+            return json.loads(self.backend.read_bytes(f"{name}/{version}/camera_calibrations.json"))
+        except FileNotFoundError:
+            return {}
+
     def record_evaluation(self, name: str, version: str, metrics: dict[str, Any]) -> None:
         """Keep the latest evaluation per dataset beside the (immutable) version: evaluations.json."""
         evals = self.evaluations(name, version)
@@ -306,6 +321,20 @@ class ModelStore:
             raise ModelIntegrityError(f"{name}@{version}: camera_thresholds.json invalid: {exc}") from exc
         return {str(k): float(v) for k, v in data.items()}
 
+    def camera_thresholds_if_changed(
+        self, name: str, version: str, seen: str | None
+    ) -> tuple[str | None, dict[str, float] | None]:
+        """(stamp, thresholds) when camera_thresholds.json changed since stamp `seen`, else (seen, None).
+
+        Costs one stat() when nothing changed, so a worker can poll it every few seconds and pick
+        up thresholds written by `calibrate --from-stream` or `--camera` without a restart. A
+        deleted file reads as {} (no overrides).
+        """
+        stamp = self.backend.stamp(f"{name}/{version}/camera_thresholds.json")
+        if stamp == seen:
+            return seen, None
+        return stamp, self.camera_thresholds(name, version)
+
     def load(
         self, ref: str, device: str = "cpu", require_calibration: bool = True, smoke_test: bool = True
     ) -> LoadedModel:
@@ -337,7 +366,8 @@ class ModelStore:
             module = module.to(device).eval()
         except (RuntimeError, AssertionError) as exc:
             raise ModelIntegrityError(f"{where}: cannot move to device {device!r}: {exc}") from exc
-        loaded = LoadedModel(name, version, m, module, device, self.camera_thresholds(name, version))
+        stamp, thresholds = self.camera_thresholds_if_changed(name, version, seen="")
+        loaded = LoadedModel(name, version, m, module, device, thresholds or {}, stamp)
         if smoke_test:
             self._smoke_test(loaded)
         log.info("model_loaded", model=name, version=version, arch=m.architecture, device=device)

@@ -19,6 +19,7 @@ import structlog
 from linewatch import contract as c
 from linewatch.errors import FrameRejected
 from linewatch.logs import RateLimitedLog
+from model_store import preprocess
 from worker import metrics
 from worker.records import STOP, Item, Rejected, ScoredBatch
 from worker.serving import ModelHolder, ServedModel
@@ -60,15 +61,12 @@ def gather(inbox: "queue.Queue[object]", policy: BatchPolicy, idle_s: float = 0.
 
 
 def _fit(pixels: np.ndarray, served: ServedModel) -> np.ndarray:
-    """Decoded for a previous model's input size? Resize to the current one (only around a swap)."""
+    """Decoded for a previous model's input size? Back to BGR, then the one preprocessing path (only around a swap)."""
     spec = served.spec
-    if pixels.shape[:2] == (spec.height, spec.width) and pixels.shape[2] == spec.channels:
+    if pixels.shape == (spec.height, spec.width, spec.channels):
         return pixels
-    bgr = pixels if pixels.shape[2] == 3 else np.repeat(pixels, 3, axis=2)
-    resized = cv2.resize(bgr, (spec.width, spec.height), interpolation=cv2.INTER_AREA)
-    if spec.channels == 1:
-        return cv2.cvtColor(resized, cv2.COLOR_RGB2GRAY)[:, :, None]
-    return resized
+    frame = cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR) if pixels.shape[2] == 3 else pixels[:, :, 0]
+    return preprocess.to_model_input(frame, (spec.height, spec.width), spec.channels)
 
 
 class Batcher(SupervisedThread):

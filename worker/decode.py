@@ -17,6 +17,7 @@ import numpy as np
 from linewatch import contract as c
 from linewatch.contract import FrameMeta
 from linewatch.errors import FrameRejected
+from model_store import preprocess
 from worker.imagesize import declared_size
 
 
@@ -89,14 +90,8 @@ def decode_image(value: bytes, meta: FrameMeta, spec: InputSpec) -> np.ndarray:
 
 
 def to_model_input(image_bgr: np.ndarray, spec: InputSpec) -> np.ndarray:
-    """BGR uint8 (H, W, 3) -> uint8 (h, w, C) in the model's colour order and size."""
-    if image_bgr.shape[:2] != (spec.height, spec.width):
-        shrinking = image_bgr.shape[0] > spec.height
-        interp = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
-        image_bgr = cv2.resize(image_bgr, (spec.width, spec.height), interpolation=interp)
-    if spec.channels == 1:
-        return cv2.cvtColor(image_bgr, cv2.COLOR_BGR2GRAY)[:, :, None]
-    return cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB)
+    """BGR uint8 (H, W, 3) -> uint8 (h, w, C): the model store's one preprocessing path."""
+    return preprocess.to_model_input(image_bgr, (spec.height, spec.width), spec.channels)
 
 
 def prepare(value: bytes, meta: FrameMeta, spec: InputSpec, limits: DecodeLimits) -> np.ndarray:
