@@ -4,14 +4,14 @@
         ../shared/data/magnetic_tile/magnetic_tile --threads 1
 
 Served: each test image encoded as the producer would (PNG, or JPEG at quality 90), decoded and
-preprocessed by the worker's own code (worker.decode.prepare: libjpeg's reduced decode for large
-JPEGs, then model_store.preprocess), scored by the worker's Engine (CPU, channels_last, batches
-of 8) and rounded to "%.6g" as the worker stores score_raw. Offline: `evaluate`'s path
-(data.load_uint8 + calibration.predict) on the PNG files, and on the same JPEG bytes decoded at
-full size (what evaluate computes when the test images are those JPEGs); the gap between those two
-is libjpeg's reduced decode alone. Reports the largest
-differences, relative and in standard deviations of the good images' scores, and how many
-decisions at the calibrated threshold differ. One JSON file to bench/results/.
+preprocessed by the worker's own code (worker.decode.prepare), scored by the worker's Engine (CPU,
+channels_last, batches of 8) and rounded to "%.6g" as the worker stores score_raw. Offline:
+`evaluate`'s path (data.load_uint8 + calibration.predict) on the PNG files, and on the same JPEG
+bytes (both paths decode through model_store.preprocess.decode, libjpeg's reduced decode
+included). For scale, also: the JPEG bytes decoded at full size, i.e. what reduced decoding alone
+changes, and JPEG compression alone. Reports the largest differences, relative and in standard
+deviations of the good images' scores, and how many decisions at the calibrated threshold differ.
+One JSON file to bench/results/.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from linewatch.logs import configure_logging  # noqa: E402
 from linewatch.contract import FrameMeta  # noqa: E402
 from model_store.calibration import predict  # noqa: E402
 from model_store.data import load_uint8, mvtec_test_set, read_bgr  # noqa: E402
-from model_store.preprocess import frames_to_uint8  # noqa: E402
+from model_store.preprocess import decode, frames_to_uint8  # noqa: E402
 from model_store.store import ModelStore  # noqa: E402
 from worker.decode import DecodeLimits, InputSpec, prepare  # noqa: E402
 from worker.engine import Engine  # noqa: E402
@@ -104,10 +104,13 @@ def main() -> None:
         served = served_scores(engine, spec, values, frames, encoding)
         result[f"{encoding}: served vs evaluate on the original images"] = compare(served, offline_png, good, thr)
         if encoding == "jpeg":
-            decoded = [cv2.imdecode(np.frombuffer(v, np.uint8), cv2.IMREAD_COLOR) for v in values]
-            _, offline_jpeg = predict(offline_model.module, frames_to_uint8(decoded, (h, w)))
+            same = [decode(v, "jpeg", f.shape[1], f.shape[0], (h, w))[0] for v, f in zip(values, frames)]
+            _, offline_jpeg = predict(offline_model.module, frames_to_uint8(same, (h, w)))
+            full = [cv2.imdecode(np.frombuffer(v, np.uint8), cv2.IMREAD_COLOR) for v in values]
+            _, offline_full = predict(offline_model.module, frames_to_uint8(full, (h, w)))
             result["jpeg: served vs evaluate on the same JPEG bytes"] = compare(served, offline_jpeg, good, thr)
-            result["jpeg: evaluate on the JPEG bytes vs on the original images"] = compare(offline_jpeg, offline_png, good, thr)
+            result["jpeg: reduced decode vs full-size decode of the same bytes"] = compare(offline_jpeg, offline_full, good, thr)
+            result["jpeg: compression alone (full-size decode vs the original images)"] = compare(offline_full, offline_png, good, thr)
             result["jpeg: frames decoded reduced by libjpeg"] = sum(
                 bool(_reduced(f.shape[:2], spec)) for f in frames)
     machine = {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__,

@@ -12,26 +12,11 @@ from pathlib import Path
 
 from pydantic_settings import BaseSettings
 
+from linewatch.programs import program_classes
 from linewatch.settings import FILE_SUFFIX, BaseProgramSettings, KafkaSettings, RedisSettings, reads_from_file, variable
 
 BEGIN, END = "<!-- settings:begin -->", "<!-- settings:end -->"
 README = Path(__file__).resolve().parents[1] / "README.md"
-
-
-def program_classes() -> dict[str, type[BaseSettings]]:
-    from linewatch.demo import DemoSettings
-    from model_store.settings import ModelsSettings
-    from producer.settings import ProducerSettings
-    from worker.alerts_consumer import AlertConsumerSettings
-    from worker.settings import WorkerSettings
-
-    return {
-        "linewatch-worker": WorkerSettings,
-        "linewatch-producer": ProducerSettings,
-        "linewatch-alerts": AlertConsumerSettings,
-        "linewatch-demo": DemoSettings,
-        "linewatch-models": ModelsSettings,
-    }
 
 
 def _default(field) -> str:

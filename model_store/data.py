@@ -15,7 +15,9 @@ import cv2
 import numpy as np
 import torch
 
-from model_store.preprocess import frames_to_uint8
+from linewatch.imagesize import declared_size
+
+from model_store.preprocess import decode, frames_to_uint8
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
 
@@ -35,8 +37,20 @@ def train_images(root: Path | str) -> list[Path]:
     return _images_in(root) or _images_in(root, recursive=True)
 
 
-def read_bgr(path: Path | str) -> np.ndarray:
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)  # gray files come back as 3 equal channels
+def read_bgr(path: Path | str, size: tuple[int, int] | None = None) -> np.ndarray:
+    """An image file as BGR uint8 (gray files come back as 3 equal channels).
+
+    With `size` (the model's input, (h, w)), JPEG and PNG files are decoded exactly as the worker
+    decodes a camera frame of the same bytes (preprocess.decode: reduced JPEG decode).
+    """
+    data = Path(path).read_bytes()
+    for encoding in ("jpeg", "png"):
+        declared = declared_size(data, encoding)
+        if declared is not None and size is not None:
+            img, _ = decode(data, encoding, declared[0], declared[1], size)
+            break
+    else:
+        img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if img is None:
         raise ValueError(f"cannot decode image {path}")
     return img
@@ -44,7 +58,7 @@ def read_bgr(path: Path | str) -> np.ndarray:
 
 def load_uint8(paths: list[Path], size: tuple[int, int], channels: int = 3) -> torch.Tensor:
     """Decode and preprocess once: uint8 [N, C, H, W] model inputs (RGB for C = 3)."""
-    return frames_to_uint8([read_bgr(p) for p in paths], size, channels)
+    return frames_to_uint8([read_bgr(p, size) for p in paths], size, channels)
 
 
 def fingerprint(paths: list[Path], root: Path | str) -> str:

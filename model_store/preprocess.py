@@ -1,5 +1,9 @@
 """Frame -> model input: the one preprocessing path of training, evaluation, calibration and serving.
 
+`decode` turns encoded bytes (what a camera sends, what a dataset file holds) into a BGR frame:
+a JPEG larger than the model needs is decoded at 1/2, 1/4 or 1/8 of its size by libjpeg (much
+cheaper, and the frame is shrunk anyway); the worker decodes camera frames and the data loader
+decodes image files through this same function, so offline and served inputs agree for JPEG too.
 `to_model_input` follows the manifest's Preprocessing record: a BGR uint8 frame (OpenCV's decode;
 gray frames HxW or HxWx1 are replicated to 3 channels, a 4th channel is dropped) is resized to the
 input size with the record's interpolation (`area`: cv2.INTER_AREA whether it shrinks or enlarges;
@@ -22,6 +26,21 @@ from model_store.manifest import Preprocessing
 
 _RECORD = Preprocessing()
 _INTERPOLATION = {"area": cv2.INTER_AREA}
+_REDUCED = ((8, cv2.IMREAD_REDUCED_COLOR_8), (4, cv2.IMREAD_REDUCED_COLOR_4), (2, cv2.IMREAD_REDUCED_COLOR_2))
+
+
+def jpeg_reduction(width: int, height: int, size: tuple[int, int]) -> tuple[int, int]:
+    """(factor, imread flag): the largest 1/2, 1/4 or 1/8 JPEG decode that still covers `size` (h, w)."""
+    for factor, flag in _REDUCED:
+        if width // factor >= size[1] and height // factor >= size[0]:
+            return factor, flag
+    return 1, cv2.IMREAD_COLOR
+
+
+def decode(data: bytes, encoding: str, width: int, height: int, size: tuple[int, int]) -> tuple[np.ndarray | None, int]:
+    """Encoded `data` ("jpeg" or "png", declaring width x height) -> (BGR uint8 image or None, reduction factor)."""
+    factor, flag = jpeg_reduction(width, height, size) if encoding == "jpeg" else (1, cv2.IMREAD_COLOR)
+    return cv2.imdecode(np.frombuffer(data, np.uint8), flag), factor
 
 
 def to_model_input(frame: np.ndarray, size: tuple[int, int], channels: int = 3, record: Preprocessing = _RECORD) -> np.ndarray:

@@ -28,7 +28,7 @@ from linewatch.connect import kafka_connecting
 from linewatch.errors import ConfigError, LinewatchError, ServiceUnavailable
 from linewatch.health import HealthServer
 from linewatch.logs import configure_logging
-from linewatch.settings import check_environment
+from linewatch.programs import check_program_environment
 from producer.capture import CameraCapture, CaptureOptions, FrameQueues, OutgoingFrame
 from producer.metrics import ProducerMetrics
 from producer.sender import AckCallback, KafkaProducerLike, KafkaSender
@@ -349,11 +349,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if getattr(args, name) is not None
     }
     try:
-        # One environment file may serve every program: accept the other programs' LW_* too.
-        from worker.alerts_consumer import AlertConsumerSettings
-        from worker.settings import WorkerSettings
-
-        check_environment(ProducerSettings, WorkerSettings, AlertConsumerSettings)
+        check_program_environment()  # one environment file may serve every program
         settings = ProducerSettings(**overrides)
         settings.check()
     except (ValidationError, ConfigError) as exc:

@@ -18,6 +18,7 @@ from pydantic import Field, ValidationError
 from linewatch.connect import kafka_connecting
 from linewatch.contract import Alert
 from linewatch.errors import ConfigError, FrameRejected, ServiceUnavailable
+from linewatch.programs import check_program_environment
 from linewatch.logs import configure_logging
 from linewatch.settings import KafkaSettings, RedisSettings
 
@@ -106,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     overrides = {"alerts_from_beginning": True} if args.from_beginning else {}
     try:
+        check_program_environment()
         settings = AlertConsumerSettings(**overrides)
     except (ConfigError, ValidationError) as exc:
         print(f"linewatch-alerts: bad settings: {exc}", file=sys.stderr)

@@ -36,7 +36,7 @@ from linewatch.contract import parse_frame_record
 from linewatch.errors import FrameRejected, LinewatchError
 from linewatch.health import HealthServer
 from linewatch.logs import RateLimitedLog, configure_logging
-from linewatch.settings import check_environment
+from linewatch.programs import check_program_environment
 from model_store.store import ModelStore
 from worker import metrics
 from worker.batching import BatchPolicy, Batcher
@@ -386,11 +386,8 @@ def _hard_exit() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
-    from producer.settings import ProducerSettings
-    from worker.alerts_consumer import AlertConsumerSettings
-
     try:
-        check_environment(WorkerSettings, ProducerSettings, AlertConsumerSettings)
+        check_program_environment()
         overrides = {k: v for k, v in vars(args).items() if v is not None}
         settings = WorkerSettings(**overrides)
     except (LinewatchError, ValueError) as exc:

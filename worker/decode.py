@@ -1,7 +1,7 @@
 """Frame bytes -> the model's input: check the size, decode, check against the headers, resize.
 
 Runs in a thread pool (OpenCV releases the GIL). The size the image bytes declare is read
-before decoding (worker/imagesize.py), so a frame whose bytes would decode to more pixels than
+before decoding (linewatch/imagesize.py), so a frame whose bytes would decode to more pixels than
 its headers say, or than the configured cap, is refused before anything is allocated. Anything
 wrong with a frame raises FrameRejected with a reason code, which sends the record to the
 dead-letter topic.
@@ -17,8 +17,8 @@ import numpy as np
 from linewatch import contract as c
 from linewatch.contract import FrameMeta
 from linewatch.errors import FrameRejected
+from linewatch.imagesize import declared_size
 from model_store import preprocess
-from worker.imagesize import declared_size
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,14 +36,6 @@ class DecodeLimits:
 
     max_bytes: int = 8 * 1024 * 1024
     max_pixels: int = 4096 * 4096
-
-
-def _reduced_flag(meta: FrameMeta, spec: InputSpec) -> int:
-    """Let libjpeg decode at 1/2, 1/4 or 1/8 size when the model needs no more: much cheaper."""
-    for factor, flag in ((8, cv2.IMREAD_REDUCED_COLOR_8), (4, cv2.IMREAD_REDUCED_COLOR_4), (2, cv2.IMREAD_REDUCED_COLOR_2)):
-        if meta.width // factor >= spec.width and meta.height // factor >= spec.height:
-            return flag
-    return cv2.IMREAD_COLOR
 
 
 def check_size(value: bytes, meta: FrameMeta, limits: DecodeLimits) -> None:
@@ -75,11 +67,9 @@ def decode_image(value: bytes, meta: FrameMeta, spec: InputSpec) -> np.ndarray:
         if meta.channels == 1:
             return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
         return image[:, :, :3] if meta.channels == 4 else image
-    flag = _reduced_flag(meta, spec) if meta.encoding == "jpeg" else cv2.IMREAD_COLOR
-    image = cv2.imdecode(np.frombuffer(value, np.uint8), flag)
+    image, scale = preprocess.decode(value, meta.encoding, meta.width, meta.height, (spec.height, spec.width))
     if image is None:
         raise FrameRejected(c.R_UNDECODABLE, f"{meta.encoding} data could not be decoded ({len(value)} bytes)")
-    scale = {cv2.IMREAD_REDUCED_COLOR_2: 2, cv2.IMREAD_REDUCED_COLOR_4: 4, cv2.IMREAD_REDUCED_COLOR_8: 8}.get(flag, 1)
     expect_h, expect_w = -(-meta.height // scale), -(-meta.width // scale)
     if abs(image.shape[0] - expect_h) > 1 or abs(image.shape[1] - expect_w) > 1:
         raise FrameRejected(

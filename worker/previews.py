@@ -14,7 +14,7 @@ import numpy as np
 
 from linewatch.contract import FrameMeta
 from worker.camera_state import CameraTable
-from worker.imagesize import declared_size
+from linewatch.imagesize import declared_size
 
 
 def heat_png(amap: np.ndarray, pixel_threshold: float) -> bytes:

@@ -13,7 +13,7 @@ from linewatch import contract as c
 from linewatch.contract import FrameMeta
 from linewatch.errors import FrameRejected
 from worker.decode import DecodeLimits, check_size
-from worker.imagesize import declared_size, jpeg_size, png_size
+from linewatch.imagesize import declared_size, jpeg_size, png_size
 
 
 def _png(w: int, h: int) -> bytes:

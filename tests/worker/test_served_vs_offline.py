@@ -111,3 +111,28 @@ def test_served_scores_and_stream_calibration_equal_offline(
             assert abs(r["raw_threshold"] - fit.threshold) <= FORMAT_REL * abs(fit.threshold) + FLOAT_SD * sd
     finally:
         store.set_camera_thresholds(f"{name}@{version}", {})  # the session's model store is shared by other tests
+
+
+def test_jpeg_frames_score_the_same_served_and_offline(
+    kafka_bootstrap, topic_base, redis_prefix, redis_client, worker_settings, model_root, tmp_path
+) -> None:
+    """JPEG cameras too: the worker and the data loader decode the same bytes the same way
+    (preprocess.decode, reduced JPEG decode included), so the same tolerance holds."""
+    from producer.capture import encode_frame
+
+    sent = produce_synthetic({"kafka_bootstrap": kafka_bootstrap, "topic_base": topic_base, "encoding": "jpeg"},
+                             cameras=len(CAMERAS), frames_per_camera=FRAMES, defect_rate=DEFECT_RATE)
+    with running_worker(worker_settings(max_batch=8)):
+        assert wait_for_results(redis_client, redis_prefix, list(CAMERAS), sent.sent) == sent.sent
+    served = {(cam, int(e["seq"])): float(e["score_raw"]) for cam in CAMERAS for e in history(redis_client, redis_prefix, cam)}
+    rendered = _rendered()
+    paths = []
+    for (camera, seq), (frame, _) in rendered.items():  # the very bytes the producer sent
+        paths.append(tmp_path / f"{camera}-{seq:04d}.jpg")
+        paths[-1].write_bytes(encode_frame(frame, "jpeg", 90))
+    loaded = ModelStore(model_root).load("synth@production")
+    _, scores = predict(loaded.module, load_uint8(paths, loaded.input_size))
+    offline = dict(zip(rendered, scores.tolist()))
+    sd = float(np.std([offline[k] for k, (_, defective) in rendered.items() if not defective]))
+    worst = max(offline, key=lambda k: abs(served[k] - offline[k]))
+    assert _within(served, offline, sd), f"worst {worst}: served {served[worst]!r}, offline {offline[worst]!r}, sd {sd:.3g}"
