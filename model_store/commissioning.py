@@ -254,6 +254,11 @@ def commission(store: ModelStore, client: redis.Redis, keys: RedisKeys, req: Str
     if fitted:
         thresholds |= fitted
         store.set_camera_thresholds(f"{name}@{version}", thresholds)
+        # A camera commissioned anew is normal as it is now: its drift baseline is learned afresh.
+        try:
+            client.delete(*(keys.drift(camera) for camera in fitted))
+        except redis.RedisError as exc:
+            raise ServiceUnavailable(f"Redis: {exc}") from exc
     reports = [r.to_json(req.outliers) for r in results]
     store.record_camera_calibrations(name, version, {r["camera"]: r for r in reports if r["status"] == "calibrated"})
     warnings = [f"{r['camera']}: refused: {r['reason']}" for r in reports if r["status"] == "refused"]

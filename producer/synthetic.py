@@ -9,6 +9,10 @@ change, which keeps normal frames alike enough for a small autoencoder to learn 
 Defects (scratch, blob, crack) are drawn on the part together with a 0/255 mask. A forced range
 (`defect_from`..`defect_to`) draws the *same* defect on every frame of the range, like a damaged
 part sitting under the camera; random defects (`defect_rate`) differ frame to frame.
+
+Lighting drift (`drift_from`, `drift_per_frame`, `drift_max`): from frame `drift_from` on, the
+whole frame's gain grows by `drift_per_frame` per frame up to `drift_max` (1.25 = 25 % brighter), like
+an ageing or replaced lamp: every pixel changes a little, which is not a defect.
 """
 
 from __future__ import annotations
@@ -52,6 +56,9 @@ class SyntheticCamera:
         defect_from: int | None = None,
         defect_to: int | None = None,
         jitter: int = 2,
+        drift_from: int | None = None,
+        drift_per_frame: float = 0.0,
+        drift_max: float = 1.0,
     ) -> None:
         if seed < 0 or width < 32 or height < 32 or not 0.0 <= defect_rate <= 1.0 or jitter < 0:
             raise ConfigError(
@@ -63,6 +70,7 @@ class SyntheticCamera:
         self.defect_seqs = frozenset(defect_seqs)
         self.defect_from, self.defect_to = defect_from, defect_to  # [from, to); to None = open-ended
         self.jitter = jitter
+        self.drift_from, self.drift_per_frame, self.drift_max = drift_from, drift_per_frame, drift_max
         self._base = _render_base(seed, width, height, jitter)
 
     @classmethod
@@ -73,7 +81,8 @@ class SyntheticCamera:
         if parts.scheme != SCHEME:
             raise ConfigError(f"not a synthetic source: {url!r}")
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-        known = {"seed", "width", "height", "defect_rate", "defect_from", "defect_to", "defect_seqs", "jitter", "fps"}
+        known = {"seed", "width", "height", "defect_rate", "defect_from", "defect_to", "defect_seqs", "jitter", "fps",
+                 "drift_from", "drift_per_frame", "drift_max"}
         unknown = sorted(set(query) - known)
         if unknown:
             raise ConfigError(f"synthetic source {url!r}: unknown parameter(s) {', '.join(unknown)}")
@@ -87,6 +96,9 @@ class SyntheticCamera:
                 defect_from=int(query["defect_from"]) if "defect_from" in query else None,
                 defect_to=int(query["defect_to"]) if "defect_to" in query else None,
                 jitter=int(query.get("jitter", 2)),
+                drift_from=int(query["drift_from"]) if "drift_from" in query else None,
+                drift_per_frame=float(query.get("drift_per_frame", 0.0)),
+                drift_max=float(query.get("drift_max", 1.0)),
             )
         except ValueError as exc:
             raise ConfigError(f"synthetic source {url!r}: {exc}") from exc
@@ -95,6 +107,13 @@ class SyntheticCamera:
         return self.defect_from is not None and seq >= self.defect_from and (
             self.defect_to is None or seq < self.defect_to
         )
+
+    def lighting(self, seq: int) -> float:
+        """The lamp's gain at frame `seq` (1.0 without drift)."""
+        if self.drift_from is None or seq < self.drift_from:
+            return 1.0
+        grown = 1.0 + self.drift_per_frame * (seq - self.drift_from)
+        return min(grown, self.drift_max) if self.drift_per_frame >= 0 else max(grown, self.drift_max)
 
     def is_defective(self, seq: int) -> bool:
         """Whether frame `seq` carries a defect (forced, or drawn with probability defect_rate)."""
@@ -113,7 +132,8 @@ class SyntheticCamera:
         canvas = self._base.canvases[int(rng.integers(len(self._base.canvases)))]
         crop = canvas[j + dy : j + dy + self.height, j + dx : j + dx + self.width]
         # Lighting drift: +-4 % gain and +-4 grey levels; convertScaleAbs also copies the crop.
-        image = cv2.convertScaleAbs(crop, alpha=1.0 + rng.uniform(-0.04, 0.04), beta=rng.uniform(-4.0, 4.0))
+        gain = self.lighting(seq) * (1.0 + rng.uniform(-0.04, 0.04))
+        image = cv2.convertScaleAbs(crop, alpha=gain, beta=rng.uniform(-4.0, 4.0))
         if not self.is_defective(seq):
             return image, None
         # A forced range keeps one defect geometry (the same damaged part); others vary per frame.

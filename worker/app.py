@@ -42,6 +42,7 @@ from worker import metrics
 from worker.batching import BatchPolicy, Batcher
 from worker.checkpoint import Checkpoint
 from worker.decode import DecodeLimits, prepare
+from worker.drift import DriftPolicy, DriftWatch
 from worker.engine import Engine, pick_device
 from worker.kafka_input import FramesInput, InputBroken, InputRefused, InputUnavailable, Unreadable
 from worker.publisher import ClockCheck, Pictures, Publisher, Verdicts
@@ -124,7 +125,9 @@ class Worker:
             sender=KafkaSender(self.producer, self.topic_check), topics=self.topics, keys=s.keys,
             verdicts=Verdicts(s.threshold, dict(s.camera_thresholds), s.masks, s.threshold_refresh_s),
             pictures=Pictures(s.previews, s.preview_width, s.preview_interval_ms / 1000, s.max_cameras),
-            clock=ClockCheck(s.clock_max_ahead_s, s.clock_max_age_s), health=self.health,
+            clock=ClockCheck(s.clock_max_ahead_s, s.clock_max_age_s),
+            drift=DriftWatch(DriftPolicy(s.drift_window, s.drift_every, s.drift_image_pct, s.drift_score_rise), s.max_cameras),
+            health=self.health,
             supervisor=self.supervisor, worker_id=s.worker_id, retry_max_s=s.publish_retry_max_s,
             max_dead_letter_bytes=s.kafka_max_message_bytes,
         )

@@ -53,6 +53,14 @@ END_TO_END_SECONDS = Histogram(
 LAG = Gauge("linewatch_worker_consumer_lag", "Records behind the partition's end.", ["topic", "partition"])
 IN_FLIGHT = Gauge("linewatch_worker_in_flight_frames", "Frames taken in but not yet published.")
 PAUSED = Gauge("linewatch_worker_paused", "1 while partitions are paused for backpressure or an outage.")
+DRIFT = Gauge(
+    "linewatch_worker_drift",
+    "A camera's rolling summary (worker/drift.py): signal = score_median, score_p95 (normalised), brightness, contrast.",
+    ["camera", "signal"],
+)
+RECALIBRATE_EVENTS = Counter(
+    "linewatch_worker_recalibrate_events_total", "Drift events: a camera's summary left its band.", ["camera", "signal"]
+)
 MODEL_INFO = Gauge("linewatch_worker_model_info", "The model being served (value 1).", ["name", "version"])
 
 

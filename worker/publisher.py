@@ -29,6 +29,7 @@ from linewatch.errors import OutputRefused, OutputUnavailable, PublishError, Rec
 from linewatch.logs import RateLimitedLog
 from worker import metrics
 from worker.checkpoint import Checkpoint
+from worker.drift import DriftWatch, image_stats
 from worker.previews import PreviewClock, heat_png, preview_jpeg
 from worker.records import STOP, Item, Rejected, ScoredBatch
 from worker.scoring import anomaly_mask, effective_threshold
@@ -92,6 +93,7 @@ class Publisher(SupervisedThread):
         verdicts: Verdicts,
         pictures: Pictures,
         clock: ClockCheck,
+        drift: DriftWatch,
         health: OutputHealth,
         supervisor: Supervisor,
         worker_id: str,
@@ -101,6 +103,7 @@ class Publisher(SupervisedThread):
         super().__init__("publisher", supervisor)
         self.outbox, self.checkpoint, self.writer, self.sender = outbox, checkpoint, writer, sender
         self.topics, self.keys, self.verdicts, self.pictures, self.clock = topics, keys, verdicts, pictures, clock
+        self.drift = drift
         self.health, self.worker_id = health, worker_id
         self.retry_max_s = retry_max_s
         self.max_dead_letter_bytes = max_dead_letter_bytes
@@ -300,12 +303,46 @@ class Publisher(SupervisedThread):
                 log.error("alert refused by kafka", camera=writes[alerts[k]].camera, error=str(outcome))
         refused = [(job.items[i], r.reason, r.detail) for i, r in results.items() if isinstance(r, RecordRefused)]
         self._count(job, writes, results, alerts)
+        self._watch_drift(job, normalised, results)
         for i, item in enumerate(job.items):
             if not isinstance(results[i], RecordRefused):
                 self.checkpoint.ack(item)
         if refused:
             self._dead_letter(refused)
         metrics.STAGE_SECONDS.labels("publish").observe(time.monotonic() - started)
+
+    def _watch_drift(self, job: ScoredBatch, normalised: np.ndarray, results: dict) -> None:
+        """Feed fresh results to the drift watch; store due summaries and any drift events (best effort:
+        drift is advice to people, never a reason to hold frames back)."""
+        brightness, contrast = image_stats(job.pixels)
+        due = []
+        for i, result in results.items():
+            if not (isinstance(result, Written) and result.fresh):
+                continue
+            camera = job.items[i].meta.camera  # type: ignore[union-attr]
+            if self.drift.observe(camera, float(normalised[i]), float(brightness[i]), float(contrast[i])):
+                due.append(camera)
+        events: list[dict[str, str]] = []
+        now_ns = time.time_ns()
+        try:
+            for camera in due:
+                summary = self.drift.summary(camera)
+                baseline = self.writer.record_drift(camera, summary, now_ns // 1_000_000, self.worker_id)
+                label = metrics.camera_label(camera)
+                for signal, value in summary.items():
+                    metrics.DRIFT.labels(label, signal).set(value)
+                for e in self.drift.check(camera, summary, baseline):
+                    metrics.RECALIBRATE_EVENTS.labels(label, e.signal).inc()
+                    log.warning("camera drifted; recalibrate", camera=camera, signal=e.signal, value=round(e.value, 4),
+                                band=[round(e.low, 4), round(e.high, 4)])
+                    events.append({"camera": camera, "signal": e.signal, "value": f"{e.value:.6g}", "low": f"{e.low:.6g}",
+                                   "high": f"{e.high:.6g}", "baseline": f"{e.baseline:.6g}", "time_ns": str(now_ns),
+                                   "worker": self.worker_id})
+            if events:
+                self.writer.recalibrate_events(events)
+        except PublishError as exc:
+            if self._log.allow("drift") is not None:
+                log.warning("drift summary not stored", error=str(exc))
 
     def _count(self, job: ScoredBatch, writes: list[FrameWrite], results: dict, alerts: list[int]) -> None:
         done_ns = time.time_ns()

@@ -82,6 +82,14 @@ class WorkerSettings(KafkaSettings, RedisSettings):
     metrics_max_cameras: int = Field(
         256, ge=1, description="Cameras with metric series of their own; later ones are counted under camera=\"_other\"."
     )
+    drift_window: int = Field(200, ge=10, description="Frames per drift summary of a camera (scores, brightness, contrast).")
+    drift_every: int = Field(20, ge=1, description="A camera's drift summary is recomputed every this many frames.")
+    drift_image_pct: float = Field(
+        15.0, gt=0, description="Brightness and contrast band: +- this % of the camera's baseline (else a recalibrate event)."
+    )
+    drift_score_rise: float = Field(
+        0.15, gt=0, description="A camera's median normalised score may rise this much above its baseline's."
+    )
     max_frame_pixels: int = Field(
         4096 * 4096, ge=1, description="Largest frame (width x height) decoded; bigger ones are dead-lettered unread."
     )

@@ -97,6 +97,21 @@ return {{1, alert}}
 """
 
 
+# The drift hash's baseline is written once, by whichever worker summarises a camera first; every
+# summary returns the baseline in force (deleting it, as recommissioning does, starts a new one).
+_DRIFT_SIGNALS = ("score_median", "score_p95", "brightness", "contrast")
+_RECORD_DRIFT = """
+if redis.call('HEXISTS', KEYS[1], 'baseline_brightness') == 0 then
+  for i = 1, #ARGV - 3, 2 do redis.call('HSET', KEYS[1], 'baseline_' .. ARGV[i + 3], ARGV[i + 4]) end
+  redis.call('HSET', KEYS[1], 'baseline_ms', ARGV[2])
+end
+for i = 1, #ARGV - 3, 2 do redis.call('HSET', KEYS[1], ARGV[i + 3], ARGV[i + 4]) end
+redis.call('HSET', KEYS[1], 'summary_ms', ARGV[2], 'worker', ARGV[3])
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+return redis.call('HMGET', KEYS[1], 'baseline_score_median', 'baseline_score_p95', 'baseline_brightness', 'baseline_contrast')
+"""
+
+
 @dataclass(frozen=True, slots=True)
 class Retention:
     """How long what the worker writes lives, and how big it may grow."""
@@ -177,6 +192,7 @@ class ResultWriter:
         self.retention = retention
         self.debounce = debounce
         self._script = client.register_script(_WRITE_FRAME)
+        self._drift = client.register_script(_RECORD_DRIFT)
 
     def _call(self, w: FrameWrite, pipe: Any) -> None:
         k, r, d = self.keys, self.retention, self.debounce
@@ -213,6 +229,26 @@ class ResultWriter:
         except redis.RedisError as exc:
             raise redis_error(exc) from exc
         return [redis_error(r) if isinstance(r, redis.RedisError) else Written(r[0] == 1, r[1] == 1) for r in replies]
+
+    def record_drift(self, camera: str, summary: dict[str, float], now_ms: int, worker: str) -> dict[str, float]:
+        """Store a camera's drift summary; returns the baseline in force (this summary if there was none)."""
+        args: list[Any] = [self.retention.history_ttl_s, now_ms, worker]
+        for signal in _DRIFT_SIGNALS:
+            args += [signal, f"{summary[signal]:.6g}"]
+        try:
+            values = self._drift(keys=[self.keys.drift(camera)], args=args)
+        except redis.RedisError as exc:
+            raise redis_error(exc) from exc
+        return {signal: float(v) for signal, v in zip(_DRIFT_SIGNALS, values)}
+
+    def recalibrate_events(self, events: list[dict[str, str]]) -> None:
+        pipe = self.client.pipeline(transaction=False)
+        for fields in events:
+            pipe.xadd(self.keys.recalibrate, fields, maxlen=self.retention.alerts_maxlen, approximate=True)
+        try:
+            pipe.execute()
+        except redis.RedisError as exc:
+            raise redis_error(exc) from exc
 
     def _seen(self, tp: tuple[str, int], offset: int) -> tuple[str, str]:
         return self.keys.seen(tp[0], tp[1], offset // SEEN_BUCKET), str(offset)

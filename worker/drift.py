@@ -1,0 +1,112 @@
+"""Drift watch: tell a lamp change from a defect, per camera.
+
+A defect changes a few pixels of a few frames; a new lamp, a dirty lens or a moved camera
+changes every frame a little. The watch keeps, per camera, a rolling window of the last
+`window` frames' normalised scores and simple image statistics of the model input (mean
+brightness, contrast = standard deviation, both 0..255), and compares their summary (score
+median and 95th percentile, brightness and contrast means) with the camera's baseline: the
+first full window of the camera, kept in Redis (RedisKeys.drift, written once by whichever worker
+summarises first), so restarts and other workers share it.
+When a summary leaves its band, a `recalibrate` event goes to the Redis stream
+RedisKeys.recalibrate (not an alert: nothing is wrong with the part) and the metric
+linewatch_worker_recalibrate_events_total counts it; the same signal fires again only after it
+came back into its band. Recommissioning a camera (`linewatch-models calibrate --from-stream`)
+deletes its baseline, and the next full window becomes the new one.
+
+Bands (settings): brightness and contrast within +-drift_image_pct % of the baseline; the score
+median at most drift_score_rise above the baseline's (normalised scores: the calibrated
+threshold is 0.5, the calibration normals' median 0.01).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from worker.camera_state import CameraTable
+
+SIGNALS = ("brightness", "contrast", "score_median")
+
+
+@dataclass(frozen=True)
+class DriftPolicy:
+    window: int = 200  # frames per summary
+    every: int = 20  # a summary every this many frames
+    image_pct: float = 15.0  # brightness / contrast band, % of the baseline
+    score_rise: float = 0.15  # how far the median normalised score may rise above the baseline's
+
+
+@dataclass(frozen=True)
+class DriftEvent:
+    camera: str
+    signal: str
+    value: float
+    low: float
+    high: float
+    baseline: float
+
+
+@dataclass
+class _Camera:
+    scores: deque = field(default_factory=deque)
+    brightness: deque = field(default_factory=deque)
+    contrast: deque = field(default_factory=deque)
+    seen: int = 0
+    out_of_band: set[str] = field(default_factory=set)
+
+
+def image_stats(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per frame of a uint8 [B, H, W, C] batch: (mean brightness, contrast), each [B], 0..255."""
+    flat = pixels.reshape(len(pixels), -1).astype(np.float32)
+    return flat.mean(axis=1), flat.std(axis=1)
+
+
+class DriftWatch:
+    """Per-camera rolling summaries against a baseline. Not thread-safe: the publish thread owns it."""
+
+    def __init__(self, policy: DriftPolicy, max_cameras: int, idle_s: float = 3600.0) -> None:
+        self.policy = policy
+        self._cameras = CameraTable[_Camera](max_cameras, idle_s)
+
+    def camera(self, name: str) -> _Camera:
+        return self._cameras.get(name, lambda: _Camera(deque(maxlen=self.policy.window), deque(maxlen=self.policy.window),
+                                                       deque(maxlen=self.policy.window)))
+
+    def observe(self, name: str, score: float, brightness: float, contrast: float) -> bool:
+        """Add one frame; True when a summary is due (call `summarise`)."""
+        cam = self.camera(name)
+        cam.scores.append(score)
+        cam.brightness.append(brightness)
+        cam.contrast.append(contrast)
+        cam.seen += 1
+        return len(cam.scores) == self.policy.window and cam.seen % self.policy.every == 0
+
+    def summary(self, name: str) -> dict[str, float]:
+        """The camera's window summarised: score median and 95th percentile, brightness, contrast."""
+        cam = self.camera(name)
+        scores = np.fromiter(cam.scores, np.float64)
+        return {
+            "score_median": float(np.median(scores)), "score_p95": float(np.quantile(scores, 0.95)),
+            "brightness": float(np.mean(cam.brightness)), "contrast": float(np.mean(cam.contrast)),
+        }
+
+    def check(self, name: str, summary: dict[str, float], baseline: dict[str, float]) -> list[DriftEvent]:
+        """Signals of `summary` that just left their band around `baseline` (each fires once per excursion)."""
+        cam = self.camera(name)
+        events = []
+        for signal in SIGNALS:
+            low, high = self.band(signal, baseline[signal])
+            if low <= summary[signal] <= high:
+                cam.out_of_band.discard(signal)
+            elif signal not in cam.out_of_band:
+                cam.out_of_band.add(signal)
+                events.append(DriftEvent(name, signal, summary[signal], low, high, baseline[signal]))
+        return events
+
+    def band(self, signal: str, baseline: float) -> tuple[float, float]:
+        if signal == "score_median":
+            return float("-inf"), baseline + self.policy.score_rise
+        margin = abs(baseline) * self.policy.image_pct / 100.0
+        return baseline - margin, baseline + margin
