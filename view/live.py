@@ -87,6 +87,7 @@ class Hub:
         self.redis_ok = False
         self.ticks = 0
         self._signatures: dict[str, tuple] = {}
+        self._sent_version: tuple[str, str] = ("", "")
         self._subscribers: set[Subscriber] = set()
 
     def alerts_summary(self) -> dict[str, Any]:
@@ -103,7 +104,7 @@ class Hub:
         try:
             cameras = await self.store.cameras()
             hashes = await self.store.latest(cameras)
-            alerts_changed = await self.queue.refresh(self.store)
+            await self.queue.refresh(self.store)
         except ServiceUnavailable as exc:
             if self.redis_ok or self.ticks == 0:
                 log.warning("redis unreachable; the view shows the last known state", error=str(exc)[:300])
@@ -119,7 +120,9 @@ class Hub:
         removed = set(self.states) - set(states)
         self.states = states
         self._signatures = {c: _signature(s) for c, s in states.items()}
-        summary = self.alerts_summary() if alerts_changed else None
+        # Compared with what was last sent, not with the last refresh: a feedback post refreshes the queue too.
+        summary = self.alerts_summary() if self.queue.version != self._sent_version else None
+        self._sent_version = self.queue.version
         for subscriber in self._subscribers:
             subscriber.offer(changed, removed, summary)
 

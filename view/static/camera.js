@@ -54,7 +54,8 @@ function renderTimeline() {
     svg.append(s("path", { class: "threshold", d: `${d}H${x(end).toFixed(1)}` }));
     svg.append(s("polyline", { class: "scoreline", points: points.map((p) => `${x(p.t).toFixed(1)},${y(p.score).toFixed(1)}`).join(" ") }));
   }
-  for (const p of points) {
+  // Anomalous marks last, so they stay on top (and clickable) where points crowd together.
+  for (const p of [...points.filter((q) => !q.anomalous), ...points.filter((q) => q.anomalous)]) {
     const cx = x(p.t), cy = y(p.score);
     const mark = p.anomalous
       ? s("path", { d: `M${cx} ${cy - 6}L${cx + 5.5} ${cy + 4}L${cx - 5.5} ${cy + 4}Z`, class: "pt anomalous" })
@@ -127,6 +128,15 @@ async function openEntry(id) {
   box.dataset.id = id;
 }
 
+// At 8 fps points crowd together: step through the anomalous ones instead of aiming at them.
+function stepAnomalous(direction) {
+  const bad = points.filter((p) => p.anomalous);
+  if (!bad.length) return;
+  const at = bad.findIndex((p) => p.id === selected);
+  const next = at < 0 ? (direction < 0 ? bad.length - 1 : 0) : Math.max(0, Math.min(bad.length - 1, at + direction));
+  openEntry(bad[next].id);
+}
+
 // ---- alerts of this camera ----
 async function loadAlerts() {
   const data = await api("/api/alerts", { camera, limit: 50 });
@@ -149,6 +159,8 @@ if (![...select.options].some((o) => Number(o.value) === minutes)) select.append
 select.value = String(minutes);
 select.addEventListener("change", () => { minutes = Number(select.value); loadHistory(true); });
 window.addEventListener("resize", renderTimeline);
+$("#prev-bad").addEventListener("click", () => stepAnomalous(-1));
+$("#next-bad").addEventListener("click", () => stepAnomalous(1));
 await loadHistory(true);
 loadAlerts();
 let lastAlerts = "";

@@ -14,9 +14,10 @@ function card(a) {
   const judge = (verdict) => async () => {
     buttons.forEach((b) => { b.disabled = true; });
     try {
-      await post("/api/feedback", {
+      const reply = await post("/api/feedback", {
         camera: a.camera, frame_id: a.frame_id, verdict, note: note.value, user: $("#user").value,
       });
+      setPending(reply.pending);
       cards.get(a.id)?.remove();
       cards.delete(a.id);
       $("#none").hidden = cards.size > 0;
