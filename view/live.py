@@ -107,12 +107,12 @@ class Hub:
             await self.queue.refresh(self.store)
         except ServiceUnavailable as exc:
             if self.redis_ok or self.ticks == 0:
-                log.warning("redis unreachable; the view shows the last known state", error=str(exc)[:300])
+                log.warning("redis read failed; the view shows the last known state", error=str(exc)[:300])
             self.redis_ok = False
             self.ticks += 1
             return
         if not self.redis_ok and self.ticks:
-            log.info("redis reachable again")
+            log.info("redis reads work again")
         self.redis_ok = True
         self.ticks += 1
         states = {camera: camera_state(camera, fields) for camera, fields in hashes.items()}

@@ -88,3 +88,8 @@ def page(browser):
     page.set_default_timeout(15_000)
     yield page
     context.close()
+
+
+# The live-pipeline test trains the same small model as the worker tests (session scope per conftest:
+# a run of both folders trains it once for each).
+from tests.worker.conftest import model_root, worker_settings  # noqa: E402,F401
