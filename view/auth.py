@@ -73,7 +73,7 @@ class AccessGuard:
                 message["headers"] = [*message.get("headers", []), *SECURITY_HEADERS]
             await send(message)
 
-        if self.token is None and self.basic is None or scope["path"] in OPEN_PATHS:
+        if (self.token is None and self.basic is None) or scope["path"] in OPEN_PATHS:
             await self.app(scope, receive, send_hardened)
             return
         query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))

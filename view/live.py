@@ -19,7 +19,7 @@ import asyncio
 import json
 import threading
 import time
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Awaitable, Callable
 
 import structlog
 
@@ -134,7 +134,7 @@ class Hub:
             await self.tick()
             await asyncio.sleep(max(0.0, self.push_s - (time.monotonic() - started)))
 
-    async def events(self, is_disconnected) -> AsyncIterator[str]:
+    async def events(self, is_disconnected: Callable[[], Awaitable[bool]]) -> AsyncIterator[str]:
         """One browser's event stream: a snapshot, then coalesced updates at most every push interval."""
         subscriber = Subscriber()
         self._subscribers.add(subscriber)

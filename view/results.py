@@ -141,27 +141,25 @@ def alert_item(entry_id: str, fields: Mapping[str, str]) -> dict[str, Any] | Non
     """One alerts-stream entry (`alert` = contract.Alert JSON), or None when it cannot be read."""
     try:
         alert = Alert.from_json(fields.get("alert", "").encode())
+        if not isinstance(alert.camera, str) or not isinstance(alert.frame_id, str):
+            return None
+        width, height = (int(v) for v in alert.mask_size)
+        item = {
+            "id": entry_id,
+            "t": stream_ms(entry_id),
+            "camera": alert.camera,
+            "frame_id": alert.frame_id,
+            "seq": int(alert.frame_seq),
+            "score": _float(str(alert.score)),
+            "threshold": _float(str(alert.threshold)),
+            "model": model_label({"model_name": str(alert.model_name), "model_version": str(alert.model_version)}),
+            "boxes": parse_boxes(json.dumps(alert.boxes)),
+            "mask_size": [width, height],
+            "capture_ns": int(alert.capture_ns),
+        }
     except (FrameRejected, ValueError, TypeError, KeyError, AttributeError):
         return None  # another schema, a truncated or hand-written entry: not shown, counted by the caller
-    if not valid_camera(alert.camera) or not valid_id(alert.frame_id or ""):
-        return None
-    return {
-        "id": entry_id,
-        "t": stream_ms(entry_id),
-        "camera": alert.camera,
-        "frame_id": alert.frame_id,
-        "seq": alert.frame_seq,
-        "score": _finite(alert.score),
-        "threshold": _finite(alert.threshold),
-        "model": f"{alert.model_name}@{alert.model_version}" if alert.model_version else alert.model_name,
-        "boxes": parse_boxes(json.dumps(alert.boxes)),
-        "mask_size": [int(v) for v in alert.mask_size][:2],
-        "capture_ns": alert.capture_ns,
-    }
-
-
-def _finite(value: Any) -> float | None:
-    return _float(str(value))
+    return item if valid_camera(item["camera"]) and valid_id(item["frame_id"]) else None
 
 
 def decimate(points: list[dict[str, Any]], cap: int) -> list[dict[str, Any]]:

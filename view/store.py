@@ -90,7 +90,7 @@ class Store:
                 for camera in cameras:
                     pipe.hgetall(self.keys.latest(camera))
                 hashes = await pipe.execute()
-        return {camera: decode(fields) for camera, fields in zip(cameras, hashes) if fields}
+        return {camera: decode(fields) for camera, fields in zip(cameras, hashes, strict=True) if fields}
 
     async def history(self, camera: str, start: str, count: int) -> list[Entry]:
         """History entries from `start` (a stream ID or ms, '(' prefix = exclusive), oldest first, at most `count`.

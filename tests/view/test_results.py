@@ -83,7 +83,8 @@ def test_alert_item_reads_the_contract_alert() -> None:
 
 @pytest.mark.parametrize("fields", [
     {"alert": "{"}, {}, {"alert": "[]"}, _alert(schema=99), _alert(frame_id="../x"), _alert(camera="a:b"),
-    _alert(unexpected=1), {"alert": json.dumps({"schema": 1})},
+    _alert(unexpected=1), {"alert": json.dumps({"schema": 1})}, _alert(mask_size=["a", "b"]), _alert(mask_size=[64]),
+    _alert(frame_seq="x"), _alert(camera=5), _alert(frame_id=None), _alert(capture_ns=None),
 ])
 def test_unreadable_alerts_are_none(fields: dict) -> None:
     assert alert_item("1-0", fields) is None
