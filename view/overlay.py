@@ -8,6 +8,7 @@ gives a smooth outline rather than 4-pixel stairs.
 
 from __future__ import annotations
 
+import functools
 import math
 import struct
 
@@ -61,6 +62,7 @@ def _outline(binary: np.ndarray) -> np.ndarray:
     return binary & ~eroded
 
 
+@functools.lru_cache(maxsize=512)  # every open screen asks for the same previews: draw each once
 def render(map_png: bytes, mode: str) -> bytes | None:
     """A transparent PNG overlay of a heatmap or mask PNG in `mode` (MODES); None if it is no image."""
     if mode not in MODES:
