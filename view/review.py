@@ -7,6 +7,7 @@ acknowledged when a feedback entry with its (camera, frame_id) exists (shapes: P
 
 from __future__ import annotations
 
+import asyncio
 from collections import OrderedDict
 from typing import Any
 
@@ -31,6 +32,7 @@ class AlertQueue:
         self.unreadable = 0
         self._alert_cursor: str | None = None  # None until the first refresh
         self._feedback_cursor = "0-0"
+        self._lock = asyncio.Lock()  # the poller and a feedback post may refresh at the same time
 
     @property
     def version(self) -> tuple[str, str]:
@@ -39,6 +41,10 @@ class AlertQueue:
 
     async def refresh(self, store: Store) -> bool:
         """Read what arrived since the last refresh; True when anything did."""
+        async with self._lock:
+            return await self._refresh(store)
+
+    async def _refresh(self, store: Store) -> bool:
         before = self.version
         if self._alert_cursor is None:
             entries = await store.newest_alerts(self.kept)
