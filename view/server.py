@@ -46,7 +46,14 @@ class ViewServer:
     def __init__(self, settings: ViewSettings) -> None:
         self.settings = settings
         self._server = _Server(settings)
-        self._thread = threading.Thread(target=self._server.run, name="linewatch-view", daemon=True)
+        self._thread = threading.Thread(target=self._run, name="linewatch-view", daemon=True)
+        self.exit_code: int | None = None
+
+    def _run(self) -> None:
+        try:
+            self._server.run()
+        except SystemExit as exc:  # uvicorn exits this way when it cannot bind; start() reports it
+            self.exit_code = exc.code if isinstance(exc.code, int) else 1
 
     def start(self, timeout_s: float = 30) -> "ViewServer":
         self._thread.start()
