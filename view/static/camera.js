@@ -33,8 +33,10 @@ const H = 220, PAD = { l: 40, r: 10, t: 10, b: 24 };
 
 function renderTimeline() {
   const width = W();
-  const end = clock.now(), start = end - minutes * 60_000;
-  points = points.filter((p) => p.t >= start);
+  const end = clock.now(), windowStart = end - minutes * 60_000;
+  points = points.filter((p) => p.t >= windowStart);
+  // A camera younger than the window gets the whole width rather than a sliver at the right edge.
+  const start = points.length ? Math.max(windowStart, Math.min(points[0].t, end - 10_000) - 1000) : windowStart;
   const top = Math.max(1, ...points.map((p) => p.score ?? 0), ...points.map((p) => p.threshold ?? 0));
   const x = (t) => PAD.l + ((t - start) / (end - start)) * (width - PAD.l - PAD.r);
   const y = (v) => PAD.t + (1 - (v ?? 0) / top) * (H - PAD.t - PAD.b);
