@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, SecretStr, model_validator
 
-from linewatch.settings import RedisSettings
+from linewatch.settings import RedisSettings, secret_field
 
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
@@ -16,13 +16,13 @@ class ViewSettings(RedisSettings):
         "127.0.0.1", description="Address the view binds; loopback by default, 0.0.0.0 exposes it (set auth then)."
     )
     view_port: int = Field(8090, ge=0, le=65535, description="Port of the view (0: any free port).")
-    view_token: SecretStr | None = Field(
+    view_token: SecretStr | None = secret_field(
         None,
-        description="Access token: open the view once as /?token=<token> (a cookie keeps it) or send "
+        "Access token: open the view once as /?token=<token> (a cookie keeps it) or send "
         "'Authorization: Bearer <token>'. Unset with no basic auth: no login.",
     )
     view_basic_user: str | None = Field(None, description="HTTP basic auth user name (with LW_VIEW_BASIC_PASSWORD).")
-    view_basic_password: SecretStr | None = Field(None, description="HTTP basic auth password.")
+    view_basic_password: SecretStr | None = secret_field(None, "HTTP basic auth password.")
     view_stale_s: float = Field(10.0, gt=0, description="A camera with no result for this long is shown as STALE.")
     view_push_ms: int = Field(
         250, ge=50, le=5000,

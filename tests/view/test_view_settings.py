@@ -23,6 +23,17 @@ def test_secrets_do_not_print() -> None:
     assert settings.view_token.get_secret_value() == "s3cret-token"
 
 
+def test_secrets_from_files(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "token").write_text("from-a-file")
+    (tmp_path / "pw").write_text("pw-from-a-file")
+    monkeypatch.setenv("LW_VIEW_TOKEN_FILE", str(tmp_path / "token"))
+    monkeypatch.setenv("LW_VIEW_BASIC_USER", "qa")
+    monkeypatch.setenv("LW_VIEW_BASIC_PASSWORD_FILE", str(tmp_path / "pw"))
+    settings = ViewSettings()
+    assert settings.view_token.get_secret_value() == "from-a-file"
+    assert settings.view_basic_password.get_secret_value() == "pw-from-a-file"
+
+
 def test_basic_auth_needs_user_and_password() -> None:
     with pytest.raises(ValidationError, match="go together"):
         ViewSettings(view_basic_user="qa")
