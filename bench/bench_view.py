@@ -117,7 +117,8 @@ def main() -> int:
     parser.add_argument("--fps", type=float, default=8.0)
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--push-ms", type=int, default=ViewSettings.model_fields["view_push_ms"].default)
-    parser.add_argument("--preview-ms", type=int, default=500, help="preview refresh per camera (worker side)")
+    parser.add_argument("--preview-ms", type=int, default=250,
+                        help="preview refresh per camera (the worker's LW_PREVIEW_INTERVAL_MS default)")
     parser.add_argument("--redis-url", default=os.environ.get("LW_REDIS_URL", "redis://127.0.0.1:6379/0"))
     args = parser.parse_args()
 
