@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Makes sure Debian's chromium is installed for the view's browser tests (Playwright drives it via
 # executable_path; no browser is downloaded). Installs it with apt-get when missing (about 1.5 min
-# and ~100 MB of packages on a fresh Debian 12). Needs root, as CI has; otherwise says what to run.
+# and ~120 MB of downloads on a fresh Debian 12). Needs root, as CI has; otherwise says what to run.
 set -euo pipefail
 browser=${LW_CHROMIUM:-/usr/bin/chromium}
 [[ -x $browser ]] && exit 0
