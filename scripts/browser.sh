@@ -3,7 +3,7 @@
 # executable_path; no browser is downloaded). Installs it with apt-get when missing (about 1.5 min
 # and ~120 MB of downloads on a fresh Debian 12). Needs root, as CI has; otherwise says what to run.
 set -euo pipefail
-browser=${LW_CHROMIUM:-/usr/bin/chromium}
+browser=/usr/bin/chromium  # where tests/view/conftest.py and the benchmark look for it
 [[ -x $browser ]] && exit 0
 if [[ $(id -u) != 0 ]]; then
   echo "browser: $browser is missing and this is not root: run  sudo apt-get install -y chromium" >&2
