@@ -1,6 +1,6 @@
 # The README's commands. Everything lands in ignored folders: .venv, .cache (jars), .run (service
 # data and logs), models (the model store).
-.PHONY: demo test setup services stop status bench
+.PHONY: demo test setup services stop status bench screenshots
 
 demo:  ## install, start services, run the end-to-end demo
 	bash scripts/demo.sh
@@ -22,3 +22,6 @@ status:
 
 bench:
 	bash scripts/setup.sh && bash deploy/local/services.sh start && .venv/bin/python bench/bench_pipeline.py
+
+screenshots:  ## docs/view-*.png from a live pipeline (the README shows one)
+	bash scripts/screenshots.sh

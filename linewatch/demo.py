@@ -3,7 +3,8 @@
 Needs nothing but the running services: if the model store has no `default@production`, a small
 autoencoder is trained on the spot from synthetic defect-free frames (a real model, about a
 minute on a laptop CPU). Cameras render parts procedurally; cam-2 gets a persistent defect half
-way through so an alert shows up.
+way through so an alert shows up. The live screen (`linewatch-view`) runs alongside; its URL is
+printed first, and on a terminal it keeps serving after the cameras stop, until Ctrl-C.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from kafka import KafkaConsumer
 from pydantic import Field
 
 from linewatch.contract import Alert
-from linewatch.errors import LinewatchError
+from linewatch.errors import LinewatchError, ServiceUnavailable
 from linewatch.logs import configure_logging
 from linewatch.settings import KafkaSettings, RedisSettings
 from linewatch.topics import ensure_topics
@@ -42,6 +43,12 @@ class DemoSettings(KafkaSettings, RedisSettings):
     demo_train_steps: int = Field(200, ge=1, description="Training steps of the demo's default model (about 30 s on 2 cores).")
     demo_train_seconds: float = Field(300.0, gt=0, description="Upper bound on the default model's training time.")
     demo_model: str = Field("default", description="Model name the demo serves (trained if missing).")
+    demo_view_port: int = Field(
+        8090, ge=0, le=65535, description="Port of the live view the demo starts on 127.0.0.1 (taken: any free port)."
+    )
+    demo_keep_view: bool = Field(
+        True, description="On a terminal, keep the view serving after the cameras stop, until Ctrl-C."
+    )
 
 
 def ensure_default_model(settings: DemoSettings) -> str:
@@ -127,6 +134,31 @@ def _last_id(client: redis.Redis, stream: str) -> str:
     return newest[0][0].decode() if newest else "0-0"
 
 
+def start_view(settings: DemoSettings):
+    """The live view on loopback, reading the demo's Redis; on `demo_view_port`, or any free port if taken."""
+    from view.server import ViewServer
+    from view.settings import ViewSettings
+
+    redis_only = settings.model_dump(include=set(RedisSettings.model_fields))
+    redis_only.update(log_level="warning", log_json=settings.log_json)
+    try:
+        return ViewServer(ViewSettings(**redis_only, view_port=settings.demo_view_port)).start()
+    except ServiceUnavailable:
+        print(f"demo: port {settings.demo_view_port} is taken; the view takes a free one", flush=True)
+        return ViewServer(ViewSettings(**redis_only, view_port=0)).start()
+
+
+def _linger(settings: DemoSettings, url: str) -> None:
+    if not (settings.demo_keep_view and sys.stdin.isatty()):
+        return
+    print(f"demo: the view keeps serving at {url} (review the alerts there); Ctrl-C stops it", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+
+
 def run_demo(settings: DemoSettings) -> int:
     from producer.app import ProducerApp, synthetic_specs
     from producer.settings import ProducerSettings
@@ -150,6 +182,8 @@ def run_demo(settings: DemoSettings) -> int:
     producer = ProducerApp(ProducerSettings(**kafka_only, cameras=specs, max_frames=frames, metrics_port=0))
     alerts = AlertTally(settings)
     alerts.start()
+    view = start_view(settings)
+    print(f"demo: live view at {view.url}  (camera wall; alert review at {view.url}/review)", flush=True)
     client = redis.Redis.from_url(settings.redis_url, **settings.redis_client_kwargs())
     cameras = [s.id for s in specs]
     start = {cam: _last_id(client, settings.keys.history(cam)) for cam in cameras}
@@ -173,6 +207,10 @@ def run_demo(settings: DemoSettings) -> int:
         alerts.stop()
     print("\ndemo: done. Redis keys: HGETALL lw:latest:cam-1, XRANGE lw:history:cam-1 - +, GET <mask_key>;"
           " alerts: .venv/bin/linewatch-alerts --from-beginning; stop services: make stop")
+    try:
+        _linger(settings, view.url)
+    finally:
+        view.stop()
     return 0
 
 

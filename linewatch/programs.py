@@ -15,6 +15,7 @@ def program_classes() -> dict[str, type[BaseSettings]]:
     from linewatch.demo import DemoSettings
     from model_store.settings import ModelsSettings
     from producer.settings import ProducerSettings
+    from view.settings import ViewSettings
     from worker.alerts_consumer import AlertConsumerSettings
     from worker.settings import WorkerSettings
 
@@ -24,6 +25,7 @@ def program_classes() -> dict[str, type[BaseSettings]]:
         "linewatch-alerts": AlertConsumerSettings,
         "linewatch-demo": DemoSettings,
         "linewatch-models": ModelsSettings,
+        "linewatch-view": ViewSettings,
     }
 
 

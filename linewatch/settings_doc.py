@@ -46,7 +46,7 @@ def _table(fields: dict, skip: set[str] = frozenset()) -> list[str]:
 
 def render() -> str:
     shared = {"Every program: logging": BaseProgramSettings, "Kafka connection (worker, producer, alerts, demo)": KafkaSettings,
-              "Redis connection (worker, alerts, demo, models)": RedisSettings}
+              "Redis connection (worker, alerts, demo, models, view)": RedisSettings}
     common = set(BaseProgramSettings.model_fields) | set(KafkaSettings.model_fields) | set(RedisSettings.model_fields)
     lines: list[str] = []
     base = set(BaseProgramSettings.model_fields)

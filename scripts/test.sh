@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# The whole test suite on the real services: installs what is missing, starts Kafka and Redis,
+# The whole test suite on the real services: installs what is missing (venv, chromium), starts Kafka and Redis,
 # runs pytest, stops the services it started. Extra arguments go to pytest.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/setup.sh || exit 1
+bash scripts/browser.sh || exit 1  # Debian's chromium for the view's browser tests
 kafka_was_up=0; redis_was_up=0
 bash deploy/local/kafka.sh status >/dev/null 2>&1 && kafka_was_up=1
 bash deploy/local/redis.sh status >/dev/null 2>&1 && redis_was_up=1

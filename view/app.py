@@ -1,0 +1,367 @@
+"""`linewatch-view`: the live inspection screen (camera wall, camera page, alert review) on Starlette.
+
+Routes (all reads come from Redis; the only write is POST /api/feedback):
+    /  /camera?id=<camera>  /review         the three pages (static HTML; data arrives as JSON)
+    /api/events                             server-sent events: camera states, alert queue (view.live)
+    /api/cameras  /api/history  /api/entry  /api/alerts  /api/config
+    /img/preview  /img/frame  /img/overlay  JPEG frames and PNG overlays (view.overlay)
+    POST /api/feedback                      an operator's verdict -> <prefix>:feedback
+    /healthz                                200 when Redis answers, else 503
+
+Camera ids and frame ids travel as query parameters, never in the path, and are validated against
+the contract's rules before any key is built from them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import threading
+import time
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, AsyncIterator
+from urllib.parse import urlsplit
+
+import structlog
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from linewatch.contract import VERDICTS
+from linewatch.errors import LinewatchError, ServiceUnavailable
+from linewatch.logs import configure_logging
+from view import overlay
+from view.auth import AccessGuard
+from view.live import Hub, now_ms
+from view.results import decimate, frame_detail, timeline_point, valid_camera, valid_id
+from view.review import AlertQueue
+from view.settings import ViewSettings
+from view.store import Store
+
+log = structlog.get_logger(__name__)
+
+STATIC = Path(__file__).with_name("static")
+MAX_BODY = 16 * 1024  # a verdict with a note: far below this
+MAX_USER = 64
+NO_STORE = {"cache-control": "no-store"}
+
+
+# ---- request helpers -------------------------------------------------------------------------
+
+def _camera(request: Request, name: str = "camera") -> str:
+    camera = request.query_params.get(name, "")
+    if not valid_camera(camera):
+        raise HTTPException(400, f"{name}: a camera id (1-128 printable characters, no ':') is required")
+    return camera
+
+
+def _id(request: Request, name: str, required: bool = True) -> str:
+    value = request.query_params.get(name, "")
+    if (value or required) and not valid_id(value):
+        raise HTTPException(400, f"{name}: expected <number>-<number>")
+    return value
+
+
+def _float(request: Request, name: str, default: float, low: float, high: float) -> float:
+    raw = request.query_params.get(name)
+    try:
+        value = float(raw) if raw else default
+    except ValueError:
+        raise HTTPException(400, f"{name}: not a number") from None
+    if not low < value <= high:
+        raise HTTPException(400, f"{name}: outside ({low}, {high}]")
+    return value
+
+
+def _state(request: Request) -> tuple[ViewSettings, Store, Hub, AlertQueue]:
+    s = request.app.state
+    return s.settings, s.store, s.hub, s.queue
+
+
+# ---- pages and config ----------------------------------------------------------------------------
+
+def _page(name: str):
+    async def page(_: Request) -> Response:
+        return FileResponse(STATIC / name, headers={"cache-control": "no-cache"})
+    return page
+
+
+async def config(request: Request) -> Response:
+    settings, *_ = _state(request)
+    return JSONResponse({
+        "stale_s": settings.view_stale_s, "push_ms": settings.view_push_ms,
+        "timeline_minutes": settings.view_timeline_minutes, "note_max": settings.view_note_max,
+        "overlay_modes": [*overlay.MODES, "off"], "verdicts": list(VERDICTS),
+        "user": getattr(request.state, "user", ""),
+    })
+
+
+async def healthz(request: Request) -> Response:
+    _, store, hub, _ = _state(request)
+    try:
+        await store.ping()
+    except ServiceUnavailable as exc:
+        return JSONResponse({"ok": False, "error": str(exc)[:200]}, 503)
+    return JSONResponse({"ok": True, "cameras": len(hub.states), "subscribers": hub.subscribers})
+
+
+# ---- live state ------------------------------------------------------------------------------------
+
+async def cameras(request: Request) -> Response:
+    _, _, hub, _ = _state(request)
+    return JSONResponse(hub.snapshot(), headers=NO_STORE)
+
+
+async def events(request: Request) -> Response:
+    _, _, hub, _ = _state(request)
+    return StreamingResponse(
+        hub.events(request.is_disconnected), media_type="text/event-stream",
+        headers={**NO_STORE, "x-accel-buffering": "no"},
+    )
+
+
+async def history(request: Request) -> Response:
+    """A camera's score timeline: the last `minutes`, or only entries after stream ID `after`."""
+    settings, store, _, _ = _state(request)
+    camera = _camera(request)
+    minutes = _float(request, "minutes", settings.view_timeline_minutes, 0, 24 * 60)
+    after = _id(request, "after", required=False)
+    cap = settings.view_timeline_points
+    start = f"({after}" if after else f"{now_ms() - int(minutes * 60_000)}-0"
+    entries = await store.history(camera, start, count=10 * cap)
+    points = decimate([timeline_point(i, f) for i, f in entries], cap)
+    return JSONResponse({"camera": camera, "now_ms": now_ms(), "points": points}, headers=NO_STORE)
+
+
+async def entry(request: Request) -> Response:
+    """One history entry with what is still kept of its images, and the size its boxes refer to."""
+    _, store, _, queue = _state(request)
+    camera, entry_id = _camera(request), _id(request, "id")
+    fields = await store.entry(camera, entry_id)
+    if fields is None:
+        raise HTTPException(404, "no such history entry (trimmed or expired)")
+    detail = frame_detail(camera, entry_id, fields)
+    keys = store.keys
+    frame_id = detail["frame_id"] if valid_id(detail["frame_id"]) else ""
+    has_frame = has_heat = has_mask = False
+    if frame_id:
+        has_frame, has_heat, has_mask = await store.existing(
+            [keys.frame_at(camera, frame_id), keys.heat_at(camera, frame_id), keys.mask(camera, frame_id)]
+        )
+    size = None
+    if has_heat or has_mask:
+        header = await store.header(keys.heat_at(camera, frame_id) if has_heat else keys.mask(camera, frame_id))
+        size = overlay.png_size(header)
+    detail.update(frame_kept=has_frame, heat_kept=has_heat, mask_kept=has_mask, map_size=size,
+                  verdict=queue.verdict(camera, frame_id) if frame_id else None)
+    return JSONResponse(detail, headers=NO_STORE)
+
+
+async def alerts(request: Request) -> Response:
+    """The review queue (alerts nobody judged, newest first), or one camera's alerts with verdicts."""
+    _, _, _, queue = _state(request)
+    if "camera" in request.query_params:
+        items = queue.of_camera(_camera(request))
+    else:
+        items = queue.pending()
+    limit = int(_float(request, "limit", 100, 0, 10_000))
+    return JSONResponse({"now_ms": now_ms(), "alerts": items[:limit], "pending": len(queue.pending())},
+                        headers=NO_STORE)
+
+
+# ---- images ----------------------------------------------------------------------------------------
+
+def _image(data: bytes | None, media_type: str, what: str, cache: str = "no-store") -> Response:
+    if data is None:
+        raise HTTPException(404, f"{what} not kept (never stored or expired)")
+    return Response(data, media_type=media_type, headers={"cache-control": cache})
+
+
+async def preview(request: Request) -> Response:
+    _, store, _, _ = _state(request)
+    camera = _camera(request)
+    return _image(await store.blob(store.keys.frame(camera)), "image/jpeg", "preview frame")
+
+
+async def frame(request: Request) -> Response:
+    _, store, _, _ = _state(request)
+    camera, frame_id = _camera(request), _id(request, "frame_id")
+    # A frame's JPEG never changes once written: the browser may keep it for a while.
+    return _image(await store.blob(store.keys.frame_at(camera, frame_id)), "image/jpeg", "frame", "private, max-age=300")
+
+
+async def overlay_image(request: Request) -> Response:
+    """The overlay (heat, mask or outline) of a camera's preview, or of one frame (`frame_id`)."""
+    _, store, _, _ = _state(request)
+    camera, frame_id = _camera(request), _id(request, "frame_id", required=False)
+    mode = request.query_params.get("mode", "heat")
+    if mode not in overlay.MODES:
+        raise HTTPException(400, f"mode: one of {', '.join(overlay.MODES)}")
+    keys = store.keys
+    if frame_id:
+        data = await store.blob(keys.heat_at(camera, frame_id)) or await store.blob(keys.mask(camera, frame_id))
+    else:
+        data = await store.blob(keys.heat(camera))
+    if data is None:
+        raise HTTPException(404, "no heatmap or mask kept for this frame")
+    png = await run_in_threadpool(overlay.render, data, mode)
+    if png is None:
+        raise HTTPException(422, "the stored map is not a readable image")
+    return Response(png, media_type="image/png", headers={"cache-control": "private, max-age=300" if frame_id else "no-store"})
+
+
+# ---- the one write -----------------------------------------------------------------------------
+
+def _check_origin(request: Request) -> None:
+    """A browser sends Origin on cross-site POSTs; refuse any other site (basic auth and the cookie
+    would otherwise ride along)."""
+    origin = request.headers.get("origin")
+    if origin and urlsplit(origin).netloc != request.headers.get("host", ""):
+        raise HTTPException(403, "cross-site request refused")
+
+
+async def _json_body(request: Request) -> dict[str, Any]:
+    if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
+        raise HTTPException(415, "send application/json")
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY:
+            raise HTTPException(413, f"body over {MAX_BODY} bytes")
+    try:
+        data = json.loads(body)
+    except ValueError:
+        raise HTTPException(400, "body is not JSON") from None
+    if not isinstance(data, dict):
+        raise HTTPException(400, "body must be a JSON object")
+    return data
+
+
+def feedback_fields(data: dict[str, Any], note_max: int, user: str) -> dict[str, str]:
+    """Validate a verdict; the feedback entry's fields (contract.FEEDBACK_FIELDS, in order), or HTTP 422 with the reason."""
+    camera, frame_id = data.get("camera"), data.get("frame_id")
+    verdict, note = data.get("verdict"), data.get("note", "")
+    if not isinstance(camera, str) or not valid_camera(camera):
+        raise HTTPException(422, "camera: a camera id (1-128 printable characters, no ':')")
+    if not isinstance(frame_id, str) or not valid_id(frame_id):
+        raise HTTPException(422, "frame_id: expected <partition>-<offset>")
+    if verdict not in VERDICTS:
+        raise HTTPException(422, f"verdict: one of {', '.join(VERDICTS)}")
+    if not isinstance(note, str) or len(note) > note_max:
+        raise HTTPException(422, f"note: text of at most {note_max} characters")
+    if not user:
+        named = data.get("user", "")
+        if not isinstance(named, str) or len(named) > MAX_USER or not named.isprintable():
+            raise HTTPException(422, f"user: printable text of at most {MAX_USER} characters")
+        user = named
+    return {"camera": camera, "frame_id": frame_id, "verdict": verdict, "note": note,
+            "time_ns": str(time.time_ns()), "user": user}
+
+
+async def feedback(request: Request) -> Response:
+    settings, store, _, queue = _state(request)
+    _check_origin(request)
+    # A basic-auth user is who they signed in as; otherwise the name the page sends, if any.
+    fields = feedback_fields(await _json_body(request), settings.view_note_max, getattr(request.state, "user", ""))
+    entry_id = await store.add_feedback(fields)
+    log.info("feedback", camera=fields["camera"][:64], frame_id=fields["frame_id"], verdict=fields["verdict"])
+    await queue.refresh(store)  # the queue the next request reads already leaves this alert out
+    return JSONResponse({"id": entry_id, "pending": len(queue.pending())}, 201)
+
+
+# ---- errors and wiring -------------------------------------------------------------------------
+
+async def _http_error(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    return JSONResponse({"error": exc.detail}, exc.status_code, headers=NO_STORE)
+
+
+async def _unavailable(_: Request, exc: Exception) -> Response:
+    return JSONResponse({"error": str(exc)[:300]}, 503, headers=NO_STORE)
+
+
+@asynccontextmanager
+async def _lifespan(app: Starlette) -> AsyncIterator[None]:
+    settings: ViewSettings = app.state.settings
+    app.state.store = store = Store(settings)
+    app.state.queue = queue = AlertQueue(settings.view_alerts_kept)
+    app.state.hub = hub = Hub(store, queue, settings.view_push_ms, app.state.closing)
+    await hub.tick()  # the first page load already has the cameras
+    poller = asyncio.create_task(hub.run(), name="view-poller")
+    try:
+        yield
+    finally:
+        app.state.closing.set()
+        poller.cancel()
+        await asyncio.gather(poller, return_exceptions=True)
+        await store.close()
+
+
+def create_app(settings: ViewSettings, closing: threading.Event | None = None) -> AccessGuard:
+    """The ASGI application: Starlette routes behind the access guard. Setting `closing` ends the
+    open event streams (the server does so when asked to stop)."""
+    routes = [
+        Route("/", _page("index.html")),
+        Route("/camera", _page("camera.html")),
+        Route("/review", _page("review.html")),
+        Route("/healthz", healthz),
+        Route("/api/config", config),
+        Route("/api/cameras", cameras),
+        Route("/api/events", events),
+        Route("/api/history", history),
+        Route("/api/entry", entry),
+        Route("/api/alerts", alerts),
+        Route("/api/feedback", feedback, methods=["POST"]),
+        Route("/img/preview", preview),
+        Route("/img/frame", frame),
+        Route("/img/overlay", overlay_image),
+        Mount("/static", StaticFiles(directory=STATIC), name="static"),
+    ]
+    app = Starlette(routes=routes, lifespan=_lifespan,
+                    exception_handlers={HTTPException: _http_error, ServiceUnavailable: _unavailable})
+    app.state.settings = settings
+    app.state.closing = closing or threading.Event()
+    return AccessGuard(app, settings)
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="linewatch-view",
+        description="Live inspection screen in the browser: camera wall with heatmaps, score timelines, alert "
+        "review with feedback. Reads Redis only; writes only <prefix>:feedback. Settings: LW_* environment "
+        "variables (README: Settings, linewatch-view).",
+    )
+    parser.add_argument("--host", dest="view_host", help="address to bind (LW_VIEW_HOST, default 127.0.0.1)")
+    parser.add_argument("--port", dest="view_port", type=int, help="port (LW_VIEW_PORT, default 8090)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from linewatch.programs import check_program_environment
+
+    args = _parse_args(argv)
+    try:
+        check_program_environment()  # any linewatch program's variable is fine; a typo is not
+        settings = ViewSettings(**{k: v for k, v in vars(args).items() if v is not None})
+    except (LinewatchError, ValueError) as exc:
+        print(f"linewatch-view: bad settings: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level, settings.log_json)
+    if settings.exposed_without_auth:
+        log.warning("the view listens beyond loopback without auth: set LW_VIEW_TOKEN or basic auth",
+                    host=settings.view_host)
+    from view.server import serve
+
+    serve(settings)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
