@@ -141,8 +141,12 @@ def fit_camera(
 
 
 # ---- Redis: reading what the workers and operators wrote -------------------------------------------
+def _text(value: str | bytes) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+
+
 def _entries(client: redis.Redis, key: str, newest_first: bool) -> Iterator[tuple[str, dict[str, str]]]:
-    """All entries of a stream in chunks, newest or oldest first."""
+    """All entries of a stream in chunks, newest or oldest first, as text whatever the client decodes."""
     cursor = "+" if newest_first else "-"
     while True:
         if newest_first:
@@ -151,8 +155,8 @@ def _entries(client: redis.Redis, key: str, newest_first: bool) -> Iterator[tupl
             chunk = client.xrange(key, min=cursor, max="+", count=READ_CHUNK)
         if not chunk:
             return
-        yield from chunk
-        last = chunk[-1][0]
+        yield from ((_text(entry_id), {_text(k): _text(v) for k, v in fields.items()}) for entry_id, fields in chunk)
+        last = _text(chunk[-1][0])
         cursor = f"({last}"
         if len(chunk) < READ_CHUNK:
             return

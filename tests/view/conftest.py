@@ -92,4 +92,3 @@ def page(browser):
 
 # The live-pipeline test trains the same small model as the worker tests (session scope per conftest:
 # a run of both folders trains it once for each).
-from tests.worker.conftest import model_root, worker_settings  # noqa: E402,F401
