@@ -1,10 +1,11 @@
 # syntax=docker/dockerfile:1.7
-# linewatch images. One file, three targets (README: Running the programs; docs/deploy.md):
+# linewatch images. One file, four targets (README: Running the programs; docs/deploy.md):
 #
 #   worker      CUDA runtime base + the CUDA build of torch; ENTRYPOINT linewatch-worker
 #   cpu-worker  python:3.11-slim + the CPU build of torch;  ENTRYPOINT linewatch-worker
 #   producer    the same slim image;                         ENTRYPOINT linewatch-producer
 #               (also runs linewatch-alerts and linewatch-models: override the entry point)
+#   view        the same slim image;                         ENTRYPOINT linewatch-view
 #
 #   docker build --target worker   -t linewatch-worker:dev .
 #   docker build --target producer -t linewatch-producer:dev .
@@ -37,8 +38,9 @@ COPY linewatch /src/linewatch
 COPY worker /src/worker
 COPY producer /src/producer
 COPY model_store /src/model_store
+COPY view /src/view
 # A regular (not editable) install: the final stage needs the venv only, not /src.
-RUN pip install /src && python -c "import linewatch, worker.app, producer.app, model_store.cli"
+RUN pip install /src && python -c "import linewatch, worker.app, producer.app, model_store.cli, view.app"
 
 # ---- CPU: runtime (producer, alert consumer, model CLI, CPU worker) ---------------------------
 FROM python:${PYTHON_VERSION}-slim AS cpu-runtime
@@ -51,9 +53,17 @@ WORKDIR /app
 USER ${APP_UID}
 
 FROM cpu-runtime AS producer
-# /metrics on LW_METRICS_PORT (default 9101); no HEALTHCHECK: the producer has no liveness path.
+# /metrics, /healthz (the sender thread is alive) and /readyz on LW_METRICS_PORT (default 9101).
 EXPOSE 9101
+HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
+  CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('LW_METRICS_PORT', '9101'), timeout=4)"]
 ENTRYPOINT ["linewatch-producer"]
+
+FROM cpu-runtime AS view
+# The live view reads Redis only. In a container it must listen beyond loopback: set
+# LW_VIEW_HOST=0.0.0.0 and, since it is then reachable, LW_VIEW_TOKEN or basic auth.
+EXPOSE 8090
+ENTRYPOINT ["linewatch-view"]
 
 FROM cpu-runtime AS cpu-worker
 EXPOSE 8080
@@ -82,7 +92,8 @@ COPY linewatch /src/linewatch
 COPY worker /src/worker
 COPY producer /src/producer
 COPY model_store /src/model_store
-RUN pip install /src && python -c "import linewatch, worker.app, producer.app, model_store.cli"
+COPY view /src/view
+RUN pip install /src && python -c "import linewatch, worker.app, producer.app, model_store.cli, view.app"
 
 # ---- CUDA: the GPU worker -------------------------------------------------------------------
 FROM ${CUDA_IMAGE} AS worker

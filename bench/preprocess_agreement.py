@@ -3,13 +3,13 @@
     .venv/bin/python bench/preprocess_agreement.py --store runs/calib/store mt_draem@production \\
         ../shared/data/magnetic_tile/magnetic_tile --threads 1
 
-Served: each test image encoded as the producer would (PNG, or JPEG at quality 90), decoded and
-preprocessed by the worker's own code (worker.decode.prepare), scored by the worker's Engine (CPU,
-channels_last, batches of 8) and rounded to "%.6g" as the worker stores score_raw. Offline:
-`evaluate`'s path (data.load_uint8 + calibration.predict) on the PNG files, and on the same JPEG
-bytes (both paths decode through model_store.preprocess.decode, libjpeg's reduced decode
-included). For scale, also: the JPEG bytes decoded at full size, i.e. what reduced decoding alone
-changes, and JPEG compression alone. Reports the largest differences, relative and in standard
+Served: each test image (decoded at full size) encoded as the producer would (PNG, or JPEG at
+quality 90), decoded and preprocessed by the worker's own code (worker.decode.prepare), scored by
+the worker's Engine (CPU, channels_last, batches of 8) and rounded to "%.6g" as the worker stores
+score_raw. Offline: the same bytes as image files through `evaluate`'s path (data.load_uint8 +
+calibration.predict); both decode through model_store.preprocess.decode, libjpeg's reduced JPEG
+decode included. For scale, also: what reduced decoding changes against a full-size decode of the
+same JPEG bytes, and what JPEG compression itself changes. Reports the largest differences, relative and in standard
 deviations of the good images' scores, and how many decisions at the calibrated threshold differ.
 One JSON file to bench/results/.
 """
@@ -22,6 +22,7 @@ import json
 import os
 import platform
 import sys
+import tempfile
 from pathlib import Path
 
 import cv2
@@ -94,25 +95,26 @@ def main() -> None:
     engine = Engine(served_model.module, spec, torch.device("cpu"))
     samples = mvtec_test_set(args.data)
     good = np.array([s.label == 0 for s in samples])
-    frames = [read_bgr(s.path) for s in samples]
-    _, offline_png = predict(offline_model.module, load_uint8([s.path for s in samples], (h, w)))
+    frames = [read_bgr(s.path) for s in samples]  # full-size decodes: what a camera would have seen
     thr = offline_model.threshold
     result = {"model": offline_model.ref, "dataset": Path(args.data).name, "images": len(samples), "threshold": thr,
               "frame_size": list(frames[0].shape), "input_size": [h, w]}
     for encoding in ("png", "jpeg"):
         values = [encode(f, encoding) for f in frames]
         served = served_scores(engine, spec, values, frames, encoding)
-        result[f"{encoding}: served vs evaluate on the original images"] = compare(served, offline_png, good, thr)
+        with tempfile.TemporaryDirectory() as tmp:  # the same bytes as image files, read as `evaluate` reads them
+            paths = [Path(tmp) / f"{i:05d}.{'png' if encoding == 'png' else 'jpg'}" for i in range(len(values))]
+            for path, value in zip(paths, values):
+                path.write_bytes(value)
+            _, offline_same = predict(offline_model.module, load_uint8(paths, (h, w)))
+        result[f"{encoding}: served vs evaluate on the same bytes"] = compare(served, offline_same, good, thr)
         if encoding == "jpeg":
-            same = [decode(v, "jpeg", f.shape[1], f.shape[0], (h, w))[0] for v, f in zip(values, frames)]
-            _, offline_jpeg = predict(offline_model.module, frames_to_uint8(same, (h, w)))
             full = [cv2.imdecode(np.frombuffer(v, np.uint8), cv2.IMREAD_COLOR) for v in values]
             _, offline_full = predict(offline_model.module, frames_to_uint8(full, (h, w)))
-            result["jpeg: served vs evaluate on the same JPEG bytes"] = compare(served, offline_jpeg, good, thr)
-            result["jpeg: reduced decode vs full-size decode of the same bytes"] = compare(offline_jpeg, offline_full, good, thr)
-            result["jpeg: compression alone (full-size decode vs the original images)"] = compare(offline_full, offline_png, good, thr)
-            result["jpeg: frames decoded reduced by libjpeg"] = sum(
-                bool(_reduced(f.shape[:2], spec)) for f in frames)
+            _, offline_lossless = predict(offline_model.module, frames_to_uint8(frames, (h, w)))
+            result["jpeg: reduced decode vs full-size decode of the same bytes"] = compare(offline_same, offline_full, good, thr)
+            result["jpeg: compression alone (full-size decodes)"] = compare(offline_full, offline_lossless, good, thr)
+            result["jpeg: frames decoded reduced by libjpeg"] = sum(bool(_reduced(f.shape[:2], spec)) for f in frames)
     machine = {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__,
                "opencv": cv2.__version__, "threads": args.threads}
     print(json.dumps(result, indent=2))

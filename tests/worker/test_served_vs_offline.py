@@ -10,9 +10,10 @@ normal frames' offline scores. The first term is the worker storing score_raw as
 (relative rounding error up to 5e-6). The second covers float32 arithmetic: the engine runs the
 same model on other batch compositions in channels_last layout, which moves the last bits, and
 SSIM-type maps amplify them; bench/preprocess_agreement.py measured at most 6e-5 sd on the real
-test sets (PNG). A real input difference is far larger: JPEG compression alone moved scores by
-0.03 to 0.2 sd there (the worker's reduced JPEG decode by 0.4 to 0.8 sd), and the test checks that
-compression breaks this tolerance on these frames too.
+test sets. A real input difference is far larger: JPEG compression, or a full-size instead of a
+reduced JPEG decode, moves scores by tenths of an sd there, and the test checks that compression
+breaks this tolerance on these frames too. JPEG cameras get the same tolerance (second test): the
+worker and the data loader decode the same bytes with one function.
 """
 
 from __future__ import annotations
