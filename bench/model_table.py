@@ -1,13 +1,13 @@
 """The results table of docs/models.md in one command: five seed models x two datasets.
 
 Each run trains one model for the same CPU budget (`--cpu-budget`: CPU minutes of the training
-process, so the steps do not depend on other people's load), one torch thread, seed 0, under
-`nice`, one run after another; then evaluates it with `linewatch-models evaluate` and, for the
+process, so the steps do not depend on other people's load), one torch thread, seed 0, each step
+under `nice -n 15` (so do not nice this script itself), one run after another; then evaluates it with `linewatch-models evaluate` and, for the
 models with a paper signal of their own, runs bench/paper_signals.py on the stored model. Finally
 it writes table.md / table.json and, with --write-docs, replaces the block between the markers
 `<!-- model-table:begin -->` and `<!-- model-table:end -->` in docs/models.md.
 
-    nice -n 15 .venv/bin/python bench/model_table.py --write-docs docs/models.md   # ~2 h on 1 core
+    .venv/bin/python bench/model_table.py --write-docs docs/models.md   # ~2 h on 1 core
     .venv/bin/python bench/model_table.py --only mt_ae,bs_ae                          # some rows
     .venv/bin/python bench/model_table.py --table-only --write-docs docs/models.md   # re-print
 
@@ -64,11 +64,12 @@ def run_names() -> list[tuple[str, str, Model]]:
 
 def sh(cmd: list[str], out: Path, log: Path) -> None:
     print(f"$ {shlex.join(cmd)}", flush=True)
-    with out.open("w") as fo, log.open("w") as fl:
+    part = out.with_suffix(".part")  # only a finished step gets its final name (= counts as done)
+    with part.open("w") as fo, log.open("w") as fl:
         rc = subprocess.run(cmd, stdout=fo, stderr=fl, cwd=ROOT).returncode
     if rc != 0:
-        out.unlink(missing_ok=True)  # an incomplete step must not count as done
         raise SystemExit(f"failed ({rc}): {shlex.join(cmd)}; see {log}")
+    part.replace(out)
 
 
 def run_one(args: argparse.Namespace, name: str, ds: str, model: Model) -> None:
@@ -196,7 +197,7 @@ def main() -> None:
     if not args.table_only:  # the table's own run time, kept for --table-only re-prints
         meta.update(wall_total=f"{wall / 60:.0f} minutes wall clock" + (f" (rows {args.only})" if only else ""))
     meta.update(
-        command="nice -n 15 .venv/bin/python bench/model_table.py --write-docs docs/models.md",
+        command=".venv/bin/python bench/model_table.py --write-docs docs/models.md",
         machine=machine(), torch=torch.__version__, date=dt.date.today().isoformat(),
         cpu_budget=args.cpu_budget, threads=args.threads,
     )

@@ -41,6 +41,7 @@ class DraemConfig:
     line_prob: float = 0.0  # share of thin line masks among simulated anomalies
     clean_prob: float = 0.5  # share of training samples left without anomaly (paper: half)
     shade_prob: float = 0.0  # share of anomalies that are soft low-frequency brightness changes (ours)
+    noise_texture_prob: float = 0.25  # without texture_dir: share of smooth-noise (foreign) textures; rest part-derived
     lr_milestones: list[float] = field(default_factory=lambda: [400 / 700, 600 / 700])
 
 
@@ -126,7 +127,7 @@ class DRAEM(AnomalyModel):
         pool = images.permute(0, 2, 3, 1).float().cpu().numpy()  # [N, H, W, C]
         self._simulator = AnomalySimulator(
             pool, self.cfg.texture_dir, self.cfg.line_prob, self.cfg.clean_prob, seed=cfg.seed,
-            shade_prob=self.cfg.shade_prob,
+            shade_prob=self.cfg.shade_prob, noise_texture_prob=self.cfg.noise_texture_prob,
         )
 
     def simulate(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
