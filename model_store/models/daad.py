@@ -137,7 +137,7 @@ class DAAD(AnomalyModel):
         self.score_definition = (
             f"amap: {'1 - SSIM on gray' if cfg.map_kind == 'ssim' else 'squared error'} of input vs "
             f"reconstruction; score: standardised max of the {cfg.score_kernel}x{cfg.score_kernel} mean-filtered "
-            "amap plus standardised discriminator latent-feature distance between input and reconstruction"
+            f"amap + {cfg.disc_weight:g} x standardised discriminator latent-feature distance between input and reconstruction"
         )
         self.cfg = cfg
         self.in_channels = cfg.in_channels

@@ -98,8 +98,8 @@ class DDRID(AnomalyModel):
             raise ValueError(f"map_kind must be one of {MAP_KINDS}, got {cfg.map_kind!r}")
         self.score_definition = (
             f"amap: {'1 - SSIM on gray' if cfg.map_kind == 'ssim' else 'squared error'} of the input vs its "
-            "normal-class component; score: standardised max latent distance to the normal centre plus "
-            f"standardised max of the {cfg.score_kernel}x{cfg.score_kernel} mean-filtered amap"
+            f"normal-class component; score: {cfg.latent_weight:g} x standardised max latent distance to the normal "
+            f"centre + {cfg.residual_weight:g} x standardised max of the {cfg.score_kernel}x{cfg.score_kernel} mean-filtered amap"
         )
         self.cfg = cfg
         self.in_channels = cfg.in_channels
