@@ -58,8 +58,9 @@ METRICS = ("image_auroc", "pixel_auroc", "pixel_ap")
 
 
 def run_names() -> list[tuple[str, str, Model]]:
-    """(name, dataset key, model) in run order: baseline first, then each model on both datasets."""
-    return [(f"{ds}_{m.key}", ds, m) for m in MODELS for ds in DATASETS]
+    """(name, dataset key, model) in run order: one dataset at a time, its baseline first, so an
+    interrupted run leaves complete comparisons behind."""
+    return [(f"{ds}_{m.key}", ds, m) for ds in DATASETS for m in MODELS]
 
 
 def sh(cmd: list[str], out: Path, log: Path) -> None:
