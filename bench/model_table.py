@@ -120,7 +120,14 @@ def collect(out: Path) -> list[dict]:
         if not (ev.exists() and tr.exists()):
             continue
         e, t = json.loads(ev.read_text()), json.loads(tr.read_text())["training"]
-        far = (e.get("at_threshold") or {}).get("false_alarm_rate")
+        at = e.get("at_threshold") or {}
+        # The false-alarm column needs the calibration with a stated target (issue 11): its evaluate
+        # reports an interval; older evaluations do not, and the column is left out.
+        far = None
+        if at.get("false_alarm_ci") is not None:
+            lo, hi = at["false_alarm_ci"]
+            target = f", target {100 * at['target_far']:.2g} %" if at.get("target_far") is not None else ""
+            far = f"{at['false_alarms']}/{at['n_good']} ({100 * lo:.1f}-{100 * hi:.1f} %{target})"
         rows.append({
             "name": name, "dataset": e["dataset"], "key": model.key, "label": model.label,
             "input": "x".join(map(str, e["input_size"])) if e["input_size"][0] != e["input_size"][1] else str(e["input_size"][0]),
@@ -136,19 +143,22 @@ def render(rows: list[dict], meta: dict) -> str:
     base = {r["dataset"]: r for r in rows if r["key"] == "ae"}
     best = {(ds, m): max((r[m] for r in rows if r["dataset"] == ds and r[m] is not None), default=None)
             for ds in base for m in METRICS}
+    with_far = bool(rows) and all(r["false_alarm_rate"] is not None for r in rows)
+    far_head, far_rule = (" false alarms on test/good at the calibrated threshold (95 % interval) |", "---|") if with_far else ("", "")
     lines = [
         f"Command: `{meta['command']}`  ",
         f"Machine: {meta['machine']}; torch {meta['torch']}; {meta['date']}; the command took {meta['wall_total']}.  ",
         f"Budget per run: {meta['cpu_budget']} CPU minutes of training, {meta['threads']} torch thread, seed 0, batch 8, "
         "10 % of train/good held out for calibration. Bold: best of the five per dataset and column.",
         "",
-        "| model | dataset | input | image AUROC | pixel AUROC | pixel AP | steps | epochs | CPU min | wall min | vs baseline (same dataset) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        f"| model | dataset | input | image AUROC | pixel AUROC | pixel AP |{far_head} steps | epochs | CPU min | wall min | vs baseline (same dataset) |",
+        f"|---|---|---|---|---|---|{far_rule}---|---|---|---|---|",
     ]
     for r in rows:
         cells = [fmt(r[m], r[m] is not None and r[m] == best.get((r["dataset"], m))) for m in METRICS]
+        far_cell = f" {r['false_alarm_rate']} |" if with_far else ""
         lines.append(
-            f"| {r['label']} | {r['dataset']} | {r['input']} | {' | '.join(cells)} | {r['steps']} | {r['epochs']:.1f} | "
+            f"| {r['label']} | {r['dataset']} | {r['input']} | {' | '.join(cells)} |{far_cell} {r['steps']} | {r['epochs']:.1f} | "
             f"{r['cpu_min']:.1f} | {r['wall_min']:.1f} | {versus(r, base.get(r['dataset']))} |"
         )
     return "\n".join(lines) + "\n"
