@@ -25,11 +25,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
+import structlog
 import torch
 from sklearn.metrics import roc_auc_score
 
@@ -103,15 +105,25 @@ def border_band(h: int, w: int, frac: float = 0.1) -> np.ndarray:
 
 def draem_signals(loaded: LoadedModel, samples, x_u8, labels, masks, out: Path, per_type: int) -> dict[str, Any]:
     model = loaded.module
-    maps = np.concatenate(batched(model, x_u8, lambda m, x: m(x)[0].numpy()))  # [N, H, W]
+
+    def fn(m, x):
+        amap = m(x)[0]
+        recon = m.reconstructive(x)
+        edges = (x[..., :, 1:] - x[..., :, :-1]).abs().mean(dim=(1, 2, 3)) + (x[..., 1:, :] - x[..., :-1, :]).abs().mean(dim=(1, 2, 3))
+        return amap.numpy(), ((x - recon) ** 2).mean(dim=(1, 2, 3)).numpy(), edges.numpy()
+
+    parts = batched(model, x_u8, fn)
+    maps, recon_err, texture = (np.concatenate([p[i] for p in parts]) for i in range(3))  # [N, H, W], [N], [N]
     t = torch.from_numpy(maps)[:, None]
     k = model.cfg.score_kernel
     h, w = maps.shape[1:]
     b = max(1, round(0.1 * min(h, w)))
+    smoothed_t = mean_filter(t, k)
     alt = {
-        f"max of {k}x{k} mean filter (model)": mean_filter(t, k).amax(dim=(1, 2, 3)),
+        f"max of {k}x{k} mean filter (model)": smoothed_t.amax(dim=(1, 2, 3)),
         f"max of {2 * k - 1}x{2 * k - 1} mean filter": mean_filter(t, 2 * k - 1).amax(dim=(1, 2, 3)),
-        f"max of {k}x{k} mean filter, outer {b} px ignored": mean_filter(t, k)[..., b:-b, b:-b].amax(dim=(1, 2, 3)),
+        f"max of {k}x{k} mean filter, outer {b} px ignored": smoothed_t[..., b:-b, b:-b].amax(dim=(1, 2, 3)),
+        f"max of {k}x{k} mean filter minus the map's median": smoothed_t.amax(dim=(1, 2, 3)) - t.flatten(1).median(dim=1).values,
         "mean of the map": t.mean(dim=(1, 2, 3)),
     }
     score = alt[f"max of {k}x{k} mean filter (model)"].numpy()
@@ -130,8 +142,14 @@ def draem_signals(loaded: LoadedModel, samples, x_u8, labels, masks, out: Path, 
         cv2.imwrite(str(out / name), strip([_bgr(x), _bgr(recon[j].transpose(1, 2, 0)), _heat(maps[i], 1.0)]))
         files.append(name)
     q = np.quantile(score[good], [0.5, 0.9, 0.99])
+    from scipy.stats import spearmanr
+
     return {
         "image_auroc_by_score": {n: auroc(labels, s.numpy()) for n, s in alt.items()},
+        # what drives the good images' scores: the reconstruction's failure, the input's texture
+        "good_spearman_score_vs_reconstruction_error": float(spearmanr(score[good], recon_err[good])[0]),
+        "good_spearman_score_vs_texture_gradient": float(spearmanr(score[good], texture[good])[0]),
+        "good_spearman_score_vs_map_median": float(spearmanr(score[good], np.median(maps[good].reshape(good.sum(), -1), 1))[0]),
         "good_score_quantiles_50_90_99": [float(v) for v in q],
         "good_max_in_outer_10pct_band": float(at_border[good].mean()),
         "defect_max_in_outer_10pct_band": float(at_border[~good].mean()),
@@ -231,6 +249,7 @@ def main() -> None:
     ap.add_argument("--per-type", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
+    structlog.configure(logger_factory=lambda *_: structlog.PrintLogger(file=sys.stderr))  # stdout is the JSON
     torch.set_num_threads(args.threads)
     loaded = ModelStore(Path(args.store)).load(args.ref, require_calibration=False)
     family = type(loaded.module).__name__
