@@ -4,7 +4,8 @@ Bounded by steps, wall-clock seconds and/or CPU seconds, whichever ends first; t
 follows the same progress measure (see AnomalyModel.lr_factor).
 
 Why a CPU budget: on a shared machine a wall-clock budget buys a different number of steps
-depending on everyone else's load (the same 10-minute DRAEM run has given 468 to 606 steps). The
+depending on everyone else's load (the baseline got 610 steps from 10 wall-clock minutes under a
+load average of 4-8, and 2190 from 10 CPU minutes). The
 CPU time of the training process (`time.process_time()`, all its threads) grows only while this
 process computes, so with one torch thread a given CPU budget buys nearly the same steps whatever
 else runs. The results table in docs/models.md uses `--cpu-budget`; `--time-budget` keeps its
