@@ -109,7 +109,8 @@ def versus(row: dict, base: dict | None) -> str:
     if base is None or row["key"] == "ae":
         return "-"
     diffs = [(m, row[m] - base[m]) for m in METRICS if row.get(m) is not None and base.get(m) is not None]
-    worse = [f"{m.replace('_', ' ')} {d:+.3f}" for m, d in diffs if d < 0]
+    names = {"image_auroc": "image AUROC", "pixel_auroc": "pixel AUROC", "pixel_ap": "pixel AP"}
+    worse = [f"{names[m]} {d:+.3f}" for m, d in diffs if d < 0]
     return "at least the baseline on all three" if not worse else "below: " + ", ".join(worse)
 
 
