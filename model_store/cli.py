@@ -99,7 +99,10 @@ def _threads(args: argparse.Namespace) -> None:
     import torch
 
     if args.threads:
+        import cv2
+
         torch.set_num_threads(args.threads)
+        cv2.setNumThreads(args.threads)  # the anomaly simulation's cv2 calls must not use more cores than asked
 
 
 # ---- commands -------------------------------------------------------------------------------
@@ -117,6 +120,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         lr=args.lr,
         max_steps=args.steps,
         time_budget_s=args.time_budget * 60 if args.time_budget else None,
+        cpu_budget_s=args.cpu_budget * 60 if args.cpu_budget else None,
         seed=args.seed,
         device=args.device,
         calib_fraction=args.calib_fraction,
@@ -261,6 +265,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--lr", type=float, default=None, help="default: the architecture's")
     t.add_argument("--steps", type=int, default=None, help="max optimizer steps")
     t.add_argument("--time-budget", type=float, default=None, help="wall-clock minutes (training only)")
+    t.add_argument("--cpu-budget", type=float, default=None,
+                   help="CPU minutes of the training process (training only; the same steps under any load)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
     t.add_argument("--calib-fraction", type=float, default=0.1, help="normal train images held out to auto-calibrate")

@@ -77,7 +77,8 @@ class TrainingInfo(_Strict):
     n_calibration: int
     settings: dict[str, Any]
     steps: int
-    seconds: float
+    seconds: float = Field(description="wall-clock seconds of training")
+    cpu_seconds: float | None = Field(None, description="CPU seconds of the training process (absent in older manifests)")
     epochs: float
     device: str
     threads: int

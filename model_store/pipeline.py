@@ -39,7 +39,8 @@ class TrainRequest:
     batch_size: int = 8
     lr: float | None = None
     max_steps: int | None = None
-    time_budget_s: float | None = None
+    time_budget_s: float | None = None  # wall clock
+    cpu_budget_s: float | None = None  # CPU time of the training process (reproducible under load)
     seed: int = 0
     device: str = "cpu"
     calib_fraction: float = 0.1
@@ -78,7 +79,8 @@ def train_and_publish(store: ModelStore, req: TrainRequest) -> Manifest:
 def publish_trained(
     store: ModelStore, req: TrainRequest, train_u8: torch.Tensor, calib_u8: torch.Tensor, data_info: dict[str, str]
 ) -> Manifest:
-    cfg = TrainConfig(lr=req.lr, batch_size=req.batch_size, max_steps=req.max_steps, time_budget_s=req.time_budget_s, seed=req.seed)
+    cfg = TrainConfig(lr=req.lr, batch_size=req.batch_size, max_steps=req.max_steps, time_budget_s=req.time_budget_s,
+                      cpu_budget_s=req.cpu_budget_s, seed=req.seed)
     res = train_model(
         req.arch, req.kwargs, train_u8, cfg, req.device, req.checkpoint, req.resume, req.checkpoint_every_s, req.show_progress
     )
@@ -99,6 +101,7 @@ def publish_trained(
             settings=json.loads(json.dumps(settings, default=str)),
             steps=res.steps,
             seconds=round(res.seconds, 1),
+            cpu_seconds=round(res.cpu_seconds, 1),
             epochs=round(res.epochs, 2),
             device=req.device,
             threads=torch.get_num_threads(),

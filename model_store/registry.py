@@ -5,9 +5,10 @@ registered variants:
 
     @register_model
     def draem_small(**kwargs) -> DRAEM:
-        return _create_draem("draem_small", **kwargs)
+        return build_model(DRAEM, DraemConfig(base_width=32, ...), kwargs)
 
-`create_model(name, **kwargs)` looks the name up and passes the kwargs through; the store builds
+`build_model` (models/_common.py) merges the variant's default config with the kwargs for every
+family. `create_model(name, **kwargs)` looks the name up and passes the kwargs through; the store builds
 every model through it from a manifest's `architecture` and `kwargs`, so anything registered here
 can be trained, saved, loaded and served without other changes.
 """
@@ -79,5 +80,5 @@ def create_model(name: str, **kwargs: Any) -> AnomalyModel:
         ) from None
     try:
         return fn(**kwargs)
-    except TypeError as exc:  # a manifest whose kwargs the code no longer accepts
+    except (TypeError, ValueError) as exc:  # unknown keys (TypeError) or values a model refuses (ValueError)
         raise ModelIntegrityError(f"architecture {name!r} rejected its arguments {kwargs}: {exc}") from exc

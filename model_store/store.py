@@ -356,6 +356,11 @@ class ModelStore:
         except (SafetensorError, ValueError) as exc:
             raise ModelIntegrityError(f"{where}: weights are not valid safetensors: {exc}") from exc
         module = create_model(m.architecture, **m.kwargs)
+        if module.score_definition != m.score_definition:  # a default changed since it was published
+            raise ModelIntegrityError(
+                f"{where}: published with score definition {m.score_definition!r}, but {m.architecture}{m.kwargs} now "
+                f"computes {module.score_definition!r}; retrain, or republish with the old settings in kwargs"
+            )
         if module.in_channels != m.channels:
             raise ModelIntegrityError(f"{where}: manifest channels {m.channels} != model {module.in_channels}")
         try:

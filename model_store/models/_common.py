@@ -1,10 +1,51 @@
-"""Small pieces shared by the model families: SSIM, focal loss, mean filter, init, conv blocks."""
+"""What the model families share: the builder, conv blocks, init, SSIM, focal loss, the residual map,
+the mean filter and image score, and running score moments.
+
+Every family builds through `build_model` (one place that merges a variant's default config with
+the manifest's kwargs, like timm's `build_model_with_cfg`), and every reconstruction model turns
+(input, reconstruction) into a pixel map and an image score with `residual_map` / `image_score`,
+so the families differ only in what produces the reconstruction.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, fields, is_dataclass
+from typing import Any, TypeVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+M = TypeVar("M", bound=nn.Module)
+
+MAP_KINDS = ("ssim", "l2")
+
+
+# --- builder -----------------------------------------------------------------------------------
+
+
+def build_model(model_cls: type[M], default_cfg: Any, kwargs: Mapping[str, Any]) -> M:
+    """`model_cls(cfg)` with cfg = the variant's default config dataclass updated by `kwargs`.
+
+    Manifests travel as JSON, so a list given for a tuple-valued field becomes a tuple. An unknown
+    key is a TypeError and a value the model rejects a ValueError; `create_model` turns both into
+    a ModelIntegrityError with the architecture's name.
+    """
+    if not is_dataclass(default_cfg):
+        raise TypeError(f"{model_cls.__name__}: default config must be a dataclass instance")
+    known = {f.name for f in fields(default_cfg)}
+    unknown = sorted(set(kwargs) - known)
+    if unknown:
+        raise TypeError(f"unknown setting(s) {unknown} for {model_cls.__name__}; known: {sorted(known)}")
+    merged = {**asdict(default_cfg), **kwargs}
+    for key, default in asdict(default_cfg).items():
+        if isinstance(default, tuple) and isinstance(merged[key], list):
+            merged[key] = tuple(merged[key])
+    return model_cls(type(default_cfg)(**merged))
+
+
+# --- layers ------------------------------------------------------------------------------------
 
 
 def conv_bn_relu(cin: int, cout: int) -> list[nn.Module]:
@@ -12,8 +53,17 @@ def conv_bn_relu(cin: int, cout: int) -> list[nn.Module]:
     return [nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
 
 
+def conv_bn_lrelu(cin: int, cout: int, k: int = 3, stride: int = 1) -> nn.Sequential:
+    """Conv (no bias) + BatchNorm + LeakyReLU 0.2 (DCGAN-style); stride 2 with k = 4 halves H, W."""
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, k, stride, padding=(k - 1) // 2 if stride == 1 else 1, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.LeakyReLU(0.2, inplace=True),
+    )
+
+
 def init_weights(module: nn.Module) -> None:
-    """DRAEM's init: conv weights N(0, 0.02); BatchNorm weight N(1, 0.02), bias 0."""
+    """DRAEM's (and DCGAN's) init: conv weights N(0, 0.02); BatchNorm weight N(1, 0.02), bias 0."""
     if isinstance(module, nn.Conv2d | nn.ConvTranspose2d):
         nn.init.normal_(module.weight, 0.0, 0.02)
         if module.bias is not None:
@@ -21,6 +71,9 @@ def init_weights(module: nn.Module) -> None:
     elif isinstance(module, nn.BatchNorm2d):
         nn.init.normal_(module.weight, 1.0, 0.02)
         nn.init.zeros_(module.bias)
+
+
+# --- losses and maps ---------------------------------------------------------------------------
 
 
 def _gaussian_window(size: int, sigma: float, channels: int, like: torch.Tensor) -> torch.Tensor:
@@ -60,6 +113,69 @@ def focal_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float = 2.0) -
     return (-((1 - p_t) ** gamma) * logp_t).mean()
 
 
-def mean_filter(x: torch.Tensor, k: int) -> torch.Tensor:
-    """k x k mean filter, stride 1, same size (zero padding counted, as avg_pool2d does in DRAEM)."""
-    return F.avg_pool2d(x, k, stride=1, padding=k // 2)
+def gray(x: torch.Tensor) -> torch.Tensor:
+    """[B, C, H, W] -> [B, 1, H, W] channel mean (a no-op copy for 1-channel input)."""
+    return x.mean(dim=1, keepdim=True)
+
+
+def residual_map(x: torch.Tensor, recon: torch.Tensor, kind: str = "ssim") -> torch.Tensor:
+    """Pixel anomaly map [B, 1, H, W] of input vs reconstruction.
+
+    "ssim": 1 - SSIM of the gray images: compares local structure, so a reconstruction that is
+    merely a little blurred or off in brightness scores low (the baseline's map). "l2": squared
+    residual, mean over channels: sees every intensity error, including blur on sharp texture.
+    """
+    if kind == "ssim":
+        return 1.0 - ssim_map(gray(recon), gray(x))
+    if kind == "l2":
+        return ((x - recon) ** 2).mean(dim=1, keepdim=True)
+    raise ValueError(f"map_kind must be one of {MAP_KINDS}, got {kind!r}")
+
+
+def mean_filter(x: torch.Tensor, k: int, include_pad: bool = True) -> torch.Tensor:
+    """k x k mean filter of [B, C, H, W], stride 1, same size.
+
+    `include_pad=True` counts the zero padding (as DRAEM's avg_pool2d does): values near the
+    border are pulled towards 0, which also keeps border artefacts out of a max. False averages
+    only the pixels inside the image.
+    """
+    if k <= 1:
+        return x
+    return F.avg_pool2d(x, k, stride=1, padding=k // 2, count_include_pad=include_pad)
+
+
+def image_score(amap: torch.Tensor, k: int, border: int = 0) -> torch.Tensor:
+    """Max of the k x k mean-filtered map [B, 1, H, W] -> [B], ignoring `border` px at each edge."""
+    smoothed = mean_filter(amap, k)
+    if border > 0:
+        smoothed = smoothed[..., border:-border, border:-border]
+    return smoothed.amax(dim=(1, 2, 3))
+
+
+class RunningMoments(nn.Module):
+    """EMA mean / variance of K score components on training normals; `standardise` is traceable.
+
+    Kept as buffers, so they travel in the safetensors weights: two scores on different raw
+    scales can then be added as z-scores.
+    """
+
+    def __init__(self, k: int, momentum: float = 0.05) -> None:
+        super().__init__()
+        self.momentum = momentum
+        self.register_buffer("mean", torch.zeros(k))
+        self.register_buffer("var", torch.ones(k))
+        self.register_buffer("count", torch.zeros((), dtype=torch.long))
+
+    @torch.no_grad()
+    def update(self, values: torch.Tensor) -> None:  # values [B, K]
+        m, v = values.mean(0), values.var(0, unbiased=False) + 1e-12
+        if int(self.count) == 0:
+            self.mean.copy_(m)
+            self.var.copy_(v)
+        else:
+            self.mean.lerp_(m, self.momentum)
+            self.var.lerp_(v, self.momentum)
+        self.count += 1
+
+    def standardise(self, values: torch.Tensor) -> torch.Tensor:  # [B, K] -> [B, K]
+        return (values - self.mean) / torch.sqrt(self.var + 1e-12)

@@ -8,13 +8,15 @@ the two differ only in what produces the map). See ../shared/docs/models.md "Bas
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from model_store.models._common import conv_bn_relu, init_weights, mean_filter, ssim_loss, ssim_map
+from model_store.models._common import (
+    MAP_KINDS, build_model, conv_bn_relu, init_weights, mean_filter, residual_map, ssim_loss,
+)
 from model_store.models.base import AnomalyModel
 from model_store.registry import register_model
 
@@ -30,17 +32,13 @@ class AEConfig:
     smooth_map: bool = False  # publish the mean-filtered map: masks then match what the score saw
 
 
-def _gray(x: torch.Tensor) -> torch.Tensor:
-    return x.mean(dim=1, keepdim=True)
-
-
 class ConvAutoencoder(AnomalyModel):
     score_definition = "pixel map: 1 - SSIM (or squared residual) of input vs reconstruction; image score: max of k x k mean-filtered map"
 
     def __init__(self, cfg: AEConfig) -> None:
         super().__init__()
-        if cfg.map_kind not in ("ssim", "l2"):
-            raise ValueError(f"map_kind must be 'ssim' or 'l2', got {cfg.map_kind!r}")
+        if cfg.map_kind not in MAP_KINDS:
+            raise ValueError(f"map_kind must be one of {MAP_KINDS}, got {cfg.map_kind!r}")
         self.cfg = cfg
         self.in_channels = cfg.in_channels
         widths = [cfg.width * 2**i for i in range(cfg.depth)]
@@ -65,11 +63,7 @@ class ConvAutoencoder(AnomalyModel):
         return self.decoder(self.encoder(x))  # [B, C, H, W]
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        recon = self.reconstruct(x)
-        if self.cfg.map_kind == "ssim":
-            amap = 1.0 - ssim_map(_gray(recon), _gray(x))  # [B, 1, H, W]
-        else:
-            amap = ((recon - x) ** 2).mean(dim=1, keepdim=True)
+        amap = residual_map(x, self.reconstruct(x), self.cfg.map_kind)  # [B, 1, H, W]
         smoothed = mean_filter(amap, self.cfg.score_kernel)
         score = smoothed.amax(dim=(1, 2, 3))  # [B]
         # A raw residual map is dominated by thin edge errors; smoothed, blobs stand out in masks.
@@ -92,11 +86,7 @@ class ConvAutoencoder(AnomalyModel):
         return {"loss": loss.item(), "l2": l2.item(), "ssim": ss.item()}
 
 
-def _create_autoencoder(defaults: dict, **kwargs) -> ConvAutoencoder:
-    return ConvAutoencoder(AEConfig(**{**defaults, **kwargs}))
-
-
 @register_model
 def autoencoder(**kwargs) -> ConvAutoencoder:
     """Baseline autoencoder, width 32, 4 stages, 128-channel bottleneck."""
-    return _create_autoencoder(asdict(AEConfig()), **kwargs)
+    return build_model(ConvAutoencoder, AEConfig(), kwargs)

@@ -26,8 +26,9 @@ class TrainConfig:
     lr: float | None = None  # None: the model's own default (e.g. DRAEM's paper 1e-4)
     weight_decay: float = 0.0
     batch_size: int = 8
-    max_steps: int | None = None  # at least one of max_steps / time_budget_s bounds a run
-    time_budget_s: float | None = None
+    max_steps: int | None = None  # at least one of max_steps / time_budget_s / cpu_budget_s bounds a run
+    time_budget_s: float | None = None  # wall-clock seconds: depends on the machine's load
+    cpu_budget_s: float | None = None  # CPU seconds of the training process: reproducible under load
     seed: int = 0
 
 
@@ -40,6 +41,14 @@ class AnomalyModel(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
+
+    def score_components(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Named image scores [B] that make up the model's score (for measurements, not serving).
+
+        Models that add several scores (DAAD, DDR-ID) return each raw part and their combination;
+        the default is the one score.
+        """
+        return {"score": self(x)[1]}
 
     def configure_optimizers(self, cfg: TrainConfig) -> list[torch.optim.Optimizer]:
         """Default: one Adam over all parameters at cfg.lr (or 1e-4)."""
@@ -59,7 +68,7 @@ class AnomalyModel(nn.Module):
         """
 
     def lr_factor(self, progress: float) -> float:
-        """Learning-rate multiplier at `progress` in [0, 1] of the run (steps or time budget).
+        """Learning-rate multiplier at `progress` in [0, 1] of the run (steps, wall or CPU budget).
 
         The trainer applies it to every param group's initial lr, so step schedules defined in
         epochs (DRAEM: x0.1 at 400/700 and 600/700) survive time-budgeted runs. Default: 1.

@@ -11,18 +11,22 @@ Data flow (two conv autoencoders of the same shape, latent at 1/2^n of the input
     x --E_n--> z_n [B, d, h, w] --D_n--> x_n   normal-class network: z_n is kept compact around a
                                                centre c (one-class loss), so x_n can only be normal
     x --E_f--> z_f               --D_f--> x_f   free network: unconstrained full reconstruction
-    decomposition  x ~ x_f = x_n + r,  residual r = x_f - x_n
+    decomposition  x = x_n + r:  normal component x_n, residual r = x - x_n (what the normal
+                   class cannot explain: the anomaly, plus the detail the small nets cannot draw)
     latent score   s_lat = max over positions of mean_d (z_n - c)^2
-    residual score s_res = max of the box-filtered residual energy mean_c r^2
-    amap  = box-filtered mean_c r^2                                   [B, H, W]
-    score = z(s_lat) + z(s_res)                                       [B]
+    image score    s_img = max of the k x k mean-filtered residual map
+    amap  = residual map of (x, x_n): 1 - SSIM on gray (`map_kind="ssim"`) or mean_c r^2 ("l2")
+    score = latent_weight * z(s_lat) + residual_weight * z(s_img)                  [B]
 
-Why the residual is x_f - x_n rather than x - x_n: both terms are reconstructions with the same
-blur, so texture a small autoencoder cannot reproduce cancels and what remains is what the
-compact normal-class code cannot explain.
+Why the residual is x - x_n and 1 - SSIM (changed from x_f - x_n and squared error, 2026-12, after
+measuring): the difference of two reconstructions lit up where the two nets disagree (specular
+highlights on ball_screw) rather than on the defects (pixel AUROC 0.425); x - x_n with SSIM raised
+magnetic_tile image AUROC 0.530 -> 0.583 on the same stored model (docs/models.md). Models stored
+with the old definition fail to load with a clear ModelIntegrityError (their score definition
+differs); retrain them.
 
 Losses on a batch of normals (weights are settings, defaults below):
-    reconstruction   |x_n - x|^2 + |x_f - x|^2
+    reconstruction   |x_n - x|^2 + |x_f - x|^2 + ssim_weight * (1 - SSIM(x_n, x))   (the map is 1 - SSIM)
     one-class        mean (z_n - c)^2                   (Deep SVDD; c = mean code at start, fixed)
     latent constraint mean (E_n(x_f) - z_n)^2            the free network's output must land on the
                                                          same normal-class code: ties the two nets
@@ -33,20 +37,20 @@ so neither dominates through its raw scale. Set `latent_weight` / `residual_weig
 Defaults and why: widths 32/64/128/256 (4 stride-2 stages), latent d = 64 channels per position
 (spatial latent, so the model stays fully convolutional and keeps location); one-class weight 0.1 and
 constraint weight 0.1 (the reconstruction must dominate early or the codes collapse to c, the known
-Deep SVDD failure); Adam lr 1e-3; `map_smoothing` 5 px.
+Deep SVDD failure); Adam lr 1e-3; `score_kernel` 11 (the baseline's, so the image scores compare).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from model_store.models._common import MAP_KINDS, RunningMoments, build_model, image_score, residual_map, ssim_loss
 from model_store.models.base import AnomalyModel, TrainConfig
-from model_store.models.daad import RunningMoments, mean_filter
 from model_store.registry import register_model
 
 __all__ = ["DDRID", "DDRIDConfig", "ConvAE"]
@@ -79,21 +83,24 @@ class DDRIDConfig:
     latent: int = 64  # channels per latent position
     w_oneclass: float = 0.1
     w_constraint: float = 0.1
+    ssim_weight: float = 1.0  # (1 - SSIM) term on the normal component: train what the map measures
     latent_weight: float = 1.0  # weight of the standardised latent-distance score
-    residual_weight: float = 1.0  # weight of the standardised residual-energy score
-    map_smoothing: int = 5
+    residual_weight: float = 1.0  # weight of the standardised image-space score
+    map_kind: str = "ssim"  # residual map of (x, x_n): "ssim" = 1 - SSIM on gray, "l2" = squared error
+    score_kernel: int = 11  # mean filter before the max (the baseline's)
     lr: float = 1e-3
 
 
 class DDRID(AnomalyModel):
-    score_definition = (
-        "amap: box-filtered energy of the residual (free reconstruction minus normal-class "
-        "reconstruction); score: standardised max latent distance to the normal centre plus "
-        "standardised max residual energy"
-    )
-
     def __init__(self, cfg: DDRIDConfig) -> None:
         super().__init__()
+        if cfg.map_kind not in MAP_KINDS:
+            raise ValueError(f"map_kind must be one of {MAP_KINDS}, got {cfg.map_kind!r}")
+        self.score_definition = (
+            f"amap: {'1 - SSIM on gray' if cfg.map_kind == 'ssim' else 'squared error'} of the input vs its "
+            f"normal-class component; score: {cfg.latent_weight:g} x standardised max latent distance to the normal "
+            f"centre + {cfg.residual_weight:g} x standardised max of the {cfg.score_kernel}x{cfg.score_kernel} mean-filtered amap"
+        )
         self.cfg = cfg
         self.in_channels = cfg.in_channels
         self.normal = ConvAE(cfg.in_channels, cfg.widths, cfg.latent)
@@ -107,20 +114,28 @@ class DDRID(AnomalyModel):
         z_n = self.normal.encoder(x)  # [B, d, H/2^n, W/2^n]
         x_n = self.normal.decoder(z_n)  # [B, C, H, W]
         x_f = self.free.decoder(self.free.encoder(x))  # [B, C, H, W]
-        return {"z_n": z_n, "x_n": x_n, "x_f": x_f, "residual": x_f - x_n}
+        return {"z_n": z_n, "x_n": x_n, "x_f": x_f, "residual": x - x_n}
 
     def _latent_dist(self, z: torch.Tensor) -> torch.Tensor:
         return ((z - self.centre[None, :, None, None]) ** 2).mean(1)  # [B, h, w]
 
-    def _scores(self, parts: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        amap = mean_filter((parts["residual"] ** 2).mean(1), self.cfg.map_smoothing)  # [B, H, W]
+    def _scores(self, x: torch.Tensor, parts: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        amap = residual_map(x, parts["x_n"], self.cfg.map_kind)  # [B, 1, H, W]
         s_lat = self._latent_dist(parts["z_n"]).flatten(1).amax(1)  # [B]
-        return amap, torch.stack([s_lat, amap.flatten(1).amax(1)], dim=1)  # [B,H,W], [B,2]
+        s_img = image_score(amap, self.cfg.score_kernel)  # [B]
+        return amap[:, 0], torch.stack([s_lat, s_img], dim=1)  # [B, H, W], [B, 2]
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        amap, raw = self._scores(self.decompose(x))
+        amap, raw = self._scores(x, self.decompose(x))
         z = self.moments.standardise(raw)
         return amap, self.cfg.latent_weight * z[:, 0] + self.cfg.residual_weight * z[:, 1]
+
+    def score_components(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The paper's two scores (raw) and the model's combined score, each [B]."""
+        amap, raw = self._scores(x, self.decompose(x))
+        z = self.moments.standardise(raw)
+        return {"latent": raw[:, 0], "image": raw[:, 1],
+                "sum": self.cfg.latent_weight * z[:, 0] + self.cfg.residual_weight * z[:, 1]}
 
     @torch.no_grad()
     def on_train_start(self, images: torch.Tensor, cfg: TrainConfig) -> None:
@@ -145,7 +160,8 @@ class DDRID(AnomalyModel):
         if not bool(self.centre_set):  # a trainer that skipped on_train_start
             self._set_centre(batch)
         parts = self.decompose(batch)
-        rec = F.mse_loss(parts["x_n"], batch) + F.mse_loss(parts["x_f"], batch)
+        rec = (F.mse_loss(parts["x_n"], batch) + F.mse_loss(parts["x_f"], batch)
+               + self.cfg.ssim_weight * ssim_loss(parts["x_n"], batch))
         oneclass = self._latent_dist(parts["z_n"]).mean()
         constraint = F.mse_loss(self.normal.encoder(parts["x_f"]), parts["z_n"])
         loss = rec + self.cfg.w_oneclass * oneclass + self.cfg.w_constraint * constraint
@@ -153,29 +169,17 @@ class DDRID(AnomalyModel):
         loss.backward()
         opt.step()
         with torch.no_grad():
-            self.moments.update(self._scores({k: v.detach() for k, v in parts.items()})[1])
+            self.moments.update(self._scores(batch, {k: v.detach() for k, v in parts.items()})[1])
         return {"loss": loss.item(), "rec": rec.item(), "oneclass": oneclass.item(), "constraint": constraint.item()}
-
-
-def _create_ddrid(variant: str, **kwargs: Any) -> DDRID:
-    defaults = asdict(_DEFAULTS[variant])
-    defaults.update(kwargs)
-    defaults["widths"] = tuple(defaults["widths"])  # JSON manifests give lists
-    return DDRID(DDRIDConfig(**defaults))
-
-
-_DEFAULTS = {
-    "ddrid": DDRIDConfig(),
-    # 64-128 px on a CPU: half the widths, 3 stages (8 x 8 latent at 64 px).
-    "ddrid_small": DDRIDConfig(widths=(16, 32, 64), latent=32),
-}
 
 
 @register_model
 def ddrid(**kwargs: Any) -> DDRID:
-    return _create_ddrid("ddrid", **kwargs)
+    """DDR-ID for a GPU: widths 32/64/128/256, 64 latent channels."""
+    return build_model(DDRID, DDRIDConfig(), kwargs)
 
 
 @register_model
 def ddrid_small(**kwargs: Any) -> DDRID:
-    return _create_ddrid("ddrid_small", **kwargs)
+    """64-128 px on a CPU: half the widths, 3 stages (8 x 8 latent at 64 px), 32 latent channels."""
+    return build_model(DDRID, DDRIDConfig(widths=(16, 32, 64), latent=32), kwargs)

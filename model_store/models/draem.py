@@ -18,14 +18,14 @@ add are settings with the default named here:
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from model_store.models._common import conv_bn_relu, focal_loss, init_weights, mean_filter, ssim_loss
+from model_store.models._common import build_model, conv_bn_relu, focal_loss, image_score, init_weights, ssim_loss
 from model_store.models._simulation import AnomalySimulator
 from model_store.models.base import AnomalyModel, TrainConfig
 from model_store.registry import register_model
@@ -41,6 +41,7 @@ class DraemConfig:
     line_prob: float = 0.0  # share of thin line masks among simulated anomalies
     clean_prob: float = 0.5  # share of training samples left without anomaly (paper: half)
     shade_prob: float = 0.0  # share of anomalies that are soft low-frequency brightness changes (ours)
+    noise_texture_prob: float = 0.25  # without texture_dir: share of smooth-noise (foreign) textures; rest part-derived
     lr_milestones: list[float] = field(default_factory=lambda: [400 / 700, 600 / 700])
 
 
@@ -120,14 +121,13 @@ class DRAEM(AnomalyModel):
         recon = self.reconstructive(x)
         logits = self.discriminative(torch.cat([recon, x], dim=1))
         amap = torch.softmax(logits, dim=1)[:, 1:]  # [B, 1, H, W]
-        score = mean_filter(amap, self.cfg.score_kernel).amax(dim=(1, 2, 3))  # [B]
-        return amap[:, 0], score
+        return amap[:, 0], image_score(amap, self.cfg.score_kernel)  # [B, H, W], [B]
 
     def on_train_start(self, images: torch.Tensor, cfg: TrainConfig) -> None:
         pool = images.permute(0, 2, 3, 1).float().cpu().numpy()  # [N, H, W, C]
         self._simulator = AnomalySimulator(
             pool, self.cfg.texture_dir, self.cfg.line_prob, self.cfg.clean_prob, seed=cfg.seed,
-            shade_prob=self.cfg.shade_prob,
+            shade_prob=self.cfg.shade_prob, noise_texture_prob=self.cfg.noise_texture_prob,
         )
 
     def simulate(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -158,17 +158,13 @@ class DRAEM(AnomalyModel):
         return 0.1 ** sum(progress >= m for m in self.cfg.lr_milestones)
 
 
-def _create_draem(defaults: dict, **kwargs) -> DRAEM:
-    return DRAEM(DraemConfig(**{**defaults, **kwargs}))
-
-
 @register_model
 def draem(**kwargs) -> DRAEM:
     """Paper DRAEM: w = 128, v = 64, meant for 256 px (about 97 M parameters)."""
-    return _create_draem(asdict(DraemConfig()), **kwargs)
+    return build_model(DRAEM, DraemConfig(), kwargs)
 
 
 @register_model
 def draem_small(**kwargs) -> DRAEM:
     """CPU-sized DRAEM: w = 32, v = 16, meant for 128 px (about 1/64 of the paper's cost)."""
-    return _create_draem(asdict(DraemConfig(base_width=32, disc_width=16, score_kernel=11, line_prob=0.25)), **kwargs)
+    return build_model(DRAEM, DraemConfig(base_width=32, disc_width=16, score_kernel=11, line_prob=0.25), kwargs)

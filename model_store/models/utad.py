@@ -10,7 +10,8 @@ Data flow:
     content c = E_c(m)        [B, 4e, H/4, W/4]   (from the impression: no anomaly)
     detail  s = E_s(x)        [B, style_dim]      (global code of the input: texture, lighting)
     y = G(c, s)               [B,C,H,W]           AdaIN-modulated decoder puts detail back
-    amap  = mean_c (x - y)^2, box-filtered;  score = max(amap)
+    amap  = residual map of (x, y): 1 - SSIM on gray (`map_kind="ssim"`) or mean_c (x - y)^2 ("l2")
+    score = max of the k x k mean-filtered amap (the baseline's image score)
 
 `impression(x)` exposes m for the evaluation report (interpretability is the paper's point).
 
@@ -28,19 +29,25 @@ Choices where the paper is open or the release incomplete (settings):
 - The two stages train together, the Expert-Net on detached impressions, because the trainer runs
   to a time budget with no known step count; the paper trains them one after the other.
 - Adversarial losses are least-squares (MUNIT); lr 1e-4 for everything, Adam betas (0.5, 0.999).
-- Image score = max of the box-filtered squared residual (the official image-level code was never
-  released); `map_smoothing` 5 px.
+- Image score = max of the 11 x 11 mean-filtered map, the baseline's (the official image-level code
+  was never released). Map = 1 - SSIM on gray, the baseline's and one of the two the paper names.
+- The Expert-Net pads by reflection (`pad_mode="reflect"`, MUNIT's default): with zero padding
+  its full-resolution 5x5 / 7x7 convolutions drew a dark frame, and the residual peaked along the
+  image border on every good image (docs/models.md, UTAD). Until 2026-12 the map was the squared
+  residual box-filtered at 5 px with zero padding; models stored with that definition fail to
+  load with a clear ModelIntegrityError.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from model_store.models._common import MAP_KINDS, build_model, image_score, residual_map
 from model_store.models.base import AnomalyModel, TrainConfig
 from model_store.registry import register_model
 
@@ -105,11 +112,11 @@ def adain(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor) -> torch.Ten
 class ResBlock(nn.Module):
     """Residual block: InstanceNorm in the content encoder, AdaIN (params passed in) in the decoder."""
 
-    def __init__(self, ch: int, adaptive: bool) -> None:
+    def __init__(self, ch: int, adaptive: bool, pad_mode: str) -> None:
         super().__init__()
         self.adaptive = adaptive
-        self.c1 = nn.Conv2d(ch, ch, 3, 1, 1)
-        self.c2 = nn.Conv2d(ch, ch, 3, 1, 1)
+        self.c1 = nn.Conv2d(ch, ch, 3, 1, 1, padding_mode=pad_mode)
+        self.c2 = nn.Conv2d(ch, ch, 3, 1, 1, padding_mode=pad_mode)
         self.n1 = nn.Identity() if adaptive else nn.InstanceNorm2d(ch, affine=True)
         self.n2 = nn.Identity() if adaptive else nn.InstanceNorm2d(ch, affine=True)
 
@@ -127,32 +134,36 @@ class ResBlock(nn.Module):
 class ExpertNet(nn.Module):
     """Content encoder + detail (style) encoder + AdaIN decoder (MUNIT-shaped)."""
 
-    def __init__(self, in_ch: int, dim: int, n_res: int, style_dim: int, mlp_dim: int) -> None:
+    def __init__(self, in_ch: int, dim: int, n_res: int, style_dim: int, mlp_dim: int, pad_mode: str = "reflect") -> None:
         super().__init__()
         d4 = dim * 4
+
+        def conv(cin: int, cout: int, k: int, stride: int, pad: int) -> nn.Conv2d:
+            return nn.Conv2d(cin, cout, k, stride, pad, padding_mode=pad_mode)
+
         self.content = nn.Sequential(
-            nn.Conv2d(in_ch, dim, 7, 1, 3), nn.InstanceNorm2d(dim, affine=True), nn.ReLU(inplace=True),
-            nn.Conv2d(dim, dim * 2, 4, 2, 1), nn.InstanceNorm2d(dim * 2, affine=True), nn.ReLU(inplace=True),
-            nn.Conv2d(dim * 2, d4, 4, 2, 1), nn.InstanceNorm2d(d4, affine=True), nn.ReLU(inplace=True),
-            *(ResBlock(d4, adaptive=False) for _ in range(n_res)),
+            conv(in_ch, dim, 7, 1, 3), nn.InstanceNorm2d(dim, affine=True), nn.ReLU(inplace=True),
+            conv(dim, dim * 2, 4, 2, 1), nn.InstanceNorm2d(dim * 2, affine=True), nn.ReLU(inplace=True),
+            conv(dim * 2, d4, 4, 2, 1), nn.InstanceNorm2d(d4, affine=True), nn.ReLU(inplace=True),
+            *(ResBlock(d4, adaptive=False, pad_mode=pad_mode) for _ in range(n_res)),
         )
         self.style = nn.Sequential(  # no normalisation: the code must keep global statistics
-            nn.Conv2d(in_ch, dim, 7, 1, 3), nn.ReLU(inplace=True),
-            nn.Conv2d(dim, dim * 2, 4, 2, 1), nn.ReLU(inplace=True),
-            nn.Conv2d(dim * 2, d4, 4, 2, 1), nn.ReLU(inplace=True),
-            nn.Conv2d(d4, d4, 4, 2, 1), nn.ReLU(inplace=True),
+            conv(in_ch, dim, 7, 1, 3), nn.ReLU(inplace=True),
+            conv(dim, dim * 2, 4, 2, 1), nn.ReLU(inplace=True),
+            conv(dim * 2, d4, 4, 2, 1), nn.ReLU(inplace=True),
+            conv(d4, d4, 4, 2, 1), nn.ReLU(inplace=True),
             nn.AdaptiveAvgPool2d(1), nn.Conv2d(d4, style_dim, 1),
         )
-        self.res = nn.ModuleList(ResBlock(d4, adaptive=True) for _ in range(n_res))
+        self.res = nn.ModuleList(ResBlock(d4, adaptive=True, pad_mode=pad_mode) for _ in range(n_res))
         self.n_adain = 4 * d4 * n_res
         self.mlp = nn.Sequential(nn.Linear(style_dim, mlp_dim), nn.ReLU(inplace=True), nn.Linear(mlp_dim, mlp_dim),
                                  nn.ReLU(inplace=True), nn.Linear(mlp_dim, self.n_adain))
         self.up = nn.Sequential(
-            nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(d4, dim * 2, 5, 1, 2),
+            nn.Upsample(scale_factor=2, mode="nearest"), conv(d4, dim * 2, 5, 1, 2),
             nn.GroupNorm(1, dim * 2), nn.ReLU(inplace=True),  # GroupNorm(1) = MUNIT's LayerNorm
-            nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(dim * 2, dim, 5, 1, 2),
+            nn.Upsample(scale_factor=2, mode="nearest"), conv(dim * 2, dim, 5, 1, 2),
             nn.GroupNorm(1, dim), nn.ReLU(inplace=True),
-            nn.Conv2d(dim, in_ch, 7, 1, 3), nn.Sigmoid(),
+            conv(dim, in_ch, 7, 1, 3), nn.Sigmoid(),
         )
 
     def encode_style(self, x: torch.Tensor) -> torch.Tensor:
@@ -199,22 +210,26 @@ class UTADConfig:
     w_ex_rec: float = 10.0
     w_ex_style: float = 1.0
     w_ex_content: float = 1.0
-    map_smoothing: int = 5
+    map_kind: str = "ssim"  # "ssim" = 1 - SSIM on gray, "l2" = squared error
+    score_kernel: int = 11  # mean filter before the image max (the baseline's)
+    pad_mode: str = "reflect"  # Expert-Net padding (MUNIT's); "zeros" draws a dark frame
     lr: float = 1e-4
 
 
 class UTAD(AnomalyModel):
-    score_definition = (
-        "amap: box-filtered squared residual between the input and the Expert-Net reconstruction "
-        "(impression content + input detail code); score: max of amap"
-    )
-
     def __init__(self, cfg: UTADConfig) -> None:
         super().__init__()
+        if cfg.map_kind not in MAP_KINDS:
+            raise ValueError(f"map_kind must be one of {MAP_KINDS}, got {cfg.map_kind!r}")
+        self.score_definition = (
+            f"amap: {'1 - SSIM on gray' if cfg.map_kind == 'ssim' else 'squared error'} of the input vs the "
+            f"Expert-Net reconstruction ({cfg.pad_mode} padding; impression content + input detail code); "
+            f"score: max of the {cfg.score_kernel}x{cfg.score_kernel} mean-filtered amap"
+        )
         self.cfg = cfg
         self.in_channels = cfg.in_channels
         self.ie = IENet(cfg.in_channels, cfg.ie_widths)
-        self.expert = ExpertNet(cfg.in_channels, cfg.ex_dim, cfg.ex_res, cfg.style_dim, cfg.mlp_dim)
+        self.expert = ExpertNet(cfg.in_channels, cfg.ex_dim, cfg.ex_res, cfg.style_dim, cfg.mlp_dim, cfg.pad_mode)
         self.d_imp = PatchDisc(cfg.in_channels, cfg.disc_width)  # judges impressions
         self.d_exp = PatchDisc(cfg.in_channels, cfg.disc_width)  # judges final reconstructions
         zc = cfg.ie_widths[-1]
@@ -229,9 +244,8 @@ class UTAD(AnomalyModel):
         return self.expert.decode(self.expert.content(imp), self.expert.encode_style(x))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        y = self.reconstruct(x, self.impression(x))
-        amap = _box(((x - y) ** 2).mean(1), self.cfg.map_smoothing)  # [B, H, W]
-        return amap, amap.flatten(1).amax(1)
+        amap = residual_map(x, self.reconstruct(x, self.impression(x)), self.cfg.map_kind)  # [B, 1, H, W]
+        return amap[:, 0], image_score(amap, self.cfg.score_kernel)
 
     def configure_optimizers(self, cfg: TrainConfig) -> list[torch.optim.Optimizer]:
         lr = cfg.lr if cfg.lr is not None else self.cfg.lr
@@ -285,33 +299,14 @@ def _ls(pred: torch.Tensor, target: float) -> torch.Tensor:
     return ((pred - target) ** 2).mean()
 
 
-def _box(m: torch.Tensor, k: int) -> torch.Tensor:
-    """[B,H,W] box filter, stride 1, same size."""
-    if k <= 1:
-        return m
-    return F.avg_pool2d(m.unsqueeze(1), k, stride=1, padding=k // 2, count_include_pad=False).squeeze(1)
-
-
-def _create_utad(variant: str, **kwargs: Any) -> UTAD:
-    defaults = asdict(_DEFAULTS[variant])
-    defaults.update(kwargs)
-    defaults["ie_widths"] = tuple(defaults["ie_widths"])  # JSON manifests give lists
-    return UTAD(UTADConfig(**defaults))
-
-
-_DEFAULTS = {
-    "utad": UTADConfig(),
-    # 64-128 px on a CPU: 4 IE stages (128 x 4 x 4 at 64 px keeps the paper's 6:1 compression);
-    # an eighth-width Expert-Net, which dominates the step time (full-resolution 5x5 / 7x7 convs).
-    "utad_small": UTADConfig(ie_widths=(16, 32, 64, 128), ex_dim=8, ex_res=2, mlp_dim=32, disc_width=8),
-}
-
-
 @register_model
 def utad(**kwargs: Any) -> UTAD:
-    return _create_utad("utad", **kwargs)
+    """UTAD at the released config's widths: 5 IE stages, MUNIT-sized Expert-Net (256 px, GPU)."""
+    return build_model(UTAD, UTADConfig(), kwargs)
 
 
 @register_model
 def utad_small(**kwargs: Any) -> UTAD:
-    return _create_utad("utad_small", **kwargs)
+    """64-128 px on a CPU: 4 IE stages (128 x 4 x 4 at 64 px keeps the paper's 6:1 compression) and an
+    eighth-width Expert-Net, which dominates the step time (full-resolution 5x5 / 7x7 convs)."""
+    return build_model(UTAD, UTADConfig(ie_widths=(16, 32, 64, 128), ex_dim=8, ex_res=2, mlp_dim=32, disc_width=8), kwargs)
