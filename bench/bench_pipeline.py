@@ -1,20 +1,27 @@
-"""Pipeline efficiency: bare model vs the whole worker through Kafka and Redis, in one run.
+"""Pipeline efficiency: the bare model against whole workers through Kafka and Redis, in one run.
 
-    .venv/bin/python bench/bench_pipeline.py                         # draem_small at 128 px, CPU
-    .venv/bin/python bench/bench_pipeline.py --arch autoencoder --input-size 64
+    .venv/bin/python bench/bench_pipeline.py                          # draem_small at 128 px, CPU
+    .venv/bin/python bench/bench_pipeline.py --arch hostcheck --input-size 64 --frames 12000 \\
+        --masks anomalous,all --workers 1,2                              # the host path alone
     .venv/bin/python bench/bench_pipeline.py --device cuda --arch draem --input-size 256 --amp bf16
 
-One run, one machine, one model (random-init weights after a few training steps: speed does not
-depend on what the weights learned):
-1. bare model: the worker's own Engine, uint8 batches of `--batch` in, maps and scores out, timed
-   for `--seconds` after warm-up (tensors in, scores out; no decode, no I/O), once before and
-   once after the pipeline phases; the better of the two counts;
-2. pipeline throughput: `--frames` JPEG frames from 4 synthetic cameras are put on Kafka first
-   (by a separate producer process), then one worker consumes them; timed from its first to its
-   last result in Redis (decode, batching, model, masks, Redis, alerts, commits);
-3. latency: a producer process offers `--load` (share of the measured pipeline throughput) for
-   `--latency-seconds`, and p50/p99 of capture-to-publish latency are read from the results.
-Ratio = pipeline / bare. Results: one JSON file in bench/results/ and a Markdown row on stdout.
+One run, one machine, one model (weights after a few training steps: speed does not depend on
+what they learned); `hostcheck` is a registered model that costs almost nothing
+(model_store/models/hostcheck.py), so with it the run measures the host path: Kafka fetch,
+decode, batching, verdicts, masks, Redis, alerts, commits.
+1. bare model: the worker's own Engine with the worker's default settings, uint8 batches of
+   `--batch` in, maps and scores out (no decode, no I/O), timed for `--seconds` before and after
+   the other phases; the better of the two counts;
+2. throughput, per `--masks` mode and per `--workers` count: `--frames` JPEG frames (256 x 256,
+   4 synthetic cameras) are put on Kafka first (a separate producer process), then N worker
+   processes of one group (`python -m worker.app`, configured by LW_* variables only, default
+   threads) consume them; timed from the first to the last result in Redis;
+3. latency: a light sender offers `--load` x the first throughput (1 worker) for
+   `--latency-seconds` (pre-encoded frames, capture time = hand-over to Kafka); p50 / p99 of
+   capture-to-Redis latency (`latency_ms` of each result), next to the bound
+   max_wait_ms + 2 x one batch's compute + 20 ms.
+Results: one JSON file in bench/results/ (named for model, device, precision, versions and date)
+and Markdown rows on stdout.
 """
 
 from __future__ import annotations
@@ -27,7 +34,6 @@ import platform
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -39,17 +45,18 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.faultkit import WorkerPool, delete_topics  # noqa: E402
 from linewatch.settings import KafkaSettings  # noqa: E402
 from linewatch.topics import ensure_topics  # noqa: E402
 from model_store.quick import train_quick  # noqa: E402
 from model_store.store import ModelStore  # noqa: E402
 from producer.synthetic import SyntheticCamera  # noqa: E402
-from worker.app import Worker  # noqa: E402
 from worker.decode import InputSpec  # noqa: E402
 from worker.engine import Engine, pick_device  # noqa: E402
 from worker.settings import WorkerSettings  # noqa: E402
 
 CAMERAS = 4
+PARTITIONS = 4
 
 
 def machine() -> dict:
@@ -90,6 +97,29 @@ def run_producer(kafka: str, topic_base: str, frames_per_camera: int, fps: float
     return subprocess.Popen([sys.executable, "-m", "producer.app"], cwd=REPO, env=env)
 
 
+def paced_send(kafka: str, topic: str, fps: float, seconds: float, size: int) -> int:
+    """Send pre-encoded synthetic frames round-robin over the cameras at `fps` in all; returns how many."""
+    from kafka import KafkaProducer
+
+    from linewatch.contract import FrameMeta, frame_headers
+    from producer.capture import encode_frame
+
+    pool = {f"cam-{i}": [encode_frame(SyntheticCamera(seed=i, width=size, height=size).render(q)[0], "jpeg") for q in range(16)]
+            for i in range(1, CAMERAS + 1)}
+    producer = KafkaProducer(bootstrap_servers=kafka, linger_ms=1, acks=1)
+    total, period, start = int(fps * seconds), 1.0 / fps, time.monotonic()
+    for n in range(total):
+        delay = start + n * period - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        camera = f"cam-{n % CAMERAS + 1}"
+        meta = FrameMeta(camera=camera, seq=n // CAMERAS, capture_ns=time.time_ns(), encoding="jpeg", width=size, height=size)
+        producer.send(topic, key=camera.encode(), value=pool[camera][(n // CAMERAS) % 16], headers=frame_headers(meta))
+    producer.flush()
+    producer.close()
+    return total
+
+
 def count_results(client: redis.Redis, prefix: str) -> int:
     return sum(client.xlen(f"{prefix}:history:cam-{i}") for i in range(1, CAMERAS + 1))
 
@@ -104,16 +134,68 @@ def wait_count(client: redis.Redis, prefix: str, target: int, timeout_s: float) 
             first = time.monotonic()
         if count >= target:
             break
-        time.sleep(0.02)
+        time.sleep(0.01)
     return count, first
 
 
-def latencies(client: redis.Redis, prefix: str, since_ns: int) -> np.ndarray:
+def latencies(client: redis.Redis, prefix: str, since_ms: int) -> np.ndarray:
     values = []
     for i in range(1, CAMERAS + 1):
-        for _, fields in client.xrange(f"{prefix}:history:cam-{i}", min=f"{since_ns // 1_000_000}-0"):
-            values.append(float(fields[b"latency_ms"]))
+        for _, fields in client.xrange(f"{prefix}:history:cam-{i}", min=f"{since_ms}-0"):
+            if fields[b"latency_ms"]:
+                values.append(float(fields[b"latency_ms"]))
     return np.array(values)
+
+
+class Run:
+    """One topic set, key prefix and group; worker processes configured by LW_* variables."""
+
+    def __init__(self, args: argparse.Namespace, root: Path, masks: str, workers: int) -> None:
+        self.args = args
+        self.base = self.group = f"bench-{uuid.uuid4().hex[:8]}"
+        self.prefix = f"bench:{self.base}"
+        ensure_topics(KafkaSettings(kafka_bootstrap=args.kafka, topic_base=self.base), partitions=PARTITIONS)
+        self.client = redis.Redis.from_url(args.redis)
+        env = {
+            "LW_KAFKA_BOOTSTRAP": args.kafka, "LW_TOPIC_BASE": self.base, "LW_REDIS_URL": args.redis,
+            "LW_REDIS_PREFIX": self.prefix, "LW_GROUP_ID": self.group, "LW_MODEL": "bench@production",
+            "LW_MODEL_ROOT": str(root), "LW_DEVICE": args.device, "LW_AMP": args.amp, "LW_MAX_BATCH": str(args.batch),
+            "LW_MAX_WAIT_MS": str(args.max_wait_ms), "LW_MASKS": masks, "LW_LOG_LEVEL": "warning", "LW_MODEL_POLL_S": "0",
+        }
+        if args.worker_threads:
+            env["LW_TORCH_THREADS"] = str(args.worker_threads)
+        self.pool = WorkerPool(env, Path(tempfile.mkdtemp(prefix="lw-bench-logs-")))
+        self.names = [f"w{i}" for i in range(workers)]
+
+    def throughput(self, frames: int) -> tuple[float, int]:
+        per_camera = frames // CAMERAS
+        if run_producer(self.args.kafka, self.base, per_camera, 0, self.args.frame_size).wait(900) != 0:
+            raise SystemExit("producer failed")
+        for name in self.names:
+            self.pool.start(name)
+        self.pool.wait_ready(self.names[:1], timeout_s=300)
+        total = per_camera * CAMERAS
+        count, first = wait_count(self.client, self.prefix, total, timeout_s=1800)
+        elapsed = time.monotonic() - first if first else float("nan")
+        return ((count - 1) / elapsed if count > 1 else 0.0), count
+
+    def latency(self, fps_total: float, seconds: float) -> np.ndarray:
+        """Frames offered at `fps_total` for `seconds`; capture time = the moment each is handed to Kafka.
+
+        A light sender (pre-encoded frames, fresh headers) rather than the producer program: its
+        rendering and encoding would take the CPU the workers are measured on, and its queue
+        would count as latency."""
+        since_ms = int(time.time() * 1000)
+        before = count_results(self.client, self.prefix)
+        sent = paced_send(self.args.kafka, f"{self.base}.frames", fps_total, seconds, self.args.frame_size)
+        wait_count(self.client, self.prefix, before + sent, timeout_s=120)
+        return latencies(self.client, self.prefix, since_ms)
+
+    def close(self) -> None:
+        self.pool.stop_all()
+        delete_topics(self.args.kafka, self.base)
+        for key in self.client.scan_iter(f"{self.prefix}:*", count=1000):
+            self.client.delete(key)
 
 
 def main() -> None:
@@ -123,12 +205,15 @@ def main() -> None:
     parser.add_argument("--frame-size", type=int, default=256, help="camera frame size (JPEG, square)")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--amp", default="off", choices=["off", "fp16", "bf16"])
-    parser.add_argument("--worker-threads", type=int, default=0, help="the worker's LW_TORCH_THREADS (0: torch default)")
-    parser.add_argument("--batch", type=int, default=16, help="bare-model batch = the worker's max_batch")
+    parser.add_argument("--worker-threads", type=int, default=0, help="the workers' LW_TORCH_THREADS (0: their default)")
+    parser.add_argument("--batch", type=int, default=16, help="bare-model batch = the workers' LW_MAX_BATCH")
+    parser.add_argument("--max-wait-ms", type=float, default=10.0, help="the workers' LW_MAX_WAIT_MS")
     parser.add_argument("--seconds", type=float, default=20, help="bare-model timing")
-    parser.add_argument("--frames", type=int, default=600, help="frames for the throughput phase (all cameras)")
-    parser.add_argument("--load", type=float, default=0.5, help="offered load for the latency phase, share of pipeline throughput")
-    parser.add_argument("--latency-seconds", type=float, default=30)
+    parser.add_argument("--frames", type=int, default=600, help="frames for each throughput phase (all cameras)")
+    parser.add_argument("--masks", default="all", help="comma list of the workers' LW_MASKS, one throughput phase each")
+    parser.add_argument("--workers", default="1", help="comma list of worker process counts, one throughput phase each")
+    parser.add_argument("--load", type=float, default=0.5, help="offered load for the latency phase, share of throughput")
+    parser.add_argument("--latency-seconds", type=float, default=30, help="0: skip the latency phase")
     parser.add_argument("--kafka", default=os.environ.get("LW_KAFKA_BOOTSTRAP", "127.0.0.1:9092"))
     parser.add_argument("--redis", default=os.environ.get("LW_REDIS_URL", "redis://127.0.0.1:6379/0"))
     args = parser.parse_args()
@@ -136,70 +221,67 @@ def main() -> None:
     device = pick_device(args.device)
     root = Path(tempfile.mkdtemp(prefix="lw-bench-"))
     frames = [SyntheticCamera(seed=s, defect_rate=0.0).render(q)[0] for s in (1, 2) for q in range(8)]
-    name, version = train_quick(frames, root, "bench", arch=args.arch, input_size=args.input_size, seconds=300, steps=2)
-    loaded = ModelStore(root).load(f"{name}@production")
+    train_quick(frames, root, "bench", arch=args.arch, input_size=args.input_size, seconds=300, steps=2)
+    loaded = ModelStore(root).load("bench@production")
     spec = InputSpec(*loaded.input_size, loaded.channels)
-    buckets = sorted({1, 2, 4, 8, 16, 32, args.batch})
-    engine = Engine(loaded.module, spec, device, args.amp, buckets)
+    defaults = WorkerSettings(model_root=root)  # the engine exactly as a worker with these settings builds it
+    threads = args.worker_threads or defaults.torch_threads
+    if threads:
+        torch.set_num_threads(threads)
+    engine = Engine(loaded.module, spec, device, args.amp, sorted({*defaults.buckets, args.batch}), defaults.cuda_streams)
     bare_before = bare_model(engine, args.batch, args.seconds)
-    print(f"bare model: {bare_before:.1f} img/s ({args.arch} {args.input_size}px, batch {args.batch}, {device})", flush=True)
+    print(f"bare model: {bare_before:.1f} img/s ({args.arch} {args.input_size}px, batch {args.batch}, {device}, "
+          f"{torch.get_num_threads()} threads)", flush=True)
 
-    base, prefix = f"bench-{uuid.uuid4().hex[:8]}", f"bench:{uuid.uuid4().hex[:8]}"
-    kafka_settings = KafkaSettings(kafka_bootstrap=args.kafka, topic_base=base)
-    ensure_topics(kafka_settings, partitions=4)
-    client = redis.Redis.from_url(args.redis)
-    per_camera = args.frames // CAMERAS
-    producer = run_producer(args.kafka, base, per_camera, 0, args.frame_size)
-    if producer.wait(600) != 0:
-        raise SystemExit("producer failed")
-    settings = WorkerSettings(
-        kafka_bootstrap=args.kafka, topic_base=base, redis_url=args.redis, redis_prefix=prefix, model="bench@production",
-        model_root=root, group_id=f"bench-{base}", http_port=0, device=args.device, amp=args.amp, max_batch=args.batch,
-        max_wait_ms=10, log_level="warning", torch_threads=args.worker_threads, inflight_frames=max(256, 4 * args.batch), model_poll_s=0,
-    )
-    worker = Worker(settings)
-    worker.start()
-    thread = threading.Thread(target=worker.run, daemon=True)
-    thread.start()
-    total = per_camera * CAMERAS
-    count, first = wait_count(client, prefix, total, timeout_s=1800)
-    elapsed = time.monotonic() - first if first else float("nan")
-    pipeline = (count - 1) / elapsed if count > 1 else 0.0  # from the first result to the last
-    print(f"pipeline: {pipeline:.1f} img/s ({count}/{total} frames in {elapsed:.1f} s)", flush=True)
-
-    offered = max(1.0, args.load * pipeline)
-    fps = offered / CAMERAS
-    since = time.time_ns()
-    n = int(fps * args.latency_seconds)
-    producer = run_producer(args.kafka, base, n, fps, args.frame_size)
-    producer.wait(args.latency_seconds + 300)
-    wait_count(client, prefix, total + n * CAMERAS, timeout_s=120)
-    lat = latencies(client, prefix, since)
-    worker.request_stop()
-    thread.join(60)
-    # Bare model again after the pipeline phases: the ratio uses the better of the two, so a
-    # neighbour's load during one of them cannot flatter the pipeline.
+    phases = []
+    latency: dict = {}
+    for masks in args.masks.split(","):
+        for workers in (int(w) for w in args.workers.split(",")):
+            run = Run(args, root, masks, workers)
+            try:
+                fps, count = run.throughput(args.frames)
+                print(f"pipeline: {fps:.1f} img/s, masks={masks}, {workers} worker process(es) ({count} frames)", flush=True)
+                phases.append({"masks": masks, "workers": workers, "img_s": fps, "frames": count})
+                if not latency and args.latency_seconds and workers == 1:
+                    offered = max(1.0, args.load * fps)
+                    lat = run.latency(offered, args.latency_seconds)
+                    latency = {"offered_fps": offered, "masks": masks, "frames": int(len(lat)),
+                               "p50_ms": float(np.percentile(lat, 50)), "p99_ms": float(np.percentile(lat, 99))}
+                    print(f"latency at {offered:.0f} frames/s offered: p50 {latency['p50_ms']:.1f} ms, "
+                          f"p99 {latency['p99_ms']:.1f} ms ({len(lat)} frames)", flush=True)
+            finally:
+                run.close()
+    # The bare model again: the ratio uses the better of the two, so a neighbour's load during one
+    # of them cannot flatter the pipeline.
     bare_after = bare_model(engine, args.batch, args.seconds)
     bare = max(bare_before, bare_after)
-    print(f"bare model again: {bare_after:.1f} img/s", flush=True)
-    p50, p99 = (float(np.percentile(lat, 50)), float(np.percentile(lat, 99))) if len(lat) else (float("nan"),) * 2
-    print(f"latency at {offered:.1f} frames/s offered: p50 {p50:.1f} ms, p99 {p99:.1f} ms ({len(lat)} frames)")
+    batch_ms = 1000.0 * args.batch / bare
+    if latency:
+        latency["bound_ms"] = args.max_wait_ms + 2 * batch_ms + 20.0
+    print(f"bare model again: {bare_after:.1f} img/s; one batch of {args.batch}: {batch_ms:.1f} ms", flush=True)
 
     result = {
         "when": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "machine": machine(),
         "model": {"arch": args.arch, "input_size": args.input_size, "device": str(device), "amp": args.amp},
-        "batch": args.batch, "worker_torch_threads": args.worker_threads, "frame_size": args.frame_size, "bare_img_s": bare,
-        "bare_img_s_before_after": [bare_before, bare_after], "pipeline_img_s": pipeline,
-        "ratio": pipeline / bare if bare else None, "offered_fps": offered, "latency_ms_p50": p50,
-        "latency_ms_p99": p99, "latency_frames": int(len(lat)), "throughput_frames": count,
+        "batch": args.batch, "max_wait_ms": args.max_wait_ms, "torch_threads": torch.get_num_threads(),
+        "frame_size": args.frame_size, "bare_img_s": bare, "bare_img_s_before_after": [bare_before, bare_after],
+        "batch_compute_ms": batch_ms, "phases": [{**p, "ratio": p["img_s"] / bare} for p in phases], "latency": latency,
     }
-    out = REPO / "bench" / "results" / f"pipeline-{args.arch}-{args.input_size}-{device.type}-{args.amp}-{dt.date.today()}.json"
+    versions = f"torch{torch.__version__.split('+')[0]}"
+    out = REPO / "bench" / "results" / (f"pipeline-{args.arch}-{args.input_size}-{device.type}-{args.amp}-{versions}-"
+                                        f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}.json")
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
-    print(f"\n| machine | model | bare img/s | pipeline img/s | ratio | offered fps | p50 ms | p99 ms |\n|---|---|---|---|---|---|---|---|")
-    print(f"| {result['machine']['cpu']} x{result['machine']['cores']}{' + ' + result['machine']['gpu'] if 'gpu' in result['machine'] else ''} "
-          f"| {args.arch} {args.input_size}px {device.type} {args.amp} | {bare:.1f} | {pipeline:.1f} | {result['ratio']:.2f} "
-          f"| {offered:.1f} | {p50:.1f} | {p99:.1f} |")
+    m = result["machine"]
+    where = f"{m['cpu']} x{m['cores']}" + (f" + {m['gpu']}" if "gpu" in m else "")
+    print(f"\n{where}; {args.arch} {args.input_size} px {device.type} {args.amp}; bare {bare:.1f} img/s "
+          f"({torch.get_num_threads()} threads, batch {args.batch}: {batch_ms:.1f} ms)")
+    print("| masks | worker processes | pipeline img/s | pipeline / bare |\n|---|---|---|---|")
+    for p in result["phases"]:
+        print(f"| {p['masks']} | {p['workers']} | {p['img_s']:.1f} | {p['ratio']:.2f} |")
+    if latency:
+        print(f"\nlatency at {latency['offered_fps']:.0f} frames/s (masks={latency['masks']}): p50 {latency['p50_ms']:.1f} ms, "
+              f"p99 {latency['p99_ms']:.1f} ms; bound {latency['bound_ms']:.1f} ms")
     print(f"\nwritten: {out.relative_to(REPO)}")
 
 

@@ -15,3 +15,9 @@ Start reading here:
 - supervision.py   dead threads end the process; output health (transient / refused) and exit codes
 - scoring.py, previews.py, camera_state.py, metrics.py, settings.py, alerts_consumer.py
 """
+
+import os as _os
+
+# OpenMP threads that spin after each parallel region take the CPU the host threads (decode,
+# publish) need: let them sleep. Must be set before torch loads its OpenMP runtime.
+_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")

@@ -15,12 +15,14 @@ requested stop, 3 when outputs refused or stayed down too long, 4 when a part of
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import queue
 import signal
 import sys
 import threading
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -41,7 +43,7 @@ from model_store.store import ModelStore
 from worker import metrics
 from worker.batching import BatchPolicy, Batcher
 from worker.checkpoint import Checkpoint
-from worker.decode import DecodeLimits, prepare
+from worker.decode import DecodeLimits, decode_chunk
 from worker.drift import DriftPolicy, DriftWatch
 from worker.engine import Engine, pick_device
 from worker.kafka_input import FramesInput, InputBroken, InputRefused, InputUnavailable, Unreadable
@@ -91,7 +93,7 @@ class Worker:
         device = pick_device(s.device)
         self.holder = ModelHolder(
             self.store, s.model,
-            lambda module, spec: Engine(module, spec, device, s.amp, s.buckets, s.cuda_streams),
+            lambda module, spec: Engine(module, spec, device, s.amp, s.buckets, s.cuda_streams, s.cuda_graphs, s.compile),
             s.model_poll_s,
         )
         self.holder.load_initial()
@@ -114,7 +116,7 @@ class Worker:
             "max_partition_fetch_bytes": s.kafka_max_message_bytes + 65536,
             "fetch_max_bytes": max(52428800, s.kafka_max_message_bytes * 2),
         })
-        self.checkpoint = Checkpoint(self.input.commit)
+        self.checkpoint = Checkpoint(self.input.commit, self.input.commit_async)
         self.batcher = Batcher(
             inbox=self.inbox, outbox=self.outbox, holder=self.holder,
             policy=BatchPolicy(s.max_batch, s.max_wait_ms / 1000), supervisor=self.supervisor,
@@ -139,6 +141,9 @@ class Worker:
             self.http = HealthServer(s.http_host, s.http_port, self.liveness, self.readiness)
             self.http.start()
         threading.Thread(target=self._watch_loop, name="loop-watchdog", daemon=True).start()
+        # What start-up made (torch, the model, the clients) lives as long as the process: keep it out
+        # of the garbage collector's full passes, which otherwise stall every thread for milliseconds.
+        gc.freeze()
         current = self.holder.current
         log.info("worker started", worker=s.worker_id, group=s.group_id, topic=self.topics.frames,
                  model=f"{current.name}@{current.version}" if current else None, device=str(device))
@@ -190,8 +195,7 @@ class Worker:
             return
         self._input_refused_since = None
         self.checkpoint.apply()
-        for record in records:
-            self._intake(record)
+        self._intake(records)
         for bad in unreadable:
             self._intake_unreadable(bad)
         self.checkpoint.apply()
@@ -243,22 +247,39 @@ class Worker:
         epoch = self.checkpoint.take(tp, offset)
         return Item(tp, offset, epoch, key, value or b"", list(headers or []), timestamp_ms, time.monotonic(), time.time_ns())
 
-    def _intake(self, record: Any) -> None:
-        item = self._new_item((record.topic, record.partition), record.offset, record.key, record.value,
-                              record.headers, record.timestamp)
-        try:
-            item.meta = parse_frame_record(record.key, item.headers)
-        except FrameRejected as exc:
-            item.rejection = exc
-        else:
-            metrics.FRAMES_IN.labels(metrics.camera_label(item.meta.camera)).inc()
-            spec = self.holder.current.spec
+    def _intake(self, records: list[Any]) -> None:
+        """Take a poll's records in: parse each, decode the good ones in a few pool tasks (one per
+        decode thread), queue all of them for the batch thread in offset order."""
+        items, frames = [], []
+        cameras: Counter[str] = Counter()
+        for record in records:
+            item = self._new_item((record.topic, record.partition), record.offset, record.key, record.value,
+                                  record.headers, record.timestamp)
             try:
-                item.decoded = self.decode_pool.submit(_timed_prepare, item.value, item.meta, spec, self.limits)
+                item.meta = parse_frame_record(record.key, item.headers)
+            except FrameRejected as exc:
+                item.rejection = exc
+            else:
+                cameras[item.meta.camera] += 1
+                frames.append(item)
+            items.append(item)
+        for camera, n in cameras.items():
+            metrics.FRAMES_IN.labels(metrics.camera_label(camera)).inc(n)
+        spec = self.holder.current.spec
+        size = -(-len(frames) // self.s.decode_threads) if frames else 0
+        for start in range(0, len(frames), size or 1):
+            chunk = frames[start : start + size]
+            try:
+                future = self.decode_pool.submit(_timed_decode, [(i.value, i.meta) for i in chunk], spec, self.limits)
             except RuntimeError as exc:  # the pool was shut down: no frame can be decoded any more
                 self.supervisor.fail("decode pool", str(exc))
-                item.rejection = FrameRejected(c.R_UNDECODABLE, "worker stopping: decode pool closed")
-        self.inbox.put(item)
+                for item in chunk:
+                    item.rejection = FrameRejected(c.R_UNDECODABLE, "worker stopping: decode pool closed")
+                continue
+            for index, item in enumerate(chunk):
+                item.decoded, item.decoded_index = future, index
+        for item in items:
+            self.inbox.put(item)
 
     def _intake_unreadable(self, bad: Unreadable) -> None:
         item = self._new_item(bad.tp, bad.offset, bad.key, bad.value, bad.headers, bad.timestamp_ms)
@@ -349,12 +370,12 @@ class Worker:
         }
 
 
-def _timed_prepare(value: bytes, meta: Any, spec: Any, limits: DecodeLimits) -> Any:
+def _timed_decode(frames: list[tuple[bytes, Any]], spec: Any, limits: DecodeLimits) -> list[Any]:
     started = time.monotonic()
     try:
-        return prepare(value, meta, spec, limits)
+        return decode_chunk(frames, spec, limits)
     finally:
-        metrics.STAGE_SECONDS.labels("decode").observe(time.monotonic() - started)
+        metrics.STAGE_DECODE.observe((time.monotonic() - started) / max(1, len(frames)))
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -113,15 +113,16 @@ class Batcher(SupervisedThread):
                 self.outbox.put(Rejected(item, item.rejection.reason, item.rejection.detail))
                 continue
             assert item.decoded is not None
-            try:
-                frames.append((item, item.decoded.result()))
-            except FrameRejected as exc:
-                self.outbox.put(Rejected(item, exc.reason, exc.detail))
-            except Exception as exc:  # noqa: BLE001 - one record's bytes must not stop the line, whatever they trigger
-                detail = f"internal decoder error: {type(exc).__name__}: {exc}"
-                if _internal_log.allow(type(exc).__name__) is not None:
+            result = item.decoded.result()[item.decoded_index]
+            if isinstance(result, FrameRejected):
+                self.outbox.put(Rejected(item, result.reason, result.detail))
+            elif isinstance(result, Exception):  # one record's bytes must not stop the line, whatever they trigger
+                detail = f"internal decoder error: {type(result).__name__}: {result}"
+                if _internal_log.allow(type(result).__name__) is not None:
                     log.error("decoder raised on a record; dead-lettering it", source=item.source, error=detail)
                 self.outbox.put(Rejected(item, c.R_UNDECODABLE, detail[:300]))
+            else:
+                frames.append((item, result))
         return frames
 
     def _submit(self, frames: list[tuple[Item, np.ndarray]]) -> None:
@@ -132,7 +133,7 @@ class Batcher(SupervisedThread):
         assert served is not None
         now = time.monotonic()
         for item, _ in frames:
-            metrics.STAGE_SECONDS.labels("queue").observe(now - item.taken_at)
+            metrics.STAGE_QUEUE.observe(now - item.taken_at)
         pixels = np.stack([_fit(px, served) for _, px in frames])
         metrics.BATCH_SIZE.observe(len(frames))
         self.busy_since = time.monotonic()
@@ -143,6 +144,6 @@ class Batcher(SupervisedThread):
         items, pixels, served, started = self._pending.pop(0)
         maps, scores = served.engine.collect()
         infer_s = time.monotonic() - started
-        metrics.STAGE_SECONDS.labels("infer").observe(infer_s)
+        metrics.STAGE_INFER.observe(infer_s)
         self.busy_since = self._pending[0][3] if self._pending else None
         self.outbox.put(ScoredBatch(items, pixels, maps, scores, served, infer_s))

@@ -30,11 +30,20 @@ log = structlog.get_logger(__name__)
 
 TP = tuple[str, int]
 Commit = Callable[[dict[TP, int]], None]  # raises on failure (the adapter translates Kafka's errors)
+# Starts a commit and calls back (from another thread) with None or the exception it failed with.
+CommitAsync = Callable[[dict[TP, int], Callable[[BaseException | None], None]], None]
+_ASYNC_STALE_S = 10.0  # an asynchronous commit not answered by then is given up on (a new one goes out)
 
 
 class Checkpoint:
-    def __init__(self, commit: Commit, every_s: float = 0.25) -> None:
+    """Offsets between intake and commit. Periodic commits are asynchronous (a blocking commit would
+    stall intake for a broker round trip several times a second); the final one is synchronous."""
+
+    def __init__(self, commit: Commit, commit_async: CommitAsync | None = None, every_s: float = 0.25) -> None:
         self._commit = commit
+        self._commit_async = commit_async
+        self._answers: queue.Queue[tuple[dict[TP, int], float, BaseException | None]] = queue.Queue()
+        self._pending_since: float | None = None
         self.every_s = every_s
         self.book = OffsetBook()
         self._acked: queue.Queue[tuple[TP, int, int]] = queue.Queue()
@@ -62,8 +71,9 @@ class Checkpoint:
         return self.book.take(tp, offset)
 
     def apply(self, wait_s: float = 0.0) -> None:
-        """Apply queued acknowledgements and releases (waits up to `wait_s` for the first ack)."""
+        """Apply queued acknowledgements, releases and commit answers (waits up to `wait_s` for an ack)."""
         self._apply_releases()
+        self._apply_answers()
         try:
             first = self._acked.get(timeout=wait_s) if wait_s else self._acked.get_nowait()
         except queue.Empty:
@@ -90,29 +100,55 @@ class Checkpoint:
             log.info("partitions released", partitions=sorted(f"{t}:{p}" for t, p in partitions))
 
     def commit(self, force: bool = False) -> bool:
-        """Commit what may be committed (at most every `every_s` unless forced); True on success."""
+        """Commit what may be committed (at most every `every_s` unless forced): asynchronously when
+        an asynchronous commit is available and not forced, else blocking. True unless it failed."""
         now = time.monotonic()
         if not force and now - self._last_commit < self.every_s:
             return True
         offsets = self.book.committable()
         if not offsets:
             return True
+        if not force and self._commit_async is not None:
+            if self._pending_since is not None and now - self._pending_since < _ASYNC_STALE_S:
+                return True  # one at a time: answers then come back in order
+            self._last_commit = self._pending_since = now
+            self._commit_async(offsets, lambda error, sent=offsets, at=now: self._answers.put((sent, at, error)))
+            return True
         self._last_commit = now
         try:
             self._commit(offsets)
         except Exception as exc:  # noqa: BLE001 - the adapter's errors: a rebalance in progress, broker away
-            self.last_error = f"{type(exc).__name__}: {exc}"
-            if self._failing_since is None:
-                self._failing_since = now
-            suppressed = self._log.allow(type(exc).__name__)
-            if suppressed is not None:
-                log.warning("commit failed; will retry", error=str(exc), suppressed=suppressed)
+            self._failed(exc, now)
             return False
+        self._committed(offsets, now)
+        return True
+
+    def _apply_answers(self) -> None:
+        while True:
+            try:
+                offsets, at, error = self._answers.get_nowait()
+            except queue.Empty:
+                return
+            if at == self._pending_since:
+                self._pending_since = None
+            if error is None:
+                self._committed(offsets, time.monotonic())
+            else:
+                self._failed(error, at)
+
+    def _committed(self, offsets: dict[TP, int], now: float) -> None:
         self._failing_since = None
         self.book.mark_committed(offsets)
         for tp in offsets:
             self._progress[tp] = now
-        return True
+
+    def _failed(self, exc: BaseException, now: float) -> None:
+        self.last_error = f"{type(exc).__name__}: {exc}"
+        if self._failing_since is None:
+            self._failing_since = now
+        suppressed = self._log.allow(type(exc).__name__)
+        if suppressed is not None:
+            log.warning("commit failed; will retry", error=str(exc), suppressed=suppressed)
 
     def finish(self, poll_paused: Callable[[], None], attempts: int = 50) -> bool:
         """Final commit at shutdown. A rebalance in progress refuses commits until a poll completes

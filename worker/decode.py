@@ -84,6 +84,18 @@ def to_model_input(image_bgr: np.ndarray, spec: InputSpec) -> np.ndarray:
     return preprocess.to_model_input(image_bgr, (spec.height, spec.width), spec.channels)
 
 
+def decode_chunk(frames: list[tuple[bytes, FrameMeta]], spec: InputSpec, limits: DecodeLimits) -> list[np.ndarray | Exception]:
+    """`prepare` for several frames in one pool task (a task per frame costs more than a small
+    frame's decode); each result is the model input or the exception that frame raised."""
+    out: list[np.ndarray | Exception] = []
+    for value, meta in frames:
+        try:
+            out.append(prepare(value, meta, spec, limits))
+        except Exception as exc:  # noqa: BLE001 - handed to the batch thread, which dead-letters the frame
+            out.append(exc)
+    return out
+
+
 def prepare(value: bytes, meta: FrameMeta, spec: InputSpec, limits: DecodeLimits) -> np.ndarray:
     """The whole decode step for one record; FrameRejected on any problem with the frame."""
     check_size(value, meta, limits)

@@ -10,6 +10,13 @@ at warm-up (what CUDA graphs and torch.compile need).
 
 CPU path: the same ``submit``/``collect`` pair, computed at ``submit``; fp32 only (bf16/fp16 run
 many times slower on CPUs without native support), channels_last, inference mode.
+
+Optional, for the fixed bucket shapes (settings LW_CUDA_GRAPHS, LW_COMPILE):
+- ``cuda_graphs``: each slot captures one CUDA graph per bucket size at warm-up, on static device
+  buffers; a batch is then one H2D copy into the slot's buffer, one graph replay, two D2H copies.
+  A slot is reused only after its batch was collected, so its buffers are never overwritten early.
+- ``compile``: ``torch.compile`` with the given mode (``reduce-overhead`` uses CUDA graphs of its
+  own: our graphs stay off then). Every bucket is compiled at warm-up, not under load.
 """
 
 from __future__ import annotations
@@ -36,6 +43,16 @@ class Ticket:
 
 
 @dataclass
+class _Graph:
+    """One captured forward pass: replay() reads `inputs` and writes `maps` and `scores`."""
+
+    graph: Any  # torch.cuda.CUDAGraph
+    inputs: torch.Tensor  # uint8 [B, H, W, C] on the device
+    maps: torch.Tensor
+    scores: torch.Tensor
+
+
+@dataclass
 class _Slot:
     host_in: torch.Tensor
     host_maps: torch.Tensor
@@ -43,6 +60,7 @@ class _Slot:
     stream: Any
     busy: bool = False
     keep: list[torch.Tensor] = field(default_factory=list)
+    graphs: dict[int, _Graph] = field(default_factory=dict)  # bucket size -> captured forward
 
 
 def pick_device(choice: str) -> torch.device:
@@ -70,6 +88,8 @@ class Engine:
         amp: str = "off",
         buckets: list[int] | None = None,
         streams: int = 2,
+        cuda_graphs: bool = False,
+        compile_mode: str = "off",
     ) -> None:
         self.spec = spec
         self.device = device
@@ -79,6 +99,9 @@ class Engine:
         self.amp_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(amp) if self.cuda else None
         if not self.cuda:
             self.module = self.module.to(memory_format=torch.channels_last)
+        if compile_mode != "off":
+            self.module = torch.compile(self.module, mode=None if compile_mode == "default" else compile_mode)
+        self.use_graphs = cuda_graphs and self.cuda and compile_mode != "reduce-overhead"
         self._slots: list[_Slot] = []
         self._next_slot = 0
         self._inflight: deque[Ticket] = deque()
@@ -91,16 +114,39 @@ class Engine:
         x = x_uint8.permute(0, 3, 1, 2).float().div_(255.0)  # [B, C, H, W] in [0, 1]
         if not self.cuda:
             x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+        if self.amp_dtype is None:  # entering a disabled autocast still costs on every batch
             amap, score = self.module(x)
+        else:
+            with torch.autocast(self.device.type, dtype=self.amp_dtype):
+                amap, score = self.module(x)
         return amap.float(), score.float()
 
     def warm_up(self) -> None:
-        """Run every bucket once so no shape is first seen under load."""
+        """Run every bucket once so no shape is first seen under load; capture the CUDA graphs."""
         h, w, c = self.spec.height, self.spec.width, self.spec.channels
-        sizes = self.buckets if self.cuda else [1]
+        sizes = self.buckets if self.cuda or self.compiled else [1]
         for size in sizes:
             self.collect(self.submit(np.zeros((size, h, w, c), np.uint8)))
+        if self.use_graphs:
+            for slot in self._slots:
+                for size in self.buckets:
+                    slot.graphs[size] = self._capture(slot, size)
+
+    @property
+    def compiled(self) -> bool:
+        return hasattr(self.module, "_orig_mod")
+
+    def _capture(self, slot: _Slot, size: int) -> _Graph:
+        h, w, c = self.spec.height, self.spec.width, self.spec.channels
+        inputs = torch.zeros((size, h, w, c), dtype=torch.uint8, device=self.device)
+        with torch.cuda.stream(slot.stream), torch.inference_mode():
+            for _ in range(2):  # warm the kernels and the allocator on this stream before capturing
+                self._forward(inputs)
+        torch.cuda.current_stream().wait_stream(slot.stream)
+        graph = torch.cuda.CUDAGraph()
+        with torch.inference_mode(), torch.cuda.graph(graph, stream=slot.stream):
+            maps, scores = self._forward(inputs)
+        return _Graph(graph, inputs, maps, scores)
 
     @property
     def capacity(self) -> int:
@@ -160,14 +206,23 @@ class Engine:
         host[:size].copy_(torch.from_numpy(batch))
         if padded > size:
             host[size:].zero_()
+        graph = slot.graphs.get(padded)
         with torch.cuda.stream(self._copy_stream):
-            dev_in = host.to(self.device, non_blocking=True)
+            if graph is not None:  # into the captured graph's own input buffer
+                dev_in = graph.inputs
+                dev_in.copy_(host, non_blocking=True)
+            else:
+                dev_in = host.to(self.device, non_blocking=True)
             copied = torch.cuda.Event()
             copied.record(self._copy_stream)
         with torch.cuda.stream(slot.stream), torch.inference_mode():
             slot.stream.wait_event(copied)
-            dev_in.record_stream(slot.stream)  # allocated on the copy stream, used on this one
-            amap, score = self._forward(dev_in)
+            if graph is not None:
+                graph.graph.replay()
+                amap, score = graph.maps, graph.scores
+            else:
+                dev_in.record_stream(slot.stream)  # allocated on the copy stream, used on this one
+                amap, score = self._forward(dev_in)
             slot.host_maps[:padded].copy_(amap, non_blocking=True)
             slot.host_scores[:padded].copy_(score, non_blocking=True)
             done = torch.cuda.Event()

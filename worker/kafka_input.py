@@ -238,7 +238,22 @@ class FramesInput:
         return bool(paused)
 
     def commit(self, offsets: dict[TP, int]) -> None:
-        self.consumer.commit({TopicPartition(*tp): OffsetAndMetadata(off, "", -1) for tp, off in offsets.items()})
+        self.consumer.commit(self._offsets(offsets))
+
+    def commit_async(self, offsets: dict[TP, int], done: Callable[[BaseException | None], None]) -> None:
+        """Start a commit; `done(None | exception)` is called from kafka-python's I/O thread."""
+
+        def answered(_offsets: Any, response: Any) -> None:
+            done(response if isinstance(response, BaseException) else None)
+
+        try:
+            self.consumer.commit_async(self._offsets(offsets), callback=answered)
+        except KafkaError as exc:
+            done(exc)
+
+    @staticmethod
+    def _offsets(offsets: dict[TP, int]) -> dict[TopicPartition, OffsetAndMetadata]:
+        return {TopicPartition(*tp): OffsetAndMetadata(off, "", -1) for tp, off in offsets.items()}
 
     def poll_paused(self) -> None:
         """Poll with every partition paused: completes a rebalance in progress, takes no record."""

@@ -45,6 +45,8 @@ STAGE_SECONDS = Histogram(
     ["stage"],
     buckets=_LATENCY_BUCKETS,
 )
+# Children bound once: `labels()` on every frame costs more than the observation itself.
+STAGE_QUEUE, STAGE_DECODE, STAGE_INFER, STAGE_PUBLISH = (STAGE_SECONDS.labels(s) for s in ("queue", "decode", "infer", "publish"))
 END_TO_END_SECONDS = Histogram(
     "linewatch_worker_end_to_end_seconds",
     "Capture time to result in Redis (frames with a plausible capture clock).",

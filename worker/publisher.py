@@ -17,6 +17,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, TypeVar
 
@@ -290,7 +291,16 @@ class Publisher(SupervisedThread):
         runtime = self._thresholds()
         now_ns = time.time_ns()
         writes = [self._frame_write(job, i, float(normalised[i]), runtime, now_ns) for i in range(len(job.items))]
-        results = self._deliver("redis", len(writes), lambda idx: self.writer.write([writes[i] for i in idx]))
+        drift = self._drift_due(job, normalised, now_ns)
+        baselines: list[dict[str, float] | PublishError] = []
+
+        def send(indices: list[int]) -> list[Written | PublishError]:
+            # Drift summaries ride along with the first attempt that reaches Redis.
+            outcomes, got = self.writer.write([writes[i] for i in indices], [] if baselines else drift)
+            baselines.extend(got)
+            return outcomes
+
+        results = self._deliver("redis", len(writes), send)
         if results is None:
             return
         alerts = [i for i, r in results.items() if isinstance(r, Written) and r.alert]
@@ -303,63 +313,72 @@ class Publisher(SupervisedThread):
                 log.error("alert refused by kafka", camera=writes[alerts[k]].camera, error=str(outcome))
         refused = [(job.items[i], r.reason, r.detail) for i, r in results.items() if isinstance(r, RecordRefused)]
         self._count(job, writes, results, alerts)
-        self._watch_drift(job, normalised, results)
         for i, item in enumerate(job.items):
             if not isinstance(results[i], RecordRefused):
                 self.checkpoint.ack(item)
         if refused:
             self._dead_letter(refused)
-        metrics.STAGE_SECONDS.labels("publish").observe(time.monotonic() - started)
+        self._drift_events(drift, baselines, now_ns)
+        metrics.STAGE_PUBLISH.observe(time.monotonic() - started)
 
-    def _watch_drift(self, job: ScoredBatch, normalised: np.ndarray, results: dict) -> None:
-        """Feed fresh results to the drift watch; store due summaries and any drift events (best effort:
-        drift is advice to people, never a reason to hold frames back)."""
+    def _drift_due(self, job: ScoredBatch, normalised: np.ndarray, now_ns: int) -> list[tuple[str, dict[str, float], int, str]]:
+        """Feed the batch to the drift watch; the summaries due now, ready to store with the batch."""
         brightness, contrast = image_stats(job.pixels)
         due = []
-        for i, result in results.items():
-            if not (isinstance(result, Written) and result.fresh):
-                continue
-            camera = job.items[i].meta.camera  # type: ignore[union-attr]
+        for i, item in enumerate(job.items):
+            camera = item.meta.camera  # type: ignore[union-attr]
             if self.drift.observe(camera, float(normalised[i]), float(brightness[i]), float(contrast[i])):
-                due.append(camera)
+                due.append((camera, self.drift.summary(camera), now_ns // 1_000_000, self.worker_id))
+        return due
+
+    def _drift_events(self, drift: list[tuple[str, dict[str, float], int, str]],
+                      baselines: list[dict[str, float] | PublishError], now_ns: int) -> None:
+        """Compare the stored summaries with their baselines; report what left its band (best effort:
+        drift is advice to people, never a reason to hold frames back)."""
         events: list[dict[str, str]] = []
-        now_ns = time.time_ns()
+        for (camera, summary, _, _), baseline in zip(drift, baselines):
+            label = metrics.camera_label(camera)
+            for signal, value in summary.items():
+                metrics.DRIFT.labels(label, signal).set(value)
+            if isinstance(baseline, PublishError):
+                continue
+            for e in self.drift.check(camera, summary, baseline):
+                metrics.RECALIBRATE_EVENTS.labels(label, e.signal).inc()
+                log.warning("camera drifted; recalibrate", camera=camera, signal=e.signal, value=round(e.value, 4),
+                            band=[round(e.low, 4), round(e.high, 4)])
+                events.append({"camera": camera, "signal": e.signal, "value": f"{e.value:.6g}", "low": f"{e.low:.6g}",
+                               "high": f"{e.high:.6g}", "baseline": f"{e.baseline:.6g}", "time_ns": str(now_ns),
+                               "worker": self.worker_id})
+        if not events:
+            return
         try:
-            for camera in due:
-                summary = self.drift.summary(camera)
-                baseline = self.writer.record_drift(camera, summary, now_ns // 1_000_000, self.worker_id)
-                label = metrics.camera_label(camera)
-                for signal, value in summary.items():
-                    metrics.DRIFT.labels(label, signal).set(value)
-                for e in self.drift.check(camera, summary, baseline):
-                    metrics.RECALIBRATE_EVENTS.labels(label, e.signal).inc()
-                    log.warning("camera drifted; recalibrate", camera=camera, signal=e.signal, value=round(e.value, 4),
-                                band=[round(e.low, 4), round(e.high, 4)])
-                    events.append({"camera": camera, "signal": e.signal, "value": f"{e.value:.6g}", "low": f"{e.low:.6g}",
-                                   "high": f"{e.high:.6g}", "baseline": f"{e.baseline:.6g}", "time_ns": str(now_ns),
-                                   "worker": self.worker_id})
-            if events:
-                self.writer.recalibrate_events(events)
+            self.writer.recalibrate_events(events)
         except PublishError as exc:
             if self._log.allow("drift") is not None:
-                log.warning("drift summary not stored", error=str(exc))
+                log.warning("drift events not stored", error=str(exc))
 
     def _count(self, job: ScoredBatch, writes: list[FrameWrite], results: dict, alerts: list[int]) -> None:
+        """Metrics of a published batch, counted per camera first (one labels() call per camera)."""
         done_ns = time.time_ns()
+        out, anomalous, clockless = Counter(), Counter(), Counter()
+        duplicates = 0
         for i, w in enumerate(writes):
             result = results[i]
             if not isinstance(result, Written):
                 continue
-            label = metrics.camera_label(w.camera)
-            metrics.FRAMES_OUT.labels(label).inc()
-            if w.anomalous:
-                metrics.ANOMALOUS.labels(label).inc()
-            if not result.fresh:
-                metrics.DUPLICATES.inc()
+            out[w.camera] += 1
+            anomalous[w.camera] += w.anomalous
+            duplicates += not result.fresh
             if w.fields["clock_ok"] == "1":
                 capture_ns = job.items[i].meta.capture_ns  # type: ignore[union-attr]
                 metrics.END_TO_END_SECONDS.observe(max(0, done_ns - capture_ns) / 1e9)
             elif result.fresh:
-                metrics.IMPLAUSIBLE_CLOCK.labels(label).inc()
+                clockless[w.camera] += 1
+        for counter, metric in ((out, metrics.FRAMES_OUT), (anomalous, metrics.ANOMALOUS), (clockless, metrics.IMPLAUSIBLE_CLOCK)):
+            for camera, n in counter.items():
+                if n:
+                    metric.labels(metrics.camera_label(camera)).inc(n)
+        if duplicates:
+            metrics.DUPLICATES.inc(duplicates)
         for i in alerts:
             metrics.ALERTS.labels(metrics.camera_label(writes[i].camera)).inc()

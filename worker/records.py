@@ -37,7 +37,8 @@ class Item:
     taken_at: float  # time.monotonic() at intake
     received_ns: int  # time.time_ns() at intake: what capture times are checked against
     meta: FrameMeta | None = None
-    decoded: Future | None = None
+    decoded: Future | None = None  # the decode job holding this frame (worker/decode.py: decode_chunk)
+    decoded_index: int = 0  # this frame's place in the job's results
     rejection: FrameRejected | None = None
     last_offset: int | None = None  # a record range stepped over as one (an unparseable batch)
 

@@ -33,6 +33,12 @@ class WorkerSettings(KafkaSettings, RedisSettings):
         description="Batch sizes a CUDA batch is padded up to, so shapes stay fixed (CUDA graphs, compile).",
     )
     cuda_streams: int = Field(2, ge=1, le=8, description="Batches in flight on CUDA, one compute stream each.")
+    cuda_graphs: bool = Field(
+        False, description="On CUDA, capture one CUDA graph per batch bucket and stream at start and replay it per batch."
+    )
+    compile: Literal["off", "default", "reduce-overhead", "max-autotune"] = Field(
+        "off", description="torch.compile the model with this mode; every batch bucket is compiled at start (slow start)."
+    )
     decode_threads: int = Field(2, ge=1, le=64, description="Threads decoding and resizing frames.")
     inflight_frames: int = Field(
         256, ge=1, description="Frames accepted but not yet published before the worker pauses its partitions."

@@ -15,6 +15,7 @@ updated in the same script, so the next owner of a camera's partition continues 
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -31,69 +32,90 @@ from linewatch.errors import OutputRefused, OutputUnavailable, PublishError, Rec
 
 SEEN_BUCKET = 128  # offsets per dedupe hash: small hashes stay in Redis's compact listpack encoding
 
-# Every argument of the script, in order; the Lua prologue below is generated from this tuple.
-_ARGS = (
-    "seen_field", "fingerprint", "dedupe_ttl", "history_maxlen", "history_ttl", "result_ttl", "mask_ttl",
-    "frame_ttl", "state_ttl", "camera", "frame_id", "anomalous", "event_ms", "debounce_n", "debounce_m",
-    "cooldown_ms", "now_ms", "cameras_max", "alerts_maxlen", "prefix", "mask_png", "heat_png", "frame_jpeg",
-    "preview_jpeg", "preview_heat", "alert_json",
+# One script call writes a whole batch. ARGV: the common values below (in this order), then per
+# frame the 7 values of _PER_FRAME. The frame's metadata is one JSON array (cheap to pack, decoded
+# by Redis's cjson): the names of its keys, computed by RedisKeys in Python, and its result values
+# in contract.RESULT_FIELDS order. Each frame runs in pcall: one frame refused (WRONGTYPE on its
+# keys) comes back as an error string, the others are written. Keys are named in ARGV, not KEYS:
+# a batch touches many, and linewatch runs on a single Redis (not a cluster).
+_COMMON = (
+    "dedupe_ttl", "history_maxlen", "history_ttl", "result_ttl", "mask_ttl", "frame_ttl", "state_ttl",
+    "debounce_n", "debounce_m", "cooldown_ms", "now_ms", "cameras_max", "alerts_maxlen", "prefix",
+    "camera_index", "alerts",
 )
-_KEYS = ("seen", "history", "latest", "alert_state", "camera_index", "mask", "heat_at", "frame_at",
-         "preview_frame", "preview_heat", "alerts")
+_PER_FRAME = ("meta", "mask_png", "heat_png", "frame_jpeg", "preview_jpeg", "preview_heat", "alert_json")
+_META_KEYS = ("seen", "history", "latest", "alert_state", "mask", "heat_at", "frame_at", "preview_frame", "preview_heat")
 
-_WRITE_FRAME = "\n".join(
-    [f"local {name} = ARGV[{i + 1}]" for i, name in enumerate(_ARGS)]
-    + [f"local k_{name} = KEYS[{i + 1}]" for i, name in enumerate(_KEYS)]
-) + f"""
-local seen = redis.call('HGET', k_seen, seen_field)
-if seen then
-  local fp, decided = string.match(seen, '^(.*)|(%d)$')
-  if fp == fingerprint then return {{0, tonumber(decided)}} end
+_WRITE_FRAMES = "\n".join(f"local {name} = ARGV[{i + 1}]" for i, name in enumerate(_COMMON)) + f"""
+local FIELDS = {{{", ".join(repr(f) for f in c.RESULT_FIELDS)}}}
+
+local function write_frame(meta, mask_png, heat_png, frame_jpeg, preview_jpeg, preview_heat, alert_json)
+  local k = meta.keys
+  local seen = redis.call('HGET', k.seen, meta.field)
+  if seen then
+    local fp, decided = string.match(seen, '^(.*)|(%d)$')
+    if fp == meta.fp then return {{0, tonumber(decided)}} end
+  end
+  local state = redis.call('HMGET', k.alert_state, 'recent', 'last_alert_ms')
+  local recent = (state[1] or '') .. meta.an
+  if #recent > tonumber(debounce_m) then recent = string.sub(recent, -tonumber(debounce_m)) end
+  local alert = 0
+  if meta.an == '1' and alert_json ~= '' then
+    local _, count = string.gsub(recent, '1', '')
+    local last = tonumber(state[2])
+    if count >= tonumber(debounce_n) and (not last or math.abs(meta.ev - last) >= tonumber(cooldown_ms)) then
+      alert = 1
+      redis.call('HSET', k.alert_state, 'last_alert_ms', meta.ev)
+    end
+  end
+  redis.call('HSET', k.alert_state, 'recent', recent)
+  redis.call('EXPIRE', k.alert_state, state_ttl)
+  local fields = {{}}
+  for i, name in ipairs(FIELDS) do fields[2 * i - 1] = name; fields[2 * i] = meta.values[i] end
+  redis.call('XADD', k.history, 'MAXLEN', '~', history_maxlen, '*', unpack(fields))
+  redis.call('EXPIRE', k.history, history_ttl)
+  redis.call('HSET', k.latest, unpack(fields))
+  if preview_jpeg ~= '' then
+    redis.call('SET', k.preview_frame, preview_jpeg, 'EX', result_ttl)
+    redis.call('SET', k.preview_heat, preview_heat, 'EX', result_ttl)
+    redis.call('HSET', k.latest, '{c.PREVIEW_FIELD}', meta.fid)
+  end
+  redis.call('EXPIRE', k.latest, result_ttl)
+  if mask_png ~= '' then redis.call('SET', k.mask, mask_png, 'EX', mask_ttl) end
+  if heat_png ~= '' then redis.call('SET', k.heat_at, heat_png, 'EX', frame_ttl) end
+  if frame_jpeg ~= '' then redis.call('SET', k.frame_at, frame_jpeg, 'EX', frame_ttl) end
+  redis.call('ZADD', camera_index, now_ms, meta.cam)
+  if alert == 1 then redis.call('XADD', alerts, 'MAXLEN', '~', alerts_maxlen, '*', 'alert', alert_json) end
+  redis.call('HSET', k.seen, meta.field, meta.fp .. '|' .. alert)
+  redis.call('EXPIRE', k.seen, dedupe_ttl)
+  return {{1, alert}}
 end
-local state = redis.call('HMGET', k_alert_state, 'recent', 'last_alert_ms')
-local recent = (state[1] or '') .. anomalous
-if #recent > tonumber(debounce_m) then recent = string.sub(recent, -tonumber(debounce_m)) end
-local alert = 0
-if anomalous == '1' and alert_json ~= '' then
-  local _, count = string.gsub(recent, '1', '')
-  local last = tonumber(state[2])
-  if count >= tonumber(debounce_n) and (not last or math.abs(tonumber(event_ms) - last) >= tonumber(cooldown_ms)) then
-    alert = 1
-    redis.call('HSET', k_alert_state, 'last_alert_ms', event_ms)
+
+local out = {{}}
+for base = {len(_COMMON)}, #ARGV - 1, {len(_PER_FRAME)} do
+  local ok, res = pcall(write_frame, cjson.decode(ARGV[base + 1]), ARGV[base + 2], ARGV[base + 3], ARGV[base + 4],
+                        ARGV[base + 5], ARGV[base + 6], ARGV[base + 7])
+  if ok then
+    out[#out + 1] = res
+  elseif type(res) == 'table' and res.err then
+    out[#out + 1] = res.err
+  else
+    out[#out + 1] = tostring(res)
   end
 end
-redis.call('HSET', k_alert_state, 'recent', recent)
-redis.call('EXPIRE', k_alert_state, state_ttl)
-local fields = {{}}
-for i = {len(_ARGS) + 1}, #ARGV do fields[#fields + 1] = ARGV[i] end
-redis.call('XADD', k_history, 'MAXLEN', '~', history_maxlen, '*', unpack(fields))
-redis.call('EXPIRE', k_history, history_ttl)
-redis.call('HSET', k_latest, unpack(fields))
-if preview_jpeg ~= '' then
-  redis.call('SET', k_preview_frame, preview_jpeg, 'EX', result_ttl)
-  redis.call('SET', k_preview_heat, preview_heat, 'EX', result_ttl)
-  redis.call('HSET', k_latest, '{c.PREVIEW_FIELD}', frame_id)
-end
-redis.call('EXPIRE', k_latest, result_ttl)
-if mask_png ~= '' then redis.call('SET', k_mask, mask_png, 'EX', mask_ttl) end
-if heat_png ~= '' then redis.call('SET', k_heat_at, heat_png, 'EX', frame_ttl) end
-if frame_jpeg ~= '' then redis.call('SET', k_frame_at, frame_jpeg, 'EX', frame_ttl) end
-redis.call('ZADD', k_camera_index, now_ms, camera)
-redis.call('ZREMRANGEBYSCORE', k_camera_index, '-inf', '(' .. (tonumber(now_ms) - 1000 * tonumber(result_ttl)))
-local n = redis.call('ZCARD', k_camera_index)
+-- Cameras: forget those not seen for result_ttl, and beyond cameras_max the least recently seen
+-- ones with their keys (a flood of made-up ids must not grow Redis without bound).
+redis.call('ZREMRANGEBYSCORE', camera_index, '-inf', '(' .. (tonumber(now_ms) - 1000 * tonumber(result_ttl)))
+local n = redis.call('ZCARD', camera_index)
 if n > tonumber(cameras_max) then
-  -- Too many cameras (a flood of made-up ids): forget the least recently seen, and their keys.
-  for _, gone in ipairs(redis.call('ZRANGE', k_camera_index, 0, n - tonumber(cameras_max) - 1)) do
+  for _, gone in ipairs(redis.call('ZRANGE', camera_index, 0, n - tonumber(cameras_max) - 1)) do
     for _, kind in ipairs({{'history', 'latest', 'alertstate', 'frame', 'heat', 'drift'}}) do
       redis.call('DEL', prefix .. ':' .. kind .. ':' .. gone)
     end
   end
-  redis.call('ZREMRANGEBYRANK', k_camera_index, 0, n - tonumber(cameras_max) - 1)
+  redis.call('ZREMRANGEBYRANK', camera_index, 0, n - tonumber(cameras_max) - 1)
 end
-if alert == 1 then redis.call('XADD', k_alerts, 'MAXLEN', '~', alerts_maxlen, '*', 'alert', alert_json) end
-redis.call('HSET', k_seen, seen_field, fingerprint .. '|' .. alert)
-redis.call('EXPIRE', k_seen, dedupe_ttl)
-return {{1, alert}}
+return out
 """
 
 
@@ -165,6 +187,10 @@ class Written:
     alert: bool  # this frame raised an alert (decided now, or the first time for a replay)
 
 
+def _text(value: object) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
 def redis_error(exc: redis.RedisError) -> PublishError:
     """Translate a Redis failure into the kind of PublishError it is."""
     text = str(exc)
@@ -191,55 +217,89 @@ class ResultWriter:
         self.keys = keys
         self.retention = retention
         self.debounce = debounce
-        self._script = client.register_script(_WRITE_FRAME)
-        self._drift = client.register_script(_RECORD_DRIFT)
+        # SHA1 of the scripts, computed here; loaded into Redis on the first NOSCRIPT answer.
+        self._batch_sha = hashlib.sha1(_WRITE_FRAMES.encode()).hexdigest()
+        self._drift_sha = hashlib.sha1(_RECORD_DRIFT.encode()).hexdigest()
 
-    def _call(self, w: FrameWrite, pipe: Any) -> None:
-        k, r, d = self.keys, self.retention, self.debounce
+    def _frame_args(self, w: FrameWrite) -> list[Any]:
+        k = self.keys
         topic, partition = w.tp
-        keys = [
-            k.seen(topic, partition, w.offset // SEEN_BUCKET), k.history(w.camera), k.latest(w.camera),
-            k.alert_state(w.camera), k.camera_index, k.mask(w.camera, w.frame_id), k.heat_at(w.camera, w.frame_id),
-            k.frame_at(w.camera, w.frame_id), k.frame(w.camera), k.heat(w.camera), k.alerts,
-        ]
-        state_ttl = max(r.result_ttl_s, int(2 * d.cooldown_s) + 1)
-        args: list[Any] = [
-            w.offset, w.fingerprint, r.dedupe_ttl_s, r.history_maxlen, r.history_ttl_s, r.result_ttl_s,
-            r.mask_ttl_s, r.frame_ttl_s, state_ttl, w.camera, w.frame_id, "1" if w.anomalous else "0", w.event_ms,
-            d.n, d.m, int(d.cooldown_s * 1000), w.fields["published_ms"], r.cameras_max, r.alerts_maxlen, k.prefix,
-            w.mask_png, w.heat_png, w.frame_jpeg, w.preview_jpeg, w.preview_heat, w.alert_json,
-        ]
-        for name, value in w.fields.items():
-            args += [name, value]
-        self._script(keys=keys, args=args, client=pipe)
+        keys = {
+            "seen": k.seen(topic, partition, w.offset // SEEN_BUCKET), "history": k.history(w.camera),
+            "latest": k.latest(w.camera), "alert_state": k.alert_state(w.camera), "mask": k.mask(w.camera, w.frame_id),
+            "heat_at": k.heat_at(w.camera, w.frame_id), "frame_at": k.frame_at(w.camera, w.frame_id),
+            "preview_frame": k.frame(w.camera), "preview_heat": k.heat(w.camera),
+        }
+        meta = {
+            "keys": keys, "field": str(w.offset), "fp": w.fingerprint, "cam": w.camera, "fid": w.frame_id,
+            "an": "1" if w.anomalous else "0", "ev": w.event_ms, "values": [w.fields[f] for f in c.RESULT_FIELDS],
+        }
+        return [json.dumps(meta, separators=(",", ":")), w.mask_png, w.heat_png, w.frame_jpeg, w.preview_jpeg,
+                w.preview_heat, w.alert_json]
 
-    def write(self, frames: list[FrameWrite]) -> list[Written | PublishError]:
-        """One outcome per frame: Written, or the PublishError of that frame's script call.
+    def _common_args(self, now_ms: str) -> list[Any]:
+        r, d, k = self.retention, self.debounce, self.keys
+        state_ttl = max(r.result_ttl_s, int(2 * d.cooldown_s) + 1)
+        return [
+            r.dedupe_ttl_s, r.history_maxlen, r.history_ttl_s, r.result_ttl_s, r.mask_ttl_s, r.frame_ttl_s, state_ttl,
+            d.n, d.m, int(d.cooldown_s * 1000), now_ms, r.cameras_max, r.alerts_maxlen, k.prefix, k.camera_index, k.alerts,
+        ]
+
+    def write(self, frames: list[FrameWrite], drift: list[tuple[str, dict[str, float], int, str]] = ()) -> tuple[
+        list[Written | PublishError], list[dict[str, float] | PublishError]
+    ]:
+        """Write a batch in one round trip: one outcome per frame (Written, or the PublishError of that
+        frame) and, per drift summary given, the baseline in force (see _drift_args).
 
         A failure of the round trip itself (connection, timeout) raises OutputUnavailable for the
         whole batch: nothing can be said about any frame, and retrying all of them is safe.
         """
-        if not frames:
-            return []
-        pipe = self.client.pipeline(transaction=False)
-        for w in frames:
-            self._call(w, pipe)
+        if not frames and not drift:
+            return [], []
+        for attempt in range(2):  # a second time when Redis lost its script cache (a restart)
+            pipe = self.client.pipeline(transaction=False)
+            if frames:
+                args = self._common_args(frames[0].fields["published_ms"])
+                for w in frames:
+                    args += self._frame_args(w)
+                pipe.evalsha(self._batch_sha, 0, *args)
+            for camera, summary, now_ms, worker in drift:
+                pipe.evalsha(self._drift_sha, 1, self.keys.drift(camera), *self._drift_args(summary, now_ms, worker))
+            try:
+                replies = pipe.execute(raise_on_error=False)
+            except redis.RedisError as exc:
+                raise redis_error(exc) from exc
+            if not any(isinstance(r, rx.NoScriptError) for r in replies) or attempt:
+                break
+            self._load_scripts()
+        frame_replies = replies[0] if frames else []
+        if isinstance(frame_replies, redis.RedisError):  # the script as a whole failed: every frame did
+            outcomes: list[Written | PublishError] = [redis_error(frame_replies)] * len(frames)
+        else:
+            outcomes = [
+                Written(r[0] == 1, r[1] == 1) if isinstance(r, list) else redis_error(rx.ResponseError(_text(r)))
+                for r in frame_replies
+            ]
+        baselines = [
+            redis_error(r) if isinstance(r, redis.RedisError) else {s: float(v) for s, v in zip(_DRIFT_SIGNALS, r)}
+            for r in replies[1 if frames else 0:]
+        ]
+        return outcomes, baselines
+
+    def _load_scripts(self) -> None:
         try:
-            replies = pipe.execute(raise_on_error=False)
+            self._batch_sha = self.client.script_load(_WRITE_FRAMES)
+            self._drift_sha = self.client.script_load(_RECORD_DRIFT)
         except redis.RedisError as exc:
             raise redis_error(exc) from exc
-        return [redis_error(r) if isinstance(r, redis.RedisError) else Written(r[0] == 1, r[1] == 1) for r in replies]
 
-    def record_drift(self, camera: str, summary: dict[str, float], now_ms: int, worker: str) -> dict[str, float]:
-        """Store a camera's drift summary; returns the baseline in force (this summary if there was none)."""
+    def _drift_args(self, summary: dict[str, float], now_ms: int, worker: str) -> list[Any]:
+        """A camera's drift summary is stored with the batch; the script returns the baseline in force
+        (this summary when there was none yet)."""
         args: list[Any] = [self.retention.history_ttl_s, now_ms, worker]
         for signal in _DRIFT_SIGNALS:
             args += [signal, f"{summary[signal]:.6g}"]
-        try:
-            values = self._drift(keys=[self.keys.drift(camera)], args=args)
-        except redis.RedisError as exc:
-            raise redis_error(exc) from exc
-        return {signal: float(v) for signal, v in zip(_DRIFT_SIGNALS, values)}
+        return args
 
     def recalibrate_events(self, events: list[dict[str, str]]) -> None:
         pipe = self.client.pipeline(transaction=False)

@@ -55,14 +55,30 @@ def test_results_are_collected_in_submission_order() -> None:
         engine.collect(second)  # the first batch is still waiting
 
 
+def test_compiled_cpu_engine_matches_the_eager_model() -> None:
+    """torch.compile on the fixed shapes: the tiny host-benchmark model keeps the compile short."""
+    torch.manual_seed(0)
+    model = create_model("hostcheck").eval()
+    frames = _frames(3)
+    ref_map, ref_score = _reference(model, frames)
+    engine = Engine(model, SPEC, torch.device("cpu"), buckets=[1, 4], compile_mode="default")
+    engine.warm_up()
+    assert engine.compiled
+    maps, scores = engine.infer(frames)
+    np.testing.assert_allclose(maps, ref_map, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(scores, ref_score, rtol=1e-4, atol=1e-5)
+
+
 @cuda
 @pytest.mark.gpu
+@pytest.mark.parametrize("graphs", [False, True])
 @pytest.mark.parametrize("amp", ["off", "bf16", "fp16"])
-def test_cuda_engine_overlapped_batches_match_cpu(amp: str) -> None:
+def test_cuda_engine_overlapped_batches_match_cpu(amp: str, graphs: bool) -> None:
     model = _model()
-    batches = [_frames(n, seed=n) for n in (3, 8, 5, 1, 16)]  # odd sizes exercise bucket padding
-    engine = Engine(_model(), SPEC, torch.device("cuda"), amp=amp, buckets=[1, 2, 4, 8, 16], streams=2)
+    batches = [_frames(n, seed=n) for n in (3, 8, 5, 1, 16, 7)]  # odd sizes exercise bucket padding
+    engine = Engine(_model(), SPEC, torch.device("cuda"), amp=amp, buckets=[1, 2, 4, 8, 16], streams=2, cuda_graphs=graphs)
     engine.warm_up()
+    assert all(len(slot.graphs) == (5 if graphs else 0) for slot in engine._slots)
     assert all(slot.host_in.is_pinned() for slot in engine._slots)
     results = []
     for batch in batches:  # keep two batches in flight, as the batch thread does

@@ -23,7 +23,7 @@ from worker.serving import ModelHolder
 
 pytestmark = pytest.mark.integration
 
-SERVED_ARCHITECTURES = ["autoencoder", "draem_small", "daad_small", "utad_small", "ddrid_small"]
+SERVED_ARCHITECTURES = ["autoencoder", "draem_small", "daad_small", "utad_small", "ddrid_small", "hostcheck"]
 
 
 def _normal_frames(n_per_camera: int = 12) -> list:
