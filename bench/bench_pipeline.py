@@ -45,7 +45,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.faultkit import WorkerPool, delete_topics  # noqa: E402
+from bench.faultkit import WorkerPool, delete_topics, spawn  # noqa: E402
 from linewatch.settings import KafkaSettings  # noqa: E402
 from linewatch.topics import ensure_topics  # noqa: E402
 from model_store.quick import train_quick  # noqa: E402
@@ -94,7 +94,7 @@ def run_producer(kafka: str, topic_base: str, frames_per_camera: int, fps: float
                 "fps": fps, "loop": True} for i in range(1, CAMERAS + 1)]
     env.update(LW_KAFKA_BOOTSTRAP=kafka, LW_TOPIC_BASE=topic_base, LW_CAMERAS=json.dumps(cameras),
                LW_MAX_FRAMES=str(frames_per_camera), LW_METRICS_PORT="0", LW_DROP_POLICY="block", LW_LOG_LEVEL="warning")
-    return subprocess.Popen([sys.executable, "-m", "producer.app"], cwd=REPO, env=env)
+    return spawn([sys.executable, "-m", "producer.app"], env=env)
 
 
 def paced_send(kafka: str, topic: str, fps: float, seconds: float, size: int) -> int:
@@ -164,7 +164,7 @@ class Run:
         }
         if args.worker_threads:
             env["LW_TORCH_THREADS"] = str(args.worker_threads)
-        self.pool = WorkerPool(env, Path(tempfile.mkdtemp(prefix="lw-bench-logs-")))
+        self.pool = WorkerPool(env, Path(tempfile.mkdtemp(prefix="lw-bench-logs-")), tied=True)
         self.names = [f"w{i}" for i in range(workers)]
 
     def throughput(self, frames: int) -> tuple[float, int]:

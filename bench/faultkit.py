@@ -6,6 +6,7 @@
     Fuzzer                       structure-aware mutations of good frame records
     ProgressWatch                committed offsets per partition over time, and workers' memory
     audit()                      what became of every record: scored once, dead-lettered, or lost
+    spawn()                      a child process that dies with the thread that started it
 
 Everything talks to real Kafka and Redis; nothing here is a mock.
 """
@@ -30,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+import ctypes
 import cv2
 import numpy as np
 import redis
@@ -146,11 +148,28 @@ class WorkerProc:
     log: Path
 
 
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    # A benchmark killed by a timeout or ^C must not leave producers and workers loading the machine
+    # (and the next measurement) for hours.
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def spawn(argv: list[str], tied: bool = True, **kwargs: Any) -> subprocess.Popen:
+    """A child process run from the repository root. A tied one is killed by the kernel when the
+    thread that started it ends, so start tied children from the main thread only."""
+    tie = _die_with_parent if tied and sys.platform == "linux" else None
+    return subprocess.Popen(argv, cwd=REPO, preexec_fn=tie, **kwargs)
+
+
 class WorkerPool:
     """Worker processes configured only by LW_* variables, as a supervisor would run them."""
 
-    def __init__(self, env: dict[str, str], log_dir: Path) -> None:
+    def __init__(self, env: dict[str, str], log_dir: Path, tied: bool = False) -> None:
         self.env = env
+        self.tied = tied  # see spawn(): only for a pool whose workers all start on the main thread
         self.log_dir = Path(log_dir)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.workers: dict[str, WorkerProc] = {}
@@ -165,8 +184,8 @@ class WorkerPool:
         env.update({"LW_WORKER_ID": name, "LW_HTTP_PORT": str(port), "LW_HTTP_HOST": "127.0.0.1",
                     "PYTHONUNBUFFERED": "1", **overrides})
         log = self.log_dir / f"{name}.{self.starts}.log"
-        proc = subprocess.Popen([sys.executable, "-m", "worker.app"], cwd=REPO, env=env,
-                                stdout=log.open("wb"), stderr=subprocess.STDOUT)
+        proc = spawn([sys.executable, "-m", "worker.app"], self.tied, env=env, stdout=log.open("wb"),
+                     stderr=subprocess.STDOUT)
         self.starts += 1
         self.workers[name] = WorkerProc(name, proc, port, log)
         return self.workers[name]

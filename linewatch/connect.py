@@ -22,10 +22,10 @@ from kafka.errors import KafkaError
 from linewatch.errors import ServiceUnavailable
 from linewatch.settings import KafkaSettings, RedisSettings
 
+_AUTH = "authentication failed: wrong user name or password (LW_KAFKA_SASL_USERNAME, LW_KAFKA_SASL_PASSWORD)"
 # (fragments of kafka-python's messages, what they mean); the first match of the newest line wins.
 _KAFKA_CAUSES = (
-    (("SaslAuthenticationFailed", "Authentication failed"),
-     "authentication failed: wrong user name or password (LW_KAFKA_SASL_USERNAME, LW_KAFKA_SASL_PASSWORD)"),
+    (("SaslAuthenticationFailed", "Authentication failed"), _AUTH),
     (("UnsupportedSaslMechanism",), "the broker does not offer this SASL mechanism (LW_KAFKA_SASL_MECHANISM)"),
     (("CERTIFICATE_VERIFY_FAILED",), "the broker's TLS certificate is not trusted (LW_KAFKA_SSL_CAFILE)"),
     (("WRONG_VERSION_NUMBER", "record layer failure", "unknown protocol", "UNEXPECTED_EOF_WHILE_READING"),
@@ -37,6 +37,10 @@ _TLS_FRAME = re.compile(r"Invalid frame length: (\d+)")
 _TLS_ANSWER = "the broker answered in TLS: this listener needs SSL or SASL_SSL (LW_KAFKA_SECURITY_PROTOCOL)"
 # A TLS listener often just hangs up on a plaintext client, without a TLS answer to recognise.
 _HUNG_UP = "the broker hung up at once: does this listener need SSL or SASL_SSL? (LW_KAFKA_SECURITY_PROTOCOL)"
+# After a refused login the broker closes the connection 100 ms later (connection.failed.authentication.
+# delay.ms); a client that has not read the refusal by then sees only a hang-up. A hang-up once the
+# broker's version is known (the API-versions exchange is done) on a SASL listener is that case.
+_SASL_HANG_UP = re.compile(r"broker_version=\(\d.*socket disconnected")
 # Lines that only say the bootstrap failed or waits: never the cause.
 _GENERIC = ("Unable to bootstrap", "not ready; waiting")
 
@@ -68,6 +72,10 @@ def explain_kafka(lines: list[str], protocol: str = "PLAINTEXT") -> str | None:
             return f"{_TLS_ANSWER} [{line}]"
     if not specific:
         return None
+    if protocol.startswith("SASL"):
+        for line in reversed(specific):
+            if _SASL_HANG_UP.search(line):
+                return f"{_AUTH}; the broker hung up during the login [{line}]"
     if "SSL" not in protocol and "socket disconnected" in specific[-1]:
         return f"{_HUNG_UP} [{specific[-1]}]"
     return specific[-1]

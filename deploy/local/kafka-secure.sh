@@ -43,9 +43,6 @@ advertised.listeners=SASL_SSL://127.0.0.1:$port
 listener.security.protocol.map=SASL_SSL:SASL_SSL,CONTROLLER:SSL
 inter.broker.listener.name=SASL_SSL
 sasl.enabled.mechanisms=SCRAM-SHA-512
-# A client refused at login must read the broker's answer before the connection closes, or it
-# only sees a hang-up and cannot say "wrong password" (Kafka's default delay is 100 ms).
-connection.failed.authentication.delay.ms=3000
 sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512
 config.providers=dir
 config.providers.dir.class=org.apache.kafka.common.config.provider.DirectoryConfigProvider
