@@ -395,6 +395,7 @@ def soak(h: Harness, minutes: float) -> Row:
     fps = 8.0
     producing = _stream(s, int(minutes * 60 * fps), fps)
     producing.join()
+    sizes = key_sizes(s.redis, s.prefix, "cam-2")
     row = s.finish(Row("soak"), drain_s=600)
     rss = s.watch.rss
     mem = s.watch.redis_memory
@@ -415,7 +416,24 @@ def soak(h: Harness, minutes: float) -> Row:
         if mem_growth >= 5.0:
             row.problems.append(f"Redis memory grew {mem_growth:.1f} % between the halves (want flat)")
         (h.out / "soak-series.json").write_text(json.dumps({"rss": rss, "redis_memory": mem}))
+    row.notes += "; Redis bytes per key (MEMORY USAGE, cam-2 at the end): " + ", ".join(f"{k} {v}" for k, v in sizes.items())
     return row
+
+
+def key_sizes(client: redis.Redis, prefix: str, camera: str) -> dict[str, int]:
+    """MEMORY USAGE of one camera's keys of each kind, and of the dedupe hashes, at this moment."""
+    found: dict[str, int] = {}
+    for kind in ("history", "latest", "frame", "heat", "alertstate", "drift"):
+        found[f"{kind} ({client.xlen(f'{prefix}:history:{camera}')} entries)" if kind == "history" else kind] = (
+            client.memory_usage(f"{prefix}:{kind}:{camera}") or 0)
+    masks = list(client.scan_iter(f"{prefix}:mask:{camera}:*", count=1000))[:50]
+    if masks:
+        found[f"mask (mean of {len(masks)})"] = sum(client.memory_usage(k) or 0 for k in masks) // len(masks)
+    seen = list(client.scan_iter(f"{prefix}:seen:*", count=1000))
+    if seen:
+        entries = sum(client.hlen(k) for k in seen)
+        found[f"dedupe per record ({entries} records)"] = sum(client.memory_usage(k) or 0 for k in seen) // max(entries, 1)
+    return found
 
 
 SCENARIOS: dict[str, Callable[[Harness], Row]] = {

@@ -40,8 +40,10 @@ class Preprocessing(_Strict):
 class Calibration(_Strict):
     """Thresholds, the map raw score -> normalised score in [0, 1], and what the threshold promises.
 
-    normalised(s) = 1 / (1 + exp(-(s - threshold) / scale)), so the threshold maps to exactly 0.5
-    and the median normal calibration score maps to 0.01 (scale = (threshold - normal_median) / ln 99).
+    normalised(s) = 1 / (1 + exp(-(s - threshold) / k)), so the threshold maps to exactly 0.5 and
+    the median normal calibration score maps to 0.01: below the threshold k = scale =
+    (threshold - normal_median) / ln 99; above it k = max(scale, |threshold| / 4), which keeps scores
+    (and per-camera thresholds) up to about ten times the threshold apart in float64.
     The false-alarm fields (target_far .. n_needed) are absent from manifests written before they
     existed; those records still load (method normal_quantile, see model_store/calibration.py).
     """

@@ -57,9 +57,22 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+# Above the threshold the logistic runs at least this slowly (a fraction of the threshold itself), so
+# float64 still tells scores, and per-camera thresholds, apart up to about ten times the version's
+# threshold. With only the lower scale, a tight calibration set (threshold a hair above the normals'
+# median) saturated to 1.0 a few per cent above the threshold, and a camera in brighter light could
+# not be commissioned on this version at all.
+UPPER_SCALE_FRACTION = 0.25
+
+
+def upper_scale(cal: Calibration) -> float:
+    return max(cal.scale, abs(cal.threshold) * UPPER_SCALE_FRACTION)
+
+
 def normalise_scores(raw: np.ndarray, cal: Calibration) -> np.ndarray:
     """Raw image scores -> [0, 1], threshold at 0.5 (formula in manifest.Calibration)."""
-    z = (np.asarray(raw, dtype=np.float64) - cal.threshold) / cal.scale
+    delta = np.asarray(raw, dtype=np.float64) - cal.threshold
+    z = np.where(delta > 0, delta / upper_scale(cal), delta / cal.scale)
     return 1.0 / (1.0 + np.exp(-np.clip(z, -60, 60)))
 
 

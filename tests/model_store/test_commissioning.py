@@ -186,8 +186,8 @@ def test_nothing_served_by_the_version_is_refused(store, redis_client, redis_url
 
 
 def test_a_threshold_beyond_the_normalised_scale_is_refused(store, redis_client, redis_url, redis_prefix, capsys) -> None:
-    """A camera whose normals score 46 scales above the version's threshold: the normalised value would be 1.0."""
-    History(redis_client, redis_prefix).write("cam-f", _gumbel(5, 300) + 4.0)
+    """A camera whose normals score some fifty times the version's threshold: the normalised value would be 1.0."""
+    History(redis_client, redis_prefix).write("cam-f", _gumbel(5, 300) + 60.0)
     code, out = _calibrate(capsys, store, redis_url, redis_prefix, "--from-stream", "cam-f", "--frames", "300", "--target-far", "0.05")
     assert code == 3 and "normalised scale" in out["cameras"][0]["reason"]
     assert store.camera_thresholds("part", "v0001") == {}

@@ -194,6 +194,16 @@ def test_normalisation_puts_threshold_at_half() -> None:
     assert np.all(np.diff(out) >= 0) and out[0] >= 0 and out[-1] <= 1
 
 
+def test_a_tight_calibration_still_resolves_scores_well_above_its_threshold() -> None:
+    """Threshold a hair above the normals' median: scores at 2x and 3x the threshold stay apart and below 1."""
+    cal = Calibration(threshold=0.030, scale=0.001 / np.log(99), normal_median=0.029, method="order_statistic", pixel_threshold=0.1,
+                      n_normal=48, flagged_normal_fraction=0.0)
+    out = normalise_scores(np.array([0.029, 0.030, 0.060, 0.090, 0.300, 3.0]), cal)
+    assert out[0] == pytest.approx(0.01, abs=1e-3) and out[1] == pytest.approx(0.5)
+    assert 0.5 < out[2] < out[3] < out[4] < 1.0  # distinct, so each could be a camera's own threshold
+    assert out[5] == 1.0  # a hundred times the threshold is beyond what the scale expresses
+
+
 def test_backend_rejects_escaping_keys(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         LocalBackend(tmp_path).read_bytes("../../etc/passwd")
