@@ -16,7 +16,7 @@ decode, batching, verdicts, masks, Redis, alerts, commits.
    4 synthetic cameras) are put on Kafka first (a separate producer process), then N worker
    processes of one group (`python -m worker.app`, configured by LW_* variables only, default
    threads) consume them; timed from the first to the last result in Redis;
-3. latency: a light sender offers `--load` x the first throughput (1 worker) for
+3. latency: a light sender offers each `--load` x the first throughput (1 worker) for
    `--latency-seconds` (pre-encoded frames, capture time = hand-over to Kafka); p50 / p99 of
    capture-to-Redis latency (`latency_ms` of each result), next to the bound
    max_wait_ms + 2 x one batch's compute + 20 ms.
@@ -212,7 +212,7 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=600, help="frames for each throughput phase (all cameras)")
     parser.add_argument("--masks", default="all", help="comma list of the workers' LW_MASKS, one throughput phase each")
     parser.add_argument("--workers", default="1", help="comma list of worker process counts, one throughput phase each")
-    parser.add_argument("--load", type=float, default=0.5, help="offered load for the latency phase, share of throughput")
+    parser.add_argument("--load", default="0.5", help="comma list of offered loads for the latency phase, shares of throughput")
     parser.add_argument("--latency-seconds", type=float, default=30, help="0: skip the latency phase")
     parser.add_argument("--kafka", default=os.environ.get("LW_KAFKA_BOOTSTRAP", "127.0.0.1:9092"))
     parser.add_argument("--redis", default=os.environ.get("LW_REDIS_URL", "redis://127.0.0.1:6379/0"))
@@ -234,7 +234,7 @@ def main() -> None:
           f"{torch.get_num_threads()} threads)", flush=True)
 
     phases = []
-    latency: dict = {}
+    latency: list[dict] = []
     for masks in args.masks.split(","):
         for workers in (int(w) for w in args.workers.split(",")):
             run = Run(args, root, masks, workers)
@@ -243,12 +243,14 @@ def main() -> None:
                 print(f"pipeline: {fps:.1f} img/s, masks={masks}, {workers} worker process(es) ({count} frames)", flush=True)
                 phases.append({"masks": masks, "workers": workers, "img_s": fps, "frames": count})
                 if not latency and args.latency_seconds and workers == 1:
-                    offered = max(1.0, args.load * fps)
-                    lat = run.latency(offered, args.latency_seconds)
-                    latency = {"offered_fps": offered, "masks": masks, "frames": int(len(lat)),
-                               "p50_ms": float(np.percentile(lat, 50)), "p99_ms": float(np.percentile(lat, 99))}
-                    print(f"latency at {offered:.0f} frames/s offered: p50 {latency['p50_ms']:.1f} ms, "
-                          f"p99 {latency['p99_ms']:.1f} ms ({len(lat)} frames)", flush=True)
+                    for load in (float(x) for x in args.load.split(",")):
+                        offered = max(1.0, load * fps)
+                        lat = run.latency(offered, args.latency_seconds)
+                        row = {"load": load, "offered_fps": offered, "masks": masks, "frames": int(len(lat)),
+                               **{f"p{q}_ms": float(np.percentile(lat, q)) for q in (50, 90, 99)}}
+                        latency.append(row)
+                        print(f"latency at {offered:.0f} frames/s offered: p50 {row['p50_ms']:.1f} ms, p90 {row['p90_ms']:.1f} ms, "
+                              f"p99 {row['p99_ms']:.1f} ms ({len(lat)} frames)", flush=True)
             finally:
                 run.close()
     # The bare model again: the ratio uses the better of the two, so a neighbour's load during one
@@ -256,8 +258,7 @@ def main() -> None:
     bare_after = bare_model(engine, args.batch, args.seconds)
     bare = max(bare_before, bare_after)
     batch_ms = 1000.0 * args.batch / bare
-    if latency:
-        latency["bound_ms"] = args.max_wait_ms + 2 * batch_ms + 20.0
+    bound_ms = args.max_wait_ms + 2 * batch_ms + 20.0
     print(f"bare model again: {bare_after:.1f} img/s; one batch of {args.batch}: {batch_ms:.1f} ms", flush=True)
 
     result = {
@@ -266,6 +267,7 @@ def main() -> None:
         "batch": args.batch, "max_wait_ms": args.max_wait_ms, "torch_threads": torch.get_num_threads(),
         "frame_size": args.frame_size, "bare_img_s": bare, "bare_img_s_before_after": [bare_before, bare_after],
         "batch_compute_ms": batch_ms, "phases": [{**p, "ratio": p["img_s"] / bare} for p in phases], "latency": latency,
+        "latency_bound_ms": bound_ms,
     }
     versions = f"torch{torch.__version__.split('+')[0]}"
     out = REPO / "bench" / "results" / (f"pipeline-{args.arch}-{args.input_size}-{device.type}-{args.amp}-{versions}-"
@@ -280,8 +282,10 @@ def main() -> None:
     for p in result["phases"]:
         print(f"| {p['masks']} | {p['workers']} | {p['img_s']:.1f} | {p['ratio']:.2f} |")
     if latency:
-        print(f"\nlatency at {latency['offered_fps']:.0f} frames/s (masks={latency['masks']}): p50 {latency['p50_ms']:.1f} ms, "
-              f"p99 {latency['p99_ms']:.1f} ms; bound {latency['bound_ms']:.1f} ms")
+        print(f"\n| offered load | frames/s | masks | p50 ms | p90 ms | p99 ms | bound ms |\n|---|---|---|---|---|---|---|")
+    for r in latency:
+        print(f"| {r['load']:.0%} | {r['offered_fps']:.0f} | {r['masks']} | {r['p50_ms']:.1f} | {r['p90_ms']:.1f} | "
+              f"{r['p99_ms']:.1f} | {bound_ms:.1f} |")
     print(f"\nwritten: {out.relative_to(REPO)}")
 
 

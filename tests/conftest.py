@@ -108,9 +108,18 @@ def model_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if cache and (Path(cache) / "synth").is_dir():
         shutil.copytree(cache, root, dirs_exist_ok=True)
         return root
+    import torch
+
     frames = [SyntheticCamera(seed=s, defect_rate=0.0).render(seq)[0] for s in (1, 2, 3, 4) for seq in range(500, 560)]
-    # steps, not seconds: the same model on any machine; smoothed L2 map so masks outline the defect
-    train_quick(frames, root, "synth", seconds=3600, steps=150, seed=0, kwargs=DEMO_AE)
+    # Steps, not seconds, and a fixed thread count: the same model whichever tests ran first (the
+    # thread count changes the order of float sums, and 150 steps later a different model);
+    # smoothed L2 map so masks outline the defect.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        train_quick(frames, root, "synth", seconds=3600, steps=150, seed=0, kwargs=DEMO_AE)
+    finally:
+        torch.set_num_threads(threads)
     if cache:
         shutil.copytree(root, cache, dirs_exist_ok=True)
     return root
