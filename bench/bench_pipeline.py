@@ -225,9 +225,7 @@ def main() -> None:
     loaded = ModelStore(root).load("bench@production")
     spec = InputSpec(*loaded.input_size, loaded.channels)
     defaults = WorkerSettings(model_root=root)  # the engine exactly as a worker with these settings builds it
-    threads = args.worker_threads or defaults.torch_threads
-    if threads:
-        torch.set_num_threads(threads)
+    torch.set_num_threads(args.worker_threads or defaults.inference_threads())
     engine = Engine(loaded.module, spec, device, args.amp, sorted({*defaults.buckets, args.batch}), defaults.cuda_streams)
     bare_before = bare_model(engine, args.batch, args.seconds)
     print(f"bare model: {bare_before:.1f} img/s ({args.arch} {args.input_size}px, batch {args.batch}, {device}, "

@@ -85,8 +85,7 @@ class Worker:
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self) -> None:
         s = self.s
-        if s.torch_threads:
-            torch.set_num_threads(s.torch_threads)
+        torch.set_num_threads(s.inference_threads())
         # Defence in depth behind the header check: OpenCV itself refuses larger images.
         os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(s.max_frame_pixels))
         metrics.camera_label.max_cameras = s.metrics_max_cameras

@@ -25,7 +25,19 @@ class WorkerSettings(KafkaSettings, RedisSettings):
     model_poll_s: float = Field(5.0, description="How often to check whether the model alias moved (0: never).")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Inference device; auto picks CUDA when present.")
     amp: Literal["off", "fp16", "bf16"] = Field("off", description="Mixed precision on CUDA (ignored on CPU, where it is slower).")
-    torch_threads: int = Field(0, description="Intra-op CPU threads for inference (0: torch's default).")
+    torch_threads: int = Field(
+        0, ge=0, description="Intra-op CPU threads for inference (0: the usable cores less one, at least 1, so the host path keeps a core)."
+    )
+    def inference_threads(self) -> int:
+        """The torch thread count a worker uses: the setting, or every usable core but one.
+
+        On CPU the model and the host path (decode, Kafka, verdicts, Redis) share the cores; with
+        torch on all of them the pipeline ran slower than with one core left free
+        (docs/benchmarks.md, draem_small on 2 cores)."""
+        if self.torch_threads:
+            return self.torch_threads
+        return max(1, len(os.sched_getaffinity(0)) - 1)
+
     max_batch: int = Field(16, ge=1, le=256, description="Largest batch sent to the model.")
     max_wait_ms: float = Field(10.0, ge=0, description="Longest a frame waits for its batch to fill.")
     batch_buckets: str = Field(
