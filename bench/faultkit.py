@@ -361,6 +361,19 @@ class Mutant:
     kinds: list[str] = field(default_factory=list)
     must_reject: bool = False  # at least one mutation makes the record invalid for certain
     acceptable: set[str] = field(default_factory=set)  # dead-letter reasons the mutations may cause
+    # Header damage is judged on the final headers: a later op may drop the header an earlier one
+    # broke (an empty lw-channels, then lw-channels dropped, is a valid record again).
+    bad_values: set[tuple[str, bytes | None]] = field(default_factory=set)  # (name, value) invalid for certain
+    touched: set[str] = field(default_factory=set)  # names duplicated or dropped
+
+    def headers_certainly_bad(self) -> bool:
+        for name in self.touched | {n for n, _ in self.bad_values}:
+            values = [v for k, v in self.headers if k == name]
+            if not values and name != c.H_CHANNELS:
+                return True  # a required header is missing
+            if len(set(values)) > 1 or (len(values) == 1 and (name, values[0]) in self.bad_values):
+                return True
+        return False
 
 
 # An operation changes a Mutant and says (certainly invalid?, reasons it may cause).
@@ -403,7 +416,7 @@ class Fuzzer:
             else:
                 m.must_reject |= certain
             m.acceptable |= reasons
-        m.must_reject |= value_certain
+        m.must_reject |= value_certain or m.headers_certainly_bad()
         if "header_name_not_utf8" in m.kinds:  # the client fails before any check of ours sees the record
             m.must_reject, m.acceptable = True, {c.R_UNPARSEABLE}
         return m
@@ -438,7 +451,8 @@ class Fuzzer:
         m.headers[i] = (name, value)
         if name == c.H_CHANNELS and value is None:
             return _NONE  # lw-channels is optional: a null one is as good as none
-        return True, HEADER_REASONS
+        m.bad_values.add((name, value))
+        return False, HEADER_REASONS  # certainty: Mutant.headers_certainly_bad, on the final headers
 
     def _header_value_empty(self, m: Mutant, _: dict) -> tuple[bool, frozenset[str]]:
         return self._set(m, b"")
@@ -461,14 +475,16 @@ class Fuzzer:
             return _NONE
         name, value = m.headers[i]
         m.headers.append((name, (value or b"") + b"7"))
-        return True, HEADER_REASONS
+        m.touched.add(name)
+        return False, HEADER_REASONS
 
     def _header_dropped(self, m: Mutant, _: dict) -> tuple[bool, frozenset[str]]:
         i = self._pick(m)
         if i < 0:
             return _NONE
         name = m.headers.pop(i)[0]
-        return _NONE if name == c.H_CHANNELS else (True, HEADER_REASONS)
+        m.touched.add(name)
+        return _NONE if name == c.H_CHANNELS else (False, HEADER_REASONS)
 
     # keys
     def _key_missing(self, m: Mutant, _: dict) -> tuple[bool, frozenset[str]]:
