@@ -19,7 +19,9 @@ decode, batching, verdicts, masks, Redis, alerts, commits.
 3. latency: a light sender offers each `--load` x the first throughput (1 worker) for
    `--latency-seconds` (pre-encoded frames, capture time = hand-over to Kafka); p50 / p99 of
    capture-to-Redis latency (`latency_ms` of each result), next to the bound
-   max_wait_ms + 2 x one batch's compute + 20 ms.
+   max_wait_ms + 2 x one batch's compute + 20 ms; and where the time went: p50 / p99 bucket
+   bounds of the first worker's stage histograms (queue: poll to batch, decode, infer, publish,
+   and capture to Redis) over the same seconds.
 Results: one JSON file in bench/results/ (named for model, device, precision, versions and date)
 and Markdown rows on stdout.
 """
@@ -138,13 +140,28 @@ def wait_count(client: redis.Redis, prefix: str, target: int, timeout_s: float) 
     return count, first
 
 
-def latencies(client: redis.Redis, prefix: str, since_ms: int) -> np.ndarray:
-    values = []
+def latencies(client: redis.Redis, prefix: str, since_ms: int) -> tuple[np.ndarray, float]:
+    """Capture-to-Redis latencies (ms) of the results written since `since_ms`, and the share flagged anomalous."""
+    values, anomalous = [], 0
     for i in range(1, CAMERAS + 1):
         for _, fields in client.xrange(f"{prefix}:history:cam-{i}", min=f"{since_ms}-0"):
             if fields[b"latency_ms"]:
                 values.append(float(fields[b"latency_ms"]))
-    return np.array(values)
+                anomalous += fields.get(b"anomalous") == b"1"
+    return np.array(values), anomalous / max(1, len(values))
+
+
+def stage_quantiles(before: dict[str, dict[float, float]], after: dict[str, dict[float, float]]) -> dict[str, dict]:
+    """Per stage, the histogram bucket bounds (ms) holding the p50 and p99 of what was observed between two scrapes."""
+    out = {}
+    for stage, buckets in after.items():
+        delta = sorted((le, n - before.get(stage, {}).get(le, 0.0)) for le, n in buckets.items())
+        total = delta[-1][1] if delta else 0.0
+        if total <= 0:
+            continue
+        bound = {q: next(le for le, n in delta if n >= q * total) for q in (0.5, 0.99)}
+        out[stage] = {"n": int(total), "p50_le_ms": bound[0.5] * 1000, "p99_le_ms": bound[0.99] * 1000}
+    return out
 
 
 class Run:
@@ -179,7 +196,25 @@ class Run:
         elapsed = time.monotonic() - first if first else float("nan")
         return ((count - 1) / elapsed if count > 1 else 0.0), count
 
-    def latency(self, fps_total: float, seconds: float) -> np.ndarray:
+    def stage_counts(self) -> dict[str, dict[float, float]]:
+        """Cumulative bucket counts of the first worker's stage histograms (its /metrics)."""
+        import urllib.request
+
+        from prometheus_client.parser import text_string_to_metric_families
+
+        port = self.pool.workers[self.names[0]].port
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
+            text = reply.read().decode()
+        out: dict[str, dict[float, float]] = {}
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == "linewatch_worker_stage_seconds_bucket":
+                    out.setdefault(sample.labels["stage"], {})[float(sample.labels["le"])] = sample.value
+                elif sample.name == "linewatch_worker_end_to_end_seconds_bucket":
+                    out.setdefault("capture_to_redis", {})[float(sample.labels["le"])] = sample.value
+        return out
+
+    def latency(self, fps_total: float, seconds: float) -> tuple[np.ndarray, float]:
         """Frames offered at `fps_total` for `seconds`; capture time = the moment each is handed to Kafka.
 
         A light sender (pre-encoded frames, fresh headers) rather than the producer program: its
@@ -243,9 +278,11 @@ def main() -> None:
                 if not latency and args.latency_seconds and workers == 1:
                     for load in (float(x) for x in args.load.split(",")):
                         offered = max(1.0, load * fps)
-                        lat = run.latency(offered, args.latency_seconds)
-                        row = {"load": load, "offered_fps": offered, "masks": masks, "frames": int(len(lat)),
-                               **{f"p{q}_ms": float(np.percentile(lat, q)) for q in (50, 90, 99)}}
+                        before = run.stage_counts()
+                        lat, anomalous = run.latency(offered, args.latency_seconds)
+                        row = {"load": load, "offered_fps": offered, "masks": masks, "frames": int(len(lat)), "anomalous_share": anomalous,
+                               **{f"p{q}_ms": float(np.percentile(lat, q)) for q in (50, 90, 99)},
+                               "stages": stage_quantiles(before, run.stage_counts())}
                         latency.append(row)
                         print(f"latency at {offered:.0f} frames/s offered: p50 {row['p50_ms']:.1f} ms, p90 {row['p90_ms']:.1f} ms, "
                               f"p99 {row['p99_ms']:.1f} ms ({len(lat)} frames)", flush=True)
@@ -280,10 +317,15 @@ def main() -> None:
     for p in result["phases"]:
         print(f"| {p['masks']} | {p['workers']} | {p['img_s']:.1f} | {p['ratio']:.2f} |")
     if latency:
-        print(f"\n| offered load | frames/s | masks | p50 ms | p90 ms | p99 ms | bound ms |\n|---|---|---|---|---|---|---|")
+        print(f"\n| offered load | frames/s | masks | anomalous | p50 ms | p90 ms | p99 ms | bound ms |\n|---|---|---|---|---|---|---|---|")
     for r in latency:
-        print(f"| {r['load']:.0%} | {r['offered_fps']:.0f} | {r['masks']} | {r['p50_ms']:.1f} | {r['p90_ms']:.1f} | "
+        print(f"| {r['load']:.0%} | {r['offered_fps']:.0f} | {r['masks']} | {r['anomalous_share']:.0%} | {r['p50_ms']:.1f} | {r['p90_ms']:.1f} | "
               f"{r['p99_ms']:.1f} | {bound_ms:.1f} |")
+    if latency:  # where the time went, from the first worker's histograms (upper bucket bounds)
+        print("\n| offered load | stage | frames or batches | p50 <= ms | p99 <= ms |\n|---|---|---|---|---|")
+    for r in latency:
+        for stage, q in r["stages"].items():
+            print(f"| {r['load']:.0%} | {stage} | {q['n']} | {q['p50_le_ms']:g} | {q['p99_le_ms']:g} |")
     print(f"\nwritten: {out.relative_to(REPO)}")
 
 
