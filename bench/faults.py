@@ -213,8 +213,8 @@ def fuzz(h: Harness) -> Row:
 
 def bombs(h: Harness) -> Row:
     """Peak RSS of a worker that takes N bombs vs one that takes N honest frames of the declared size."""
-    from bench.faultkit import jpeg_bomb, png_bomb
-    from linewatch.contract import FrameMeta, frame_headers
+    from bench.faultkit import jpeg_bomb, png_bomb, read_topic
+    from linewatch.contract import H_DLQ_REASON, R_OVERSIZE, R_UNDECODABLE, R_WRONG_DIMENSIONS, FrameMeta, frame_headers
     from kafka import KafkaProducer
     import cv2
     import numpy as np
@@ -242,14 +242,21 @@ def bombs(h: Harness) -> Row:
         wait_committed(h.bootstrap, group, f"{base}.frames", 240)
         peaks[kind] = read_rss(w.proc.pid)[1]
         pool.stop_all()
+        if kind == "bombs":  # every bomb set aside with a reason about its image, none scored
+            reasons = [dict(r.headers).get(H_DLQ_REASON, b"").decode() for r in read_topic(h.bootstrap, f"{base}.frames.dlq")]
+            set_aside = sum(r in {R_OVERSIZE, R_WRONG_DIMENSIONS, R_UNDECODABLE} for r in reasons)
+            scored = redis.Redis.from_url(h.redis_url).xlen(f"{prefix}:history:cam-b")
         delete_topics(h.bootstrap, base)
     ratio = peaks["bombs"] / peaks["honest"]
-    row = Row("bombs", peak_rss_mb=round(peaks["bombs"] / 2**20, 1), seconds=round(time.monotonic() - started, 1),
+    row = Row("bombs", bad_sent=n, bad_accounted_pct=round(100.0 * set_aside / n, 3), must_reject_pct=round(100.0 * set_aside / n, 3),
+              peak_rss_mb=round(peaks["bombs"] / 2**20, 1), seconds=round(time.monotonic() - started, 1),
               notes=f"{n} bombs (PNG 30000x30000, JPEG 20000x20000 declaring 1024x1024): peak RSS "
                     f"{peaks['bombs'] / 2**20:.0f} MB vs {peaks['honest'] / 2**20:.0f} MB for {n} honest 1024x1024 "
                     f"frames = {ratio:.2f}x", alerts=None)
     if ratio > 2.0:
         row.problems.append(f"bombs cost {ratio:.2f}x the memory of honest frames (want <= 2)")
+    if set_aside != n or scored:
+        row.problems.append(f"{set_aside} of {n} bombs dead-lettered with an image reason, {scored} scored")
     return row
 
 
