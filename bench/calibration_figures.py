@@ -1,6 +1,7 @@
 """Calibration figures for docs/models.md: the promise at several target rates, checked on unseen normals.
 
-    OUT=runs/calib BUDGET_MIN=5 bench/eval_models.sh          # train (and evaluate) the four table runs
+    git show c551add^:bench/eval_models.sh > /tmp/eval_models.sh
+    OUT=runs/calib BUDGET_MIN=5 bash /tmp/eval_models.sh        # train (and evaluate) the four runs
     .venv/bin/python bench/calibration_figures.py --store runs/calib/store --threads 1
 
 For each trained run (name@production in the store): rebuild the held-out calibration slice its
