@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -419,6 +420,9 @@ class KafkaSender:
                 futures.append((i, self.producer.send(r.topic, key=r.key, value=r.value, headers=r.headers)))
             except KafkaError as exc:
                 outcomes[i] = kafka_error(exc, r.topic, self.topic_exists)
+        # One deadline for the whole call: waiting `timeout_s` per record let a batch whose topic had
+        # vanished hold the publish thread for minutes (records x timeout) after the topic was back.
+        deadline = time.monotonic() + self.timeout_s
         if futures:
             try:
                 self.producer.flush(timeout=self.timeout_s)
@@ -426,7 +430,7 @@ class KafkaSender:
                 pass  # each future below says what happened to its record
         for i, future in futures:
             try:
-                future.get(timeout=self.timeout_s)
+                future.get(timeout=max(0.0, deadline - time.monotonic()))
             except KafkaError as exc:
                 outcomes[i] = kafka_error(exc, records[i].topic, self.topic_exists)
         return outcomes
