@@ -57,9 +57,10 @@ class WorkerSettings(KafkaSettings, RedisSettings):
     )
     max_poll_records: int = Field(64, ge=1, description="Records one Kafka poll may return.")
     session_timeout_ms: int = Field(
-        10_000, ge=6000,
-        description="How long the group waits for a silent worker (killed, cut off) before its partitions move on. "
-        "Heartbeats come from kafka-python's I/O thread, so long batches do not count against it.",
+        6000, ge=6000,
+        description="How long the group waits for a silent worker (killed, cut off) before its partitions move on "
+        "(6000 is the broker's default minimum). Heartbeats come from kafka-python's I/O thread, so long batches "
+        "do not count against it; at 10000, five kills in a minute stalled a partition over 30 s (docs/reliability.md).",
     )
     threshold: float = Field(0.5, ge=0, le=1, description="Default normalised threshold (0.5 = the model's calibrated one).")
     camera_thresholds: dict[str, float] = Field(
