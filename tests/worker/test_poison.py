@@ -19,6 +19,7 @@ from prometheus_client import REGISTRY
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient
 
+from bench.faultkit import RawName
 from linewatch import contract as c
 from linewatch.contract import FrameMeta, frame_headers
 from producer.synthetic import SyntheticCamera
@@ -28,20 +29,6 @@ pytestmark = pytest.mark.integration
 
 YEAR_NS = 365 * 86400 * 10**9
 CAMERA = "cam-p"
-
-
-class RawName(str):
-    """A header name whose bytes on the wire are not UTF-8 (kafka-python encodes names with str.encode)."""
-
-    raw: bytes
-
-    def __new__(cls, raw: bytes) -> "RawName":
-        obj = super().__new__(cls, raw.decode("latin-1"))
-        obj.raw = raw
-        return obj
-
-    def encode(self, *args: object, **kwargs: object) -> bytes:  # noqa: ARG002
-        return self.raw
 
 
 def _jpeg(seq: int) -> bytes:
