@@ -28,6 +28,7 @@ class WorkerSettings(KafkaSettings, RedisSettings):
     torch_threads: int = Field(
         0, ge=0, description="Intra-op CPU threads for inference (0: the usable cores less one, at least 1, so the host path keeps a core)."
     )
+
     def inference_threads(self) -> int:
         """The torch thread count a worker uses: the setting, or every usable core but one.
 
