@@ -738,7 +738,9 @@ def results_by_frame(client: redis.Redis, prefix: str) -> dict[str, list[dict[st
 
 
 def audit(bootstrap: str, base: str, client: redis.Redis, prefix: str, good: GoodStream,
-          fuzz: FuzzStream | None = None) -> Audit:
+          fuzz: FuzzStream | None = None, retained: int = 0) -> Audit:
+    """`retained` > 0: audit only each camera's last `retained` good frames, the ones the history's
+    caps still keep (a soak outlives them by design)."""
     topic = f"{base}.frames"
     results = results_by_frame(client, prefix)
     dead = {}
@@ -748,8 +750,14 @@ def audit(bootstrap: str, base: str, client: redis.Redis, prefix: str, good: Goo
         if source.startswith(f"{topic}:"):
             _, p, o = source.rsplit(":", 2)
             dead.setdefault(f"{p}-{o.split('-')[0]}", []).append(headers.get(c.H_DLQ_REASON, b"").decode())
-    a = Audit(good_sent=len(good.landed), bad_sent=len(fuzz.landed) if fuzz else 0)
-    for (camera, seq), landed in good.landed.items():
+    landed_good = good.landed
+    if retained:
+        newest: dict[str, int] = {}
+        for camera, seq in landed_good:
+            newest[camera] = max(newest.get(camera, seq), seq)
+        landed_good = {k: v for k, v in landed_good.items() if k[1] > newest[k[0]] - retained}
+    a = Audit(good_sent=len(landed_good), bad_sent=len(fuzz.landed) if fuzz else 0)
+    for (camera, seq), landed in landed_good.items():
         entries = results.get(landed.frame_id, [])
         if len(entries) == 1 and entries[0]["camera"] == camera and entries[0]["seq"] == str(seq):
             a.good_scored_once += 1
