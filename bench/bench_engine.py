@@ -37,6 +37,19 @@ MODES = {  # mode -> Engine options
 }
 
 
+def keep_full(engine: Engine, frames: np.ndarray, seconds: float) -> tuple[int, float]:
+    """Submit/collect `frames` with up to `capacity` batches in flight, as the worker does, for `seconds`:
+    (images done, seconds taken)."""
+    done, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        for _ in range(engine.capacity):
+            engine.submit(frames)
+        for _ in range(engine.capacity):
+            engine.collect()
+        done += len(frames) * engine.capacity
+    return done, time.perf_counter() - t0
+
+
 def run_mode(arch: str, size: int, device: torch.device, amp: str, mode: str, batch: int, seconds: float) -> dict:
     torch.manual_seed(0)
     model = create_model(arch).eval()
@@ -46,14 +59,7 @@ def run_mode(arch: str, size: int, device: torch.device, amp: str, mode: str, ba
     engine.warm_up()
     warm_s = time.perf_counter() - started
     frames = np.random.default_rng(0).integers(0, 255, (batch, size, size, spec.channels), dtype=np.uint8)
-    done, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < seconds:
-        for _ in range(engine.capacity):
-            engine.submit(frames)
-        for _ in range(engine.capacity):
-            engine.collect()
-        done += batch * engine.capacity
-    elapsed = time.perf_counter() - t0
+    done, elapsed = keep_full(engine, frames, seconds)
     return {"mode": mode, "amp": amp, "img_s": done / elapsed, "ms_per_batch": 1000 * elapsed / (done / batch),
             "warm_up_s": warm_s}
 

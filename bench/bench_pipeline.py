@@ -47,6 +47,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.bench_engine import keep_full  # noqa: E402
 from bench.faultkit import WorkerPool, delete_topics, spawn  # noqa: E402
 from linewatch.settings import KafkaSettings  # noqa: E402
 from linewatch.topics import ensure_topics  # noqa: E402
@@ -79,15 +80,8 @@ def bare_model(engine: Engine, batch: int, seconds: float) -> float:
     frames = np.random.default_rng(0).integers(0, 255, (batch, h, w, c), dtype=np.uint8)
     for _ in range(3):
         engine.infer(frames)
-    done, started = 0, time.perf_counter()
-    while time.perf_counter() - started < seconds:
-        # Keep the engine as full as the worker does: up to `capacity` batches in flight.
-        for _ in range(engine.capacity):
-            engine.submit(frames)
-        for _ in range(engine.capacity):
-            engine.collect()
-        done += batch * engine.capacity
-    return done / (time.perf_counter() - started)
+    done, elapsed = keep_full(engine, frames, seconds)
+    return done / elapsed
 
 
 def run_producer(kafka: str, topic_base: str, frames_per_camera: int, fps: float, size: int) -> subprocess.Popen:
