@@ -118,6 +118,13 @@ def gray(x: torch.Tensor) -> torch.Tensor:
     return x.mean(dim=1, keepdim=True)
 
 
+def map_words(kind: str) -> str:
+    """`kind` in a score definition's words; an unknown kind is refused when the model is built."""
+    if kind not in MAP_KINDS:
+        raise ValueError(f"map_kind must be one of {MAP_KINDS}, got {kind!r}")
+    return "1 - SSIM on gray" if kind == "ssim" else "squared error"
+
+
 def residual_map(x: torch.Tensor, recon: torch.Tensor, kind: str = "ssim") -> torch.Tensor:
     """Pixel anomaly map [B, 1, H, W] of input vs reconstruction.
 

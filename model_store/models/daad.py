@@ -51,7 +51,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from model_store.models._common import (
-    MAP_KINDS, RunningMoments, build_model, conv_bn_lrelu, image_score, init_weights, residual_map, ssim_loss,
+    RunningMoments, build_model, conv_bn_lrelu, image_score, init_weights, map_words, residual_map, ssim_loss,
 )
 from model_store.models.base import AnomalyModel, TrainConfig
 from model_store.registry import register_model
@@ -132,10 +132,8 @@ class DAAD(AnomalyModel):
         super().__init__()
         if len(cfg.block_sizes) != len(cfg.widths):
             raise ValueError("block_sizes needs one entry per encoder stage")
-        if cfg.map_kind not in MAP_KINDS:
-            raise ValueError(f"map_kind must be one of {MAP_KINDS}, got {cfg.map_kind!r}")
         self.score_definition = (
-            f"amap: {'1 - SSIM on gray' if cfg.map_kind == 'ssim' else 'squared error'} of input vs "
+            f"amap: {map_words(cfg.map_kind)} of input vs "
             f"reconstruction; score: standardised max of the {cfg.score_kernel}x{cfg.score_kernel} mean-filtered "
             f"amap + {cfg.disc_weight:g} x standardised discriminator latent-feature distance between input and reconstruction"
         )

@@ -49,7 +49,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from model_store.models._common import MAP_KINDS, RunningMoments, build_model, image_score, residual_map, ssim_loss
+from model_store.models._common import RunningMoments, build_model, image_score, map_words, residual_map, ssim_loss
 from model_store.models.base import AnomalyModel, TrainConfig
 from model_store.registry import register_model
 
@@ -94,10 +94,8 @@ class DDRIDConfig:
 class DDRID(AnomalyModel):
     def __init__(self, cfg: DDRIDConfig) -> None:
         super().__init__()
-        if cfg.map_kind not in MAP_KINDS:
-            raise ValueError(f"map_kind must be one of {MAP_KINDS}, got {cfg.map_kind!r}")
         self.score_definition = (
-            f"amap: {'1 - SSIM on gray' if cfg.map_kind == 'ssim' else 'squared error'} of the input vs its "
+            f"amap: {map_words(cfg.map_kind)} of the input vs its "
             f"normal-class component; score: {cfg.latent_weight:g} x standardised max latent distance to the normal "
             f"centre + {cfg.residual_weight:g} x standardised max of the {cfg.score_kernel}x{cfg.score_kernel} mean-filtered amap"
         )

@@ -47,7 +47,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from model_store.models._common import MAP_KINDS, build_model, image_score, residual_map
+from model_store.models._common import build_model, image_score, map_words, residual_map
 from model_store.models.base import AnomalyModel, TrainConfig
 from model_store.registry import register_model
 
@@ -219,10 +219,8 @@ class UTADConfig:
 class UTAD(AnomalyModel):
     def __init__(self, cfg: UTADConfig) -> None:
         super().__init__()
-        if cfg.map_kind not in MAP_KINDS:
-            raise ValueError(f"map_kind must be one of {MAP_KINDS}, got {cfg.map_kind!r}")
         self.score_definition = (
-            f"amap: {'1 - SSIM on gray' if cfg.map_kind == 'ssim' else 'squared error'} of the input vs the "
+            f"amap: {map_words(cfg.map_kind)} of the input vs the "
             f"Expert-Net reconstruction ({cfg.pad_mode} padding; impression content + input detail code); "
             f"score: max of the {cfg.score_kernel}x{cfg.score_kernel} mean-filtered amap"
         )
