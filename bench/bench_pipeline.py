@@ -21,7 +21,8 @@ decode, batching, verdicts, masks, Redis, alerts, commits.
    capture-to-Redis latency (`latency_ms` of each result), next to the bound
    max_wait_ms + 2 x one batch's compute + 20 ms; and where the time went: p50 / p99 bucket
    bounds of the first worker's stage histograms (queue: poll to batch, decode, infer, publish,
-   and capture to Redis) over the same seconds.
+   and capture to Redis) over the same seconds; with `--flame`, a py-spy flame graph of the
+   first worker (its threads apart) over the first load's seconds, beside the JSON.
 Results: one JSON file in bench/results/ (named for model, device, precision, versions and date)
 and Markdown rows on stdout.
 """
@@ -94,25 +95,31 @@ def run_producer(kafka: str, topic_base: str, frames_per_camera: int, fps: float
 
 
 def paced_send(kafka: str, topic: str, fps: float, seconds: float, size: int) -> int:
-    """Send pre-encoded synthetic frames round-robin over the cameras at `fps` in all; returns how many."""
-    from kafka import KafkaProducer
+    """Send pre-encoded synthetic frames round-robin over the cameras at `fps` in all; returns how many.
+
+    The cameras of a real line run on other machines; this stand-in shares the worker's two cores,
+    so it uses librdkafka (confluent-kafka, the `bench` extra), which costs a small fraction of
+    kafka-python's ~0.6 ms of CPU per record. Same linger as the producer program's default."""
+    from confluent_kafka import Producer
 
     from linewatch.contract import FrameMeta, frame_headers
     from producer.capture import encode_frame
 
     pool = {f"cam-{i}": [encode_frame(SyntheticCamera(seed=i, width=size, height=size).render(q)[0], "jpeg") for q in range(16)]
             for i in range(1, CAMERAS + 1)}
-    producer = KafkaProducer(bootstrap_servers=kafka, linger_ms=1, acks=1)
-    total, period, start = int(fps * seconds), 1.0 / fps, time.monotonic()
-    for n in range(total):
-        delay = start + n * period - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)
-        camera = f"cam-{n % CAMERAS + 1}"
-        meta = FrameMeta(camera=camera, seq=n // CAMERAS, capture_ns=time.time_ns(), encoding="jpeg", width=size, height=size)
-        producer.send(topic, key=camera.encode(), value=pool[camera][(n // CAMERAS) % 16], headers=frame_headers(meta))
-    producer.flush()
-    producer.close()
+    producer = Producer({"bootstrap.servers": kafka, "linger.ms": 1, "acks": 1, "partitioner": "murmur2_random"})
+    total, start, n = int(fps * seconds), time.monotonic(), 0
+    while n < total:
+        due = min(total, int((time.monotonic() - start) * fps) + 1)  # the frames due by now
+        for n in range(n, due):
+            camera = f"cam-{n % CAMERAS + 1}"
+            meta = FrameMeta(camera=camera, seq=n // CAMERAS, capture_ns=time.time_ns(), encoding="jpeg", width=size, height=size)
+            producer.produce(topic, key=camera.encode(), value=pool[camera][(n // CAMERAS) % 16], headers=frame_headers(meta))
+        n = due
+        producer.poll(0)
+        time.sleep(0.001)
+    if producer.flush(30) != 0:
+        raise SystemExit("latency sender: frames still undelivered after 30 s")
     return total
 
 
@@ -134,15 +141,21 @@ def wait_count(client: redis.Redis, prefix: str, target: int, timeout_s: float) 
     return count, first
 
 
-def latencies(client: redis.Redis, prefix: str, since_ms: int) -> tuple[np.ndarray, float]:
-    """Capture-to-Redis latencies (ms) of the results written since `since_ms`, and the share flagged anomalous."""
-    values, anomalous = [], 0
+def latencies(client: redis.Redis, prefix: str, since_ms: int) -> tuple[np.ndarray, float, list[dict]]:
+    """Capture-to-Redis latencies (ms) of the results written since `since_ms`, the share flagged
+    anomalous, and a timeline (per second of publishing: frames, p50 and max) that shows whether
+    a tail is spread out or one stall."""
+    values, published, anomalous = [], [], 0
     for i in range(1, CAMERAS + 1):
         for _, fields in client.xrange(f"{prefix}:history:cam-{i}", min=f"{since_ms}-0"):
             if fields[b"latency_ms"]:
                 values.append(float(fields[b"latency_ms"]))
+                published.append(int(fields[b"published_ms"]))
                 anomalous += fields.get(b"anomalous") == b"1"
-    return np.array(values), anomalous / max(1, len(values))
+    lat, second = np.array(values), (np.array(published, np.int64) - since_ms) // 1000
+    timeline = [{"s": int(t), "frames": int((second == t).sum()), "p50_ms": float(np.median(lat[second == t])),
+                 "max_ms": float(lat[second == t].max())} for t in np.unique(second)]
+    return lat, anomalous / max(1, len(values)), timeline
 
 
 def stage_quantiles(before: dict[str, dict[float, float]], after: dict[str, dict[float, float]]) -> dict[str, dict]:
@@ -208,7 +221,15 @@ class Run:
                     out.setdefault("capture_to_redis", {})[float(sample.labels["le"])] = sample.value
         return out
 
-    def latency(self, fps_total: float, seconds: float) -> tuple[np.ndarray, float]:
+    def profile(self, seconds: float, out: Path) -> subprocess.Popen:
+        """py-spy (a dev dependency) samples the first worker for `seconds` into an SVG flame graph."""
+        pid = self.pool.workers[self.names[0]].proc.pid
+        spy = Path(sys.executable).with_name("py-spy")
+        return subprocess.Popen([str(spy), "record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate", "200",
+                                 "--threads", "--nonblocking", "--output", str(out)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def latency(self, fps_total: float, seconds: float) -> tuple[np.ndarray, float, list[dict]]:
         """Frames offered at `fps_total` for `seconds`; capture time = the moment each is handed to Kafka.
 
         A light sender (pre-encoded frames, fresh headers) rather than the producer program: its
@@ -242,7 +263,9 @@ def main() -> None:
     parser.add_argument("--masks", default="all", help="comma list of the workers' LW_MASKS, one throughput phase each")
     parser.add_argument("--workers", default="1", help="comma list of worker process counts, one throughput phase each")
     parser.add_argument("--load", default="0.5", help="comma list of offered loads for the latency phase, shares of throughput")
+    parser.add_argument("--fps", default="", help="comma list of offered frames/s for the latency phase (instead of --load)")
     parser.add_argument("--latency-seconds", type=float, default=30, help="0: skip the latency phase")
+    parser.add_argument("--flame", action="store_true", help="py-spy flame graph of the first worker under the first load")
     parser.add_argument("--kafka", default=os.environ.get("LW_KAFKA_BOOTSTRAP", "127.0.0.1:9092"))
     parser.add_argument("--redis", default=os.environ.get("LW_REDIS_URL", "redis://127.0.0.1:6379/0"))
     args = parser.parse_args()
@@ -260,8 +283,12 @@ def main() -> None:
     print(f"bare model: {bare_before:.1f} img/s ({args.arch} {args.input_size}px, batch {args.batch}, {device}, "
           f"{torch.get_num_threads()} threads)", flush=True)
 
+    stamp = f"{args.arch}-{args.input_size}-{device.type}-{args.amp}-torch{torch.__version__.split('+')[0]}-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}"
+    results = REPO / "bench" / "results"
+    results.mkdir(exist_ok=True)
     phases = []
     latency: list[dict] = []
+    flame: Path | None = None
     for masks in args.masks.split(","):
         for workers in (int(w) for w in args.workers.split(",")):
             run = Run(args, root, masks, workers)
@@ -270,16 +297,25 @@ def main() -> None:
                 print(f"pipeline: {fps:.1f} img/s, masks={masks}, {workers} worker process(es) ({count} frames)", flush=True)
                 phases.append({"masks": masks, "workers": workers, "img_s": fps, "frames": count})
                 if not latency and args.latency_seconds and workers == 1:
-                    for load in (float(x) for x in args.load.split(",")):
-                        offered = max(1.0, load * fps)
+                    offers = [float(x) for x in args.fps.split(",")] if args.fps else [float(x) * fps for x in args.load.split(",")]
+                    for offered in offers:
+                        load = offered / fps
                         before = run.stage_counts()
-                        lat, anomalous = run.latency(offered, args.latency_seconds)
+                        spy = None
+                        if args.flame and flame is None:
+                            flame = results / f"flame-{stamp}.svg"
+                            spy = run.profile(args.latency_seconds, flame)
+                        lat, anomalous, timeline = run.latency(offered, args.latency_seconds)
                         row = {"load": load, "offered_fps": offered, "masks": masks, "frames": int(len(lat)), "anomalous_share": anomalous,
                                **{f"p{q}_ms": float(np.percentile(lat, q)) for q in (50, 90, 99)},
-                               "stages": stage_quantiles(before, run.stage_counts())}
+                               "stages": stage_quantiles(before, run.stage_counts()), "timeline": timeline}
                         latency.append(row)
+                        if spy is not None and spy.wait(60) != 0:
+                            print(f"py-spy failed (exit {spy.returncode}); no flame graph", flush=True)
+                            flame = None
                         print(f"latency at {offered:.0f} frames/s offered: p50 {row['p50_ms']:.1f} ms, p90 {row['p90_ms']:.1f} ms, "
                               f"p99 {row['p99_ms']:.1f} ms ({len(lat)} frames)", flush=True)
+                        print("  slowest frame per second (ms): " + " ".join(f"{t['max_ms']:.0f}" for t in timeline), flush=True)
             finally:
                 run.close()
     # The bare model again: the ratio uses the better of the two, so a neighbour's load during one
@@ -296,12 +332,9 @@ def main() -> None:
         "batch": args.batch, "max_wait_ms": args.max_wait_ms, "torch_threads": torch.get_num_threads(),
         "frame_size": args.frame_size, "bare_img_s": bare, "bare_img_s_before_after": [bare_before, bare_after],
         "batch_compute_ms": batch_ms, "phases": [{**p, "ratio": p["img_s"] / bare} for p in phases], "latency": latency,
-        "latency_bound_ms": bound_ms,
+        "latency_bound_ms": bound_ms, "flame_graph": flame.name if flame else None,
     }
-    versions = f"torch{torch.__version__.split('+')[0]}"
-    out = REPO / "bench" / "results" / (f"pipeline-{args.arch}-{args.input_size}-{device.type}-{args.amp}-{versions}-"
-                                        f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}.json")
-    out.parent.mkdir(exist_ok=True)
+    out = results / f"pipeline-{stamp}.json"
     out.write_text(json.dumps(result, indent=2))
     m = result["machine"]
     where = f"{m['cpu']} x{m['cores']}" + (f" + {m['gpu']}" if "gpu" in m else "")
@@ -320,7 +353,7 @@ def main() -> None:
     for r in latency:
         for stage, q in r["stages"].items():
             print(f"| {r['load']:.0%} | {stage} | {q['n']} | {q['p50_le_ms']:g} | {q['p99_le_ms']:g} |")
-    print(f"\nwritten: {out.relative_to(REPO)}")
+    print(f"\nwritten: {out.relative_to(REPO)}" + (f", {flame.relative_to(REPO)}" if flame else ""))
 
 
 if __name__ == "__main__":
