@@ -16,8 +16,10 @@ decode, batching, verdicts, masks, Redis, alerts, commits.
    4 synthetic cameras) are put on Kafka first (a separate producer process), then N worker
    processes of one group (`python -m worker.app`, configured by LW_* variables only, default
    threads) consume them; timed from the first to the last result in Redis;
-3. latency: a light sender offers each `--load` x the first throughput (1 worker) for
-   `--latency-seconds` (pre-encoded frames, capture time = hand-over to Kafka); p50 / p99 of
+3. latency: a light sender (librdkafka where installed) offers each `--load` x the first
+   throughput (1 worker), or each `--fps`, for `--latency-seconds` (pre-encoded frames, capture
+   time = hand-over to Kafka); the slowest frame of each second (a tail spread out or one episode?);
+   p50 / p99 of
    capture-to-Redis latency (`latency_ms` of each result), next to the bound
    max_wait_ms + 2 x one batch's compute + 20 ms; and where the time went: p50 / p99 bucket
    bounds of the first worker's stage histograms (queue: poll to batch, decode, infer, publish,
