@@ -18,10 +18,9 @@ decode, batching, verdicts, masks, Redis, alerts, commits.
    threads) consume them; timed from the first to the last result in Redis;
 3. latency: a light sender (librdkafka where installed) offers each `--load` x the first
    throughput (1 worker), or each `--fps`, for `--latency-seconds` (pre-encoded frames, capture
-   time = hand-over to Kafka); the slowest frame of each second (a tail spread out or one episode?);
-   p50 / p99 of
-   capture-to-Redis latency (`latency_ms` of each result), next to the bound
-   max_wait_ms + 2 x one batch's compute + 20 ms; and where the time went: p50 / p99 bucket
+   time = hand-over to Kafka); p50 / p90 / p99 of capture-to-Redis latency (`latency_ms` of each
+   result), next to the bound max_wait_ms + 2 x one batch's compute + 20 ms; the slowest frame of
+   each second (a tail spread out, or one episode); and where the time went: p50 / p99 bucket
    bounds of the first worker's stage histograms (queue: poll to batch, decode, infer, publish,
    and capture to Redis) over the same seconds; with `--flame`, a py-spy flame graph of the
    first worker (its threads apart) over the first load's seconds, beside the JSON.
@@ -42,6 +41,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import redis
@@ -123,7 +123,7 @@ def paced_send(kafka: str, topic: str, fps: float, seconds: float, size: int) ->
     return total
 
 
-def _sender(kafka: str) -> tuple:
+def _sender(kafka: str) -> tuple[Callable[[str, bytes, bytes, list], object], Callable[[], object], Callable[[], object]]:
     """(send(topic, key, value, headers), poll(), flush()) of the lightest Kafka producer installed."""
     try:
         from confluent_kafka import Producer
