@@ -62,7 +62,7 @@ class WorkerSettings(KafkaSettings, RedisSettings):
         5.0, ge=0, le=100,
         description="After a poll that brought less than a batch, the consumer waits this long before fetching again, "
         "so frames are taken in handfuls; it adds at most this much latency to a frame. At 900 frames/s on 2 cores, "
-        "5 ms took p99 capture-to-Redis latency from 111 to 27 ms and the worker's CPU from 1.08 to 0.76 cores "
+        "5 ms took p99 capture-to-Redis latency from 111 to 27-28 ms and the worker from 1.08 to 0.76 cores "
         "(docs/benchmarks.md). 0: fetch again at once.",
     )
     session_timeout_ms: int = Field(
