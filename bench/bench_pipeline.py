@@ -269,6 +269,26 @@ class Run:
             self.client.delete(key)
 
 
+def measure_latency(run: Run, offered: float, throughput: float, masks: str, seconds: float,
+                    flame: Path | None) -> tuple[dict, Path | None]:
+    """One latency phase at `offered` frames/s: its row for the JSON (printed too), and the flame
+    graph written over it when `flame` names one (None if py-spy failed)."""
+    before = run.stage_counts()
+    spy = run.profile(seconds, flame) if flame else None
+    lat, anomalous, timeline = run.latency(offered, seconds)
+    row = {"load": offered / throughput if throughput else float("nan"), "offered_fps": offered, "masks": masks,
+           "frames": int(len(lat)), "anomalous_share": anomalous,
+           **{f"p{q}_ms": float(np.percentile(lat, q)) for q in (50, 90, 99)},
+           "stages": stage_quantiles(before, run.stage_counts()), "timeline": timeline}
+    if spy is not None and spy.wait(60) != 0:
+        print(f"py-spy failed (exit {spy.returncode}); no flame graph", flush=True)
+        flame = None
+    print(f"latency at {offered:.0f} frames/s offered: p50 {row['p50_ms']:.1f} ms, p90 {row['p90_ms']:.1f} ms, "
+          f"p99 {row['p99_ms']:.1f} ms ({len(lat)} frames)", flush=True)
+    print("  slowest frame per second (ms): " + " ".join(f"{t['max_ms']:.0f}" for t in timeline), flush=True)
+    return row, flame
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--arch", default="draem_small")
@@ -319,24 +339,11 @@ def main() -> None:
                 phases.append({"masks": masks, "workers": workers, "img_s": fps, "frames": count})
                 if not latency and args.latency_seconds and workers == 1:
                     offers = [float(x) for x in args.fps.split(",")] if args.fps else [float(x) * fps for x in args.load.split(",")]
-                    for offered in offers:
-                        load = offered / fps
-                        before = run.stage_counts()
-                        spy = None
-                        if args.flame and flame is None:
-                            flame = results / f"flame-{stamp}.svg"
-                            spy = run.profile(args.latency_seconds, flame)
-                        lat, anomalous, timeline = run.latency(offered, args.latency_seconds)
-                        row = {"load": load, "offered_fps": offered, "masks": masks, "frames": int(len(lat)), "anomalous_share": anomalous,
-                               **{f"p{q}_ms": float(np.percentile(lat, q)) for q in (50, 90, 99)},
-                               "stages": stage_quantiles(before, run.stage_counts()), "timeline": timeline}
+                    for i, offered in enumerate(max(1.0, o) for o in offers):
+                        want = results / f"flame-{stamp}.svg" if args.flame and i == 0 else None
+                        row, flame_done = measure_latency(run, offered, fps, masks, args.latency_seconds, want)
                         latency.append(row)
-                        if spy is not None and spy.wait(60) != 0:
-                            print(f"py-spy failed (exit {spy.returncode}); no flame graph", flush=True)
-                            flame = None
-                        print(f"latency at {offered:.0f} frames/s offered: p50 {row['p50_ms']:.1f} ms, p90 {row['p90_ms']:.1f} ms, "
-                              f"p99 {row['p99_ms']:.1f} ms ({len(lat)} frames)", flush=True)
-                        print("  slowest frame per second (ms): " + " ".join(f"{t['max_ms']:.0f}" for t in timeline), flush=True)
+                        flame = flame or flame_done
             finally:
                 run.close()
     # The bare model again: the ratio uses the better of the two, so a neighbour's load during one
