@@ -59,7 +59,11 @@ def test_a_lamp_change_is_told_from_a_defect_and_commissioning_holds(
     settings = worker_settings(model_root=root, drift_window=30, drift_every=5, drift_image_pct=8.0,
                                debounce_n=3, debounce_m=5, alert_cooldown_s=5, model_poll_s=0.3)
     topic = f"{topic_base}.frames"
-    start = time.time_ns()
+    # Capture times in the past, 8 fps apart, all plausible: frames sent faster than they were "captured"
+    # would otherwise run more than LW_CLOCK_MAX_AHEAD_S ahead of the worker's clock, and the alert cool-down
+    # of those falls back to the worker's clock, where the last alert of step 2 may lie < 5 s before the
+    # damaged part (one CI run lost that race).
+    start = time.time_ns() - (DEFECT_FROM + 30) * FRAME_NS
     lamp = SyntheticCamera(seed=1, defect_rate=0.0, drift_from=150, drift_per_frame=0.01, drift_max=1.3)
     with running_worker(settings):
         # 1. the lamp changes
