@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/bench_pipeline.py                          # draem_small at 128 px, CPU
     .venv/bin/python bench/bench_pipeline.py --arch hostcheck --input-size 64 --frames 12000 \\
-        --masks anomalous,all --workers 1,2                              # the host path alone
+        --masks anomalous,all --workers 1,2 --consumers kafka-python,confluent   # the host path alone
     .venv/bin/python bench/bench_pipeline.py --device cuda --arch draem --input-size 256 --amp bf16
 
 One run, one machine, one model (weights after a few training steps: speed does not depend on
@@ -12,13 +12,14 @@ decode, batching, verdicts, masks, Redis, alerts, commits.
 1. bare model: the worker's own Engine with the worker's default settings, uint8 batches of
    `--batch` in, maps and scores out (no decode, no I/O), timed for `--seconds` before and after
    the other phases; the better of the two counts;
-2. throughput, per `--masks` mode and per `--workers` count: `--frames` JPEG frames (256 x 256,
-   4 synthetic cameras) are put on Kafka first (a separate producer process), then N worker
-   processes of one group (`python -m worker.app`, configured by LW_* variables only, default
-   threads) consume them; timed from the first to the last result in Redis;
-3. latency: a light sender (librdkafka where installed) offers each `--load` x the first
-   throughput (1 worker), or each `--fps`, for `--latency-seconds` (pre-encoded frames, capture
-   time = hand-over to Kafka); p50 / p90 / p99 of capture-to-Redis latency (`latency_ms` of each
+2. throughput, per `--masks` mode, per `--consumers` client (the workers' LW_KAFKA_CONSUMER) and
+   per `--workers` count: `--frames` JPEG frames (256 x 256, 4 synthetic cameras) are put on
+   Kafka first (a separate producer process), then N worker processes of one group (`python -m
+   worker.app`, configured by LW_* variables only, default threads) consume them; timed from the
+   first to the last result in Redis;
+3. latency, per consumer client: a light sender (librdkafka where installed) offers each `--load`
+   x that client's first throughput (1 worker), or each `--fps`, for `--latency-seconds`
+   (pre-encoded frames, capture time = hand-over to Kafka); p50 / p90 / p99 of capture-to-Redis latency (`latency_ms` of each
    result), next to the bound max_wait_ms + 2 x one batch's compute + 20 ms; the slowest frame of
    each second (a tail spread out, or one episode); and where the time went: p50 / p99 bucket
    bounds of the first worker's stage histograms (queue: poll to batch, decode, infer, publish,
@@ -32,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import itertools
 import json
 import os
 import platform
@@ -195,7 +197,7 @@ def stage_quantiles(before: dict[str, dict[float, float]], after: dict[str, dict
 class Run:
     """One topic set, key prefix and group; worker processes configured by LW_* variables."""
 
-    def __init__(self, args: argparse.Namespace, root: Path, masks: str, workers: int) -> None:
+    def __init__(self, args: argparse.Namespace, root: Path, masks: str, workers: int, consumer: str) -> None:
         self.args = args
         self.base = self.group = f"bench-{uuid.uuid4().hex[:8]}"
         self.prefix = f"bench:{self.base}"
@@ -206,9 +208,13 @@ class Run:
             "LW_REDIS_PREFIX": self.prefix, "LW_GROUP_ID": self.group, "LW_MODEL": "bench@production",
             "LW_MODEL_ROOT": str(root), "LW_DEVICE": args.device, "LW_AMP": args.amp, "LW_MAX_BATCH": str(args.batch),
             "LW_MAX_WAIT_MS": str(args.max_wait_ms), "LW_MASKS": masks, "LW_LOG_LEVEL": "warning", "LW_MODEL_POLL_S": "0",
+            "LW_KAFKA_CONSUMER": consumer,
+            # Every result is counted in the history streams: no cap may trim them during the run.
+            "LW_HISTORY_MAXLEN": "10000000",
         }
         if args.worker_threads:
             env["LW_TORCH_THREADS"] = str(args.worker_threads)
+        env.update(item.split("=", 1) for item in args.worker_env)
         self.pool = WorkerPool(env, Path(tempfile.mkdtemp(prefix="lw-bench-logs-")), tied=True)
         self.names = [f"w{i}" for i in range(workers)]
 
@@ -303,9 +309,13 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=1000, help="frames for each throughput phase (all cameras; 1,000 at 25 img/s: 40 s, enough that start-up does not weigh)")
     parser.add_argument("--masks", default="all", help="comma list of the workers' LW_MASKS, one throughput phase each")
     parser.add_argument("--workers", default="1", help="comma list of worker process counts, one throughput phase each")
+    parser.add_argument("--consumers", default="kafka-python",
+                        help="comma list of the workers' LW_KAFKA_CONSUMER (kafka-python, confluent): each gets its phases")
     parser.add_argument("--load", default="0.5", help="comma list of offered loads for the latency phase, shares of throughput")
     parser.add_argument("--fps", default="", help="comma list of offered frames/s for the latency phase (instead of --load)")
     parser.add_argument("--latency-seconds", type=float, default=30, help="0: skip the latency phase")
+    parser.add_argument("--worker-env", action="append", default=[], metavar="LW_NAME=VALUE",
+                        help="one more setting for every worker (repeatable), e.g. LW_INTAKE_LINGER_MS=0")
     parser.add_argument("--flame", action="store_true", help="py-spy flame graph of the first worker under the first load")
     parser.add_argument("--kafka", default=os.environ.get("LW_KAFKA_BOOTSTRAP", "127.0.0.1:9092"))
     parser.add_argument("--redis", default=os.environ.get("LW_REDIS_URL", "redis://127.0.0.1:6379/0"))
@@ -330,22 +340,24 @@ def main() -> None:
     phases = []
     latency: list[dict] = []
     flame: Path | None = None
-    for masks in args.masks.split(","):
-        for workers in (int(w) for w in args.workers.split(",")):
-            run = Run(args, root, masks, workers)
-            try:
-                fps, count = run.throughput(args.frames)
-                print(f"pipeline: {fps:.1f} img/s, masks={masks}, {workers} worker process(es) ({count} frames)", flush=True)
-                phases.append({"masks": masks, "workers": workers, "img_s": fps, "frames": count})
-                if not latency and args.latency_seconds and workers == 1:
-                    offers = [float(x) for x in args.fps.split(",")] if args.fps else [float(x) * fps for x in args.load.split(",")]
-                    for i, offered in enumerate(max(1.0, o) for o in offers):
-                        want = results / f"flame-{stamp}.svg" if args.flame and i == 0 else None
-                        row, flame_done = measure_latency(run, offered, fps, masks, args.latency_seconds, want)
-                        latency.append(row)
-                        flame = flame or flame_done
-            finally:
-                run.close()
+    for masks, consumer, workers in itertools.product(args.masks.split(","), args.consumers.split(","),
+                                                      (int(w) for w in args.workers.split(","))):
+        run = Run(args, root, masks, workers, consumer)
+        try:
+            fps, count = run.throughput(args.frames)
+            print(f"pipeline: {fps:.1f} img/s, masks={masks}, {workers} worker process(es), {consumer} ({count} frames)",
+                  flush=True)
+            phases.append({"masks": masks, "workers": workers, "consumer": consumer, "img_s": fps, "frames": count})
+            # Latency once per consumer client, on its first one-process phase.
+            if args.latency_seconds and workers == 1 and all(r["consumer"] != consumer for r in latency):
+                offers = [float(x) for x in args.fps.split(",")] if args.fps else [float(x) * fps for x in args.load.split(",")]
+                for i, offered in enumerate(max(1.0, o) for o in offers):
+                    want = results / f"flame-{consumer}-{stamp}.svg" if args.flame and i == 0 else None
+                    row, flame_done = measure_latency(run, offered, fps, masks, args.latency_seconds, want)
+                    latency.append({**row, "consumer": consumer})
+                    flame = flame or flame_done
+        finally:
+            run.close()
     # The bare model again: the ratio uses the better of the two, so a neighbour's load during one
     # of them cannot flatter the pipeline.
     bare_after = bare_model(engine, args.batch, args.seconds)
@@ -357,7 +369,7 @@ def main() -> None:
     result = {
         "when": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "machine": machine(),
         "model": {"arch": args.arch, "input_size": args.input_size, "device": str(device), "amp": args.amp},
-        "batch": args.batch, "max_wait_ms": args.max_wait_ms, "torch_threads": torch.get_num_threads(),
+        "batch": args.batch, "max_wait_ms": args.max_wait_ms, "worker_env": args.worker_env, "torch_threads": torch.get_num_threads(),
         "frame_size": args.frame_size, "bare_img_s": bare, "bare_img_s_before_after": [bare_before, bare_after],
         "batch_compute_ms": batch_ms, "phases": [{**p, "ratio": p["img_s"] / bare} for p in phases], "latency": latency,
         "latency_bound_ms": bound_ms, "flame_graph": flame.name if flame else None,
@@ -368,19 +380,20 @@ def main() -> None:
     where = f"{m['cpu']} x{m['cores']}" + (f" + {m['gpu']}" if "gpu" in m else "")
     print(f"\n{where}; {args.arch} {args.input_size} px {device.type} {args.amp}; bare {bare:.1f} img/s "
           f"({torch.get_num_threads()} threads, batch {args.batch}: {batch_ms:.1f} ms)")
-    print("| masks | worker processes | pipeline img/s | pipeline / bare |\n|---|---|---|---|")
+    print("| masks | consumer | worker processes | pipeline img/s | pipeline / bare |\n|---|---|---|---|---|")
     for p in result["phases"]:
-        print(f"| {p['masks']} | {p['workers']} | {p['img_s']:.1f} | {p['ratio']:.2f} |")
+        print(f"| {p['masks']} | {p['consumer']} | {p['workers']} | {p['img_s']:.1f} | {p['ratio']:.2f} |")
     if latency:
-        print(f"\n| offered load | frames/s | masks | anomalous | p50 ms | p90 ms | p99 ms | bound ms |\n|---|---|---|---|---|---|---|---|")
+        print("\n| consumer | offered load | frames/s | masks | anomalous | p50 ms | p90 ms | p99 ms | bound ms |\n"
+              "|---|---|---|---|---|---|---|---|---|")
     for r in latency:
-        print(f"| {r['load']:.0%} | {r['offered_fps']:.0f} | {r['masks']} | {r['anomalous_share']:.0%} | {r['p50_ms']:.1f} | {r['p90_ms']:.1f} | "
-              f"{r['p99_ms']:.1f} | {bound_ms:.1f} |")
+        print(f"| {r['consumer']} | {r['load']:.0%} | {r['offered_fps']:.0f} | {r['masks']} | {r['anomalous_share']:.0%} | "
+              f"{r['p50_ms']:.1f} | {r['p90_ms']:.1f} | {r['p99_ms']:.1f} | {bound_ms:.1f} |")
     if latency:  # where the time went, from the first worker's histograms (upper bucket bounds)
-        print("\n| offered load | stage | frames or batches | p50 <= ms | p99 <= ms |\n|---|---|---|---|---|")
+        print("\n| consumer | offered load | stage | frames or batches | p50 <= ms | p99 <= ms |\n|---|---|---|---|---|---|")
     for r in latency:
         for stage, q in r["stages"].items():
-            print(f"| {r['load']:.0%} | {stage} | {q['n']} | {q['p50_le_ms']:g} | {q['p99_le_ms']:g} |")
+            print(f"| {r['consumer']} | {r['load']:.0%} | {stage} | {q['n']} | {q['p50_le_ms']:g} | {q['p99_le_ms']:g} |")
     print(f"\nwritten: {out.relative_to(REPO)}" + (f", {flame.relative_to(REPO)}" if flame else ""))
 
 

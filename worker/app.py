@@ -24,7 +24,7 @@ import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 import structlog
@@ -46,13 +46,16 @@ from worker.checkpoint import Checkpoint
 from worker.decode import DecodeLimits, decode_chunk
 from worker.drift import DriftPolicy, DriftWatch
 from worker.engine import Engine, pick_device
-from worker.kafka_input import FramesInput, InputBroken, InputRefused, InputUnavailable, Unreadable
+from worker.kafka_input import FramesInput, InputBroken, InputRefused, InputUnavailable, Unreadable, open_frames_input
 from worker.publisher import ClockCheck, Pictures, Publisher, Verdicts
 from worker.records import STOP, Item
 from worker.serving import ModelHolder
 from worker.settings import WorkerSettings
 from worker.sinks import Debounce, KafkaSender, KafkaTopicCheck, ResultWriter, Retention
 from worker.supervision import EXIT_DEAD_PART, EXIT_OUTPUTS, OutputHealth, Supervisor
+
+if TYPE_CHECKING:
+    from worker.kafka_input_rdkafka import RdkafkaFramesInput
 
 log = structlog.get_logger(__name__)
 
@@ -73,7 +76,7 @@ class Worker:
         self.health = OutputHealth()
         self.inbox: queue.Queue[object] = queue.Queue()
         self.outbox: queue.Queue[object] = queue.Queue()
-        self.input: FramesInput | None = None
+        self.input: FramesInput | RdkafkaFramesInput | None = None
         self.http: HealthServer | None = None
         self._stop = threading.Event()
         self._draining = False
@@ -111,7 +114,7 @@ class Worker:
         )
         self.redis = redis.Redis.from_url(s.redis_url, **s.redis_client_kwargs(), socket_timeout=5, socket_connect_timeout=5)
         self.topic_check = KafkaTopicCheck(kafka_kwargs)
-        self.input = FramesInput(self.topics.frames, kafka_kwargs, {
+        self.input = open_frames_input(s.kafka_consumer, self.topics.frames, kafka_kwargs, {
             "group_id": s.group_id, "client_id": s.worker_id, "max_poll_records": s.max_poll_records,
             "session_timeout_ms": s.session_timeout_ms, "heartbeat_interval_ms": s.session_timeout_ms // 4,
             "max_partition_fetch_bytes": s.kafka_max_message_bytes + 65536,

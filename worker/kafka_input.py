@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import structlog
 from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
@@ -34,8 +34,11 @@ from kafka.errors import (
 )
 from kafka.structs import OffsetAndMetadata
 
-from linewatch.errors import LinewatchError, ServiceUnavailable
+from linewatch.errors import ConfigError, LinewatchError, ServiceUnavailable
 from worker import kafka_compat
+
+if TYPE_CHECKING:
+    from worker.kafka_input_rdkafka import RdkafkaFramesInput
 
 log = structlog.get_logger(__name__)
 
@@ -85,7 +88,7 @@ class _Listener(ConsumerRebalanceListener):
         log.info("partitions assigned", partitions=[f"{tp.topic}:{tp.partition}" for tp in assigned])
 
 
-def _is_parse_error(exc: BaseException) -> bool:
+def is_parse_error(exc: BaseException) -> bool:
     """Errors the client raises on a record it cannot parse (as opposed to a broker or network problem)."""
     return isinstance(exc, CorruptRecordError) or (isinstance(exc, Exception) and not isinstance(exc, KafkaError))
 
@@ -136,7 +139,7 @@ class FramesInput:
         except (TopicAuthorizationFailedError, GroupAuthorizationFailedError) as exc:
             raise InputRefused(f"kafka refused reading {self.topic}: {type(exc).__name__}: {exc}") from exc
         except Exception as exc:  # noqa: BLE001 - the client raises arbitrary types on unparseable data
-            if not _is_parse_error(exc):
+            if not is_parse_error(exc):
                 raise InputUnavailable(f"{type(exc).__name__}: {exc}") from exc
             return [], self._step_over(exc)
         now = time.monotonic()
@@ -194,7 +197,7 @@ class FramesInput:
                     got = probe.poll(timeout_ms=_PROBE_POLL_MS, max_records=1)
                 except Exception as exc:  # noqa: BLE001 - as in poll(): any parse failure counts
                     keep = False
-                    if _is_parse_error(exc):
+                    if is_parse_error(exc):
                         return None, exc
                     raise
                 for records in got.values():
@@ -230,6 +233,9 @@ class FramesInput:
         if fresh:
             self.consumer.pause(*fresh)
         return bool(fresh)
+
+    def paused(self) -> set[TP]:
+        return {(tp.topic, tp.partition) for tp in self.consumer.paused()}
 
     def resume_all(self) -> bool:
         paused = self.consumer.paused()
@@ -282,3 +288,37 @@ class FramesInput:
             self._strict_probe.close(autocommit=False)
         # Leaves the group: its partitions move on at once.
         self.consumer.close(autocommit=False, timeout_ms=int(timeout_s * 1000))
+
+
+def read_range(client_kwargs: dict[str, Any], tp: TP, start: int, end: int, check_crcs: bool = True,
+               timeout_s: float = 10.0) -> list[Any]:
+    """Records `start` <= offset < `end` of one partition as kafka-python reads them (header names
+    that are not UTF-8 included, kafka_compat); fewer if they do not arrive within `timeout_s`.
+    The librdkafka input uses it to re-read what its client could not hand over."""
+    kafka_compat.install()
+    reader = KafkaConsumer(**client_kwargs, group_id=None, enable_auto_commit=False, check_crcs=check_crcs,
+                           fetch_max_wait_ms=100, client_id="linewatch-reread")
+    try:
+        partition = TopicPartition(*tp)
+        reader.assign([partition])
+        reader.seek(partition, start)
+        found: list[Any] = []
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and (reader.position(partition) or start) < end:
+            for records in reader.poll(timeout_ms=_PROBE_POLL_MS, max_records=max(1, end - start)).values():
+                found.extend(r for r in records if start <= r.offset < end)
+        return found
+    finally:
+        reader.close(autocommit=False)
+
+
+def open_frames_input(client: str, topic: str, client_kwargs: dict[str, Any],
+                      consumer_kwargs: dict[str, Any]) -> FramesInput | RdkafkaFramesInput:
+    """The frames topic's consumer for `client` (WorkerSettings.kafka_consumer)."""
+    if client == "confluent":
+        try:
+            from worker.kafka_input_rdkafka import RdkafkaFramesInput
+        except ImportError as exc:
+            raise ConfigError(f"LW_KAFKA_CONSUMER=confluent needs confluent-kafka (pip install 'linewatch[rdkafka]'): {exc}") from exc
+        return RdkafkaFramesInput(topic, client_kwargs, consumer_kwargs)
+    return FramesInput(topic, client_kwargs, consumer_kwargs)

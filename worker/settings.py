@@ -58,6 +58,11 @@ class WorkerSettings(KafkaSettings, RedisSettings):
         "partitions if the pipeline stays full 2 s).",
     )
     max_poll_records: int = Field(64, ge=1, description="Records one Kafka poll may return.")
+    kafka_consumer: Literal["kafka-python", "confluent"] = Field(
+        "kafka-python",
+        description="Client that reads the frames topic: kafka-python, or librdkafka through confluent-kafka (the `rdkafka` "
+        "extra), which fetches and parses records on its own threads outside the GIL (docs/benchmarks.md compares them).",
+    )
     intake_linger_ms: float = Field(
         5.0, ge=0, le=100,
         description="After a poll that brought less than a batch, the consumer waits this long before fetching again, "

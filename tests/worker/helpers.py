@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+import pytest
 import redis
 from pydantic import SecretStr
 
@@ -19,6 +20,14 @@ from worker.app import Worker
 from worker.settings import WorkerSettings
 
 REPO = Path(__file__).resolve().parents[2]
+
+try:
+    import confluent_kafka  # noqa: F401 - the `rdkafka` extra (in dev): LW_KAFKA_CONSUMER=confluent
+    _NO_RDKAFKA = ""
+except ImportError:
+    _NO_RDKAFKA = "confluent-kafka is not installed"
+# The worker's consumer clients (WorkerSettings.kafka_consumer), for tests that must hold for each.
+CONSUMERS = ["kafka-python", pytest.param("confluent", marks=pytest.mark.skipif(bool(_NO_RDKAFKA), reason=_NO_RDKAFKA))]
 
 
 @contextmanager

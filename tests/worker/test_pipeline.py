@@ -16,7 +16,7 @@ from linewatch import contract as c
 from linewatch.contract import Alert, FrameMeta, frame_headers
 from producer.app import produce_synthetic
 from producer.synthetic import SyntheticCamera
-from tests.worker.helpers import history, running_worker, wait_for_results, worker_process
+from tests.worker.helpers import CONSUMERS, history, running_worker, wait_for_results, worker_process
 from prometheus_client import REGISTRY
 
 pytestmark = pytest.mark.integration
@@ -122,8 +122,10 @@ def test_bad_frames_are_dead_lettered_and_good_ones_scored(kafka_bootstrap, topi
     assert not redis_client.exists(f"{redis_prefix}:history:cam-bad")
 
 
-def test_restarted_worker_resumes_from_committed_offsets(kafka_bootstrap, topic_base, redis_prefix, redis_client, worker_settings) -> None:
-    settings = worker_settings()
+@pytest.mark.parametrize("consumer", CONSUMERS)
+def test_restarted_worker_resumes_from_committed_offsets(consumer, kafka_bootstrap, topic_base, redis_prefix, redis_client,
+                                                         worker_settings) -> None:
+    settings = worker_settings(kafka_consumer=consumer)
     cams = ["cam-1", "cam-2"]
     first = produce_synthetic(_producer_settings(kafka_bootstrap, topic_base), cameras=2, frames_per_camera=20, defect_rate=0.0)
     with running_worker(settings):
@@ -154,7 +156,9 @@ def _ready(port: int) -> bool:
         return False
 
 
-def test_sigkilled_worker_loses_nothing(kafka_bootstrap, topic_base, redis_prefix, redis_client, worker_settings, tmp_path) -> None:
+@pytest.mark.parametrize("consumer", CONSUMERS)
+def test_sigkilled_worker_loses_nothing(consumer, kafka_bootstrap, topic_base, redis_prefix, redis_client, worker_settings,
+                                        tmp_path) -> None:
     import threading
 
     cams = [f"cam-{i}" for i in range(1, 5)]
@@ -163,7 +167,7 @@ def test_sigkilled_worker_loses_nothing(kafka_bootstrap, topic_base, redis_prefi
     ports = {"worker-a": _free_port(), "worker-b": _free_port()}
     procs = {
         name: worker_process(worker_settings(group_id=group, worker_id=name, max_batch=4, http_port=port,
-                                             http_host="127.0.0.1"), tmp_path / f"{name}.log")
+                                             http_host="127.0.0.1", kafka_consumer=consumer), tmp_path / f"{name}.log")
         for name, port in ports.items()
     }
     try:
@@ -241,7 +245,8 @@ class PrivateRedis:
             pass  # the server closes the connection as it exits
 
 
-def test_redis_outage_pauses_then_recovers(kafka_bootstrap, topic_base, redis_prefix, worker_settings, tmp_path) -> None:
+@pytest.mark.parametrize("consumer", CONSUMERS)
+def test_redis_outage_pauses_then_recovers(consumer, kafka_bootstrap, topic_base, redis_prefix, worker_settings, tmp_path) -> None:
     import redis as redis_lib
 
     private = PrivateRedis(tmp_path)
@@ -249,7 +254,7 @@ def test_redis_outage_pauses_then_recovers(kafka_bootstrap, topic_base, redis_pr
     client = redis_lib.Redis.from_url(private.url)
     cams = ["cam-1", "cam-2"]
     try:
-        with running_worker(worker_settings(redis_url=private.url, publish_retry_max_s=0.5)) as worker:
+        with running_worker(worker_settings(redis_url=private.url, publish_retry_max_s=0.5, kafka_consumer=consumer)) as worker:
             first = produce_synthetic(_producer_settings(kafka_bootstrap, topic_base), cameras=2, frames_per_camera=15, defect_rate=0.0)
             assert wait_for_results(client, redis_prefix, cams, first.sent) == first.sent
             private.stop()
@@ -261,15 +266,15 @@ def test_redis_outage_pauses_then_recovers(kafka_bootstrap, topic_base, redis_pr
             assert not ready and details["outputs"].startswith("unavailable: redis")
             time.sleep(1.0)
             assert worker.liveness()[0]  # the consumer loop keeps polling while paused
-            assert worker.input.consumer.paused(), "partitions were not paused during the outage"
+            assert worker.input.paused(), "partitions were not paused during the outage"
             assert _committed(kafka_bootstrap, worker.s.group_id) == first.sent  # nothing unpublished committed
             private.start()
             total = first.sent + second.sent
             assert wait_for_results(client, redis_prefix, cams, total, timeout_s=60) == total
             deadline = time.monotonic() + 10
-            while worker.input.consumer.paused() and time.monotonic() < deadline:
+            while worker.input.paused() and time.monotonic() < deadline:
                 time.sleep(0.1)
-            assert not worker.input.consumer.paused(), "partitions were not resumed after the outage"
+            assert not worker.input.paused(), "partitions were not resumed after the outage"
         for cam in cams:
             assert [int(e["seq"]) for e in history(client, redis_prefix, cam)] == _two_runs(15)
         assert _committed(kafka_bootstrap, worker.s.group_id) == first.sent + second.sent

@@ -23,7 +23,7 @@ from bench.faultkit import RawName
 from linewatch import contract as c
 from linewatch.contract import FrameMeta, frame_headers
 from producer.synthetic import SyntheticCamera
-from tests.worker.helpers import history, running_worker, wait_for_results
+from tests.worker.helpers import CONSUMERS, history, running_worker, wait_for_results
 
 pytestmark = pytest.mark.integration
 
@@ -113,8 +113,10 @@ CASES = {
 }
 
 
+@pytest.mark.parametrize("consumer", CONSUMERS)
 @pytest.mark.parametrize("case", list(CASES))
-def test_one_bad_record_then_fifty_good_frames(case, kafka_bootstrap, topic_base, redis_prefix, redis_client, worker_settings) -> None:
+def test_one_bad_record_then_fifty_good_frames(case, consumer, kafka_bootstrap, topic_base, redis_prefix, redis_client,
+                                               worker_settings) -> None:
     reason, expected = CASES[case]
     topic = f"{topic_base}.frames"
     producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, max_request_size=4 * 1024 * 1024)
@@ -123,7 +125,7 @@ def test_one_bad_record_then_fifty_good_frames(case, kafka_bootstrap, topic_base
     start = time.time_ns()
     _send_good(producer, topic, range(1, 51), lambda seq: start + seq * 10**6)
     producer.close()
-    settings = worker_settings()
+    settings = worker_settings(kafka_consumer=consumer)
     with running_worker(settings) as worker:
         got = wait_for_results(redis_client, redis_prefix, [CAMERA], expected, timeout_s=90)
         assert got == expected, f"{case}: {got} results, wanted {expected}"
@@ -164,8 +166,9 @@ def _segment_with(log_dir: Path, topic: str, marker: bytes) -> tuple[Path, int]:
     raise AssertionError(f"marker not found in the segments of {topic}-0 under {log_dir}")
 
 
+@pytest.mark.parametrize("consumer", CONSUMERS)
 def test_a_record_failing_its_checksum_is_stepped_over_with_what_could_be_recovered(
-    kafka_bootstrap, topic_base, redis_prefix, redis_client, worker_settings
+    consumer, kafka_bootstrap, topic_base, redis_prefix, redis_client, worker_settings
 ) -> None:
     topic = f"{topic_base}.frames"
     producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, linger_ms=0)
@@ -182,7 +185,7 @@ def test_a_record_failing_its_checksum_is_stepped_over_with_what_could_be_recove
     with segment.open("r+b") as f:  # flip one byte of the stored value: the batch's CRC no longer matches
         f.seek(at)
         f.write(b"X")
-    with running_worker(worker_settings()):
+    with running_worker(worker_settings(kafka_consumer=consumer)):
         assert wait_for_results(redis_client, redis_prefix, [CAMERA], 10) == 10
         dead = _dead_letters(kafka_bootstrap, f"{topic_base}.frames.dlq", 1)
     assert [int(e["seq"]) for e in history(redis_client, redis_prefix, CAMERA)] == list(range(1, 11))
