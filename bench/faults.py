@@ -71,6 +71,7 @@ class Harness:
     out: Path
     quick: bool = False
     seed: int = 0
+    consumer: str = "kafka-python"  # the workers' LW_KAFKA_CONSUMER
 
 
 @dataclass
@@ -104,6 +105,7 @@ def _worker_env(h: Harness, base: str, prefix: str, group: str, redis_url: str |
         "LW_MODEL_ROOT": str(h.model_root), "LW_LOG_LEVEL": "warning", "LW_TORCH_THREADS": "1",
         "LW_DEBOUNCE_N": "3", "LW_DEBOUNCE_M": "5", "LW_ALERT_COOLDOWN_S": "3600", "LW_THRESHOLD_REFRESH_S": "0.5",
         "LW_MAX_WAIT_MS": "10", "LW_DRAIN_TIMEOUT_S": "20", "LW_PUBLISH_RETRY_MAX_S": "1", "LW_MODEL_POLL_S": "0",
+        "LW_KAFKA_CONSUMER": h.consumer,
     }
     env.update(extra)
     return env
@@ -519,11 +521,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--write", help="write the results as Markdown into this file, between markers")
     parser.add_argument("--out", default=str(REPO / "runs" / "faults"), help="logs, model, series")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--consumer", default="kafka-python", choices=["kafka-python", "confluent"],
+                        help="the workers' LW_KAFKA_CONSUMER")
     args = parser.parse_args(argv)
     out = Path(args.out)
     h = Harness(bootstrap=os.environ.get("LW_KAFKA_BOOTSTRAP", "127.0.0.1:9092"),
                 redis_url=os.environ.get("LW_REDIS_URL", "redis://127.0.0.1:6379/0"),
-                model_root=ensure_model(out / "models"), out=out, quick=args.quick, seed=args.seed)
+                model_root=ensure_model(out / "models"), out=out, quick=args.quick, seed=args.seed,
+                consumer=args.consumer)
     names = args.only.split(",") if args.only else list(QUICK if args.quick else SCENARIOS)
     rows = run(h, names, args.soak_minutes)
     (out / "results.json").write_text(json.dumps([asdict(r) for r in rows], indent=2))

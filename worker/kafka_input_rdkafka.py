@@ -31,6 +31,7 @@ log = structlog.get_logger(__name__)
 _client_log = logging.getLogger("rdkafka")  # librdkafka's own log lines
 
 _REFUSED = {KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.GROUP_AUTHORIZATION_FAILED}
+_PENDING_COMMITS_KEPT = 8
 _SECURITY = {  # kafka-python keyword -> librdkafka property
     "security_protocol": "security.protocol", "sasl_mechanism": "sasl.mechanism",
     "sasl_plain_username": "sasl.username", "sasl_plain_password": "sasl.password",
@@ -72,8 +73,6 @@ class RdkafkaFramesInput:
 
     def __init__(self, topic: str, client_kwargs: dict[str, Any], consumer_kwargs: dict[str, Any]) -> None:
         self.topic = topic
-        consumer_kwargs = dict(consumer_kwargs)
-        self.max_poll_records = consumer_kwargs.pop("max_poll_records", 500)
         self._client_kwargs = client_kwargs
         self.consumer = Consumer({
             **rdkafka_config(client_kwargs, consumer_kwargs),
@@ -98,7 +97,9 @@ class RdkafkaFramesInput:
         elif error.fatal():
             self._refused = f"kafka client failed for good: {error.name()}: {error.str()}"
         else:  # transient: librdkafka reconnects and retries by itself
-            log.warning("kafka client error", error=f"{error.name()}: {error.str()}")
+            suppressed = self._log.allow(f"client:{error.code()}")
+            if suppressed is not None:
+                log.warning("kafka client error", error=f"{error.name()}: {error.str()}", suppressed=suppressed)
 
     def _committed(self, error: KafkaError | None, partitions: list[TopicPartition]) -> None:
         answered = {(p.topic, p.partition): p.offset for p in partitions}
@@ -271,6 +272,7 @@ class RdkafkaFramesInput:
     def commit_async(self, offsets: dict[TP, int], done: Callable[[BaseException | None], None]) -> None:
         """Start a commit; `done(None | exception)` is called from a later poll on this thread."""
         self._pending_commits.append((dict(offsets), done))
+        del self._pending_commits[:-_PENDING_COMMITS_KEPT]  # answers that never came (Checkpoint gave up on them)
         try:
             self.consumer.commit(offsets=_partitions(offsets), asynchronous=True)
         except KafkaException as exc:

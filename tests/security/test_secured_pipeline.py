@@ -17,6 +17,7 @@ import pytest
 
 from linewatch.connect import redis_client
 from linewatch.settings import RedisSettings
+from tests.worker.helpers import CONSUMERS
 
 from .conftest import REPO, Names, Secured, all_passwords, free_port, program_env, role_settings
 
@@ -51,7 +52,9 @@ def _stop(process: subprocess.Popen) -> int:
         return process.wait()
 
 
-def test_whole_path_over_sasl_ssl_and_tls(secured: Secured, names: Names, tiny_model_root: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("consumer", CONSUMERS)
+def test_whole_path_over_sasl_ssl_and_tls(consumer: str, secured: Secured, names: Names, tiny_model_root: Path,
+                                          tmp_path: Path) -> None:
     admin = secured.redis_admin()
     admin.hset(f"{names.prefix}:thresholds", mapping={c: "0.0" for c in CAMERAS})  # every frame anomalous
     admin.close()
@@ -61,6 +64,7 @@ def test_whole_path_over_sasl_ssl_and_tls(secured: Secured, names: Names, tiny_m
         secured, "worker", names, LW_GROUP_ID=names.worker_group, LW_MODEL="tiny@production",
         LW_MODEL_ROOT=str(tiny_model_root), LW_HTTP_PORT=str(http_port), LW_HTTP_HOST="127.0.0.1", LW_DEVICE="cpu",
         LW_TORCH_THREADS="1", LW_MAX_WAIT_MS="5", LW_THRESHOLD_REFRESH_S="0.2", LW_LOG_LEVEL="debug",
+        LW_KAFKA_CONSUMER=consumer,
     ), logs["worker"])
     alerts = _start("worker.alerts_consumer", program_env(
         secured, "alerts", names, LW_ALERTS_GROUP_ID=names.alerts_group, LW_LOG_LEVEL="debug",
