@@ -218,7 +218,12 @@ class Run:
         self.pool = WorkerPool(env, Path(tempfile.mkdtemp(prefix="lw-bench-logs-")), tied=True)
         self.names = [f"w{i}" for i in range(workers)]
 
-    def throughput(self, frames: int) -> tuple[float, int]:
+    def throughput(self, frames: int) -> tuple[float, int, float]:
+        """(frames/s, results, frames/s as timed before 2026-12-07) for `frames` put on Kafka first.
+
+        Timed by Redis's own clock: the entry IDs of the first and last result in the history
+        streams. (Before, the clock started when this process first saw a result, after waiting for
+        a worker's readiness: a worker that took in frames meanwhile flattered the rate.)"""
         per_camera = frames // CAMERAS
         if run_producer(self.args.kafka, self.base, per_camera, 0, self.args.frame_size).wait(900) != 0:
             raise SystemExit("producer failed")
@@ -228,7 +233,18 @@ class Run:
         total = per_camera * CAMERAS
         count, first = wait_count(self.client, self.prefix, total, timeout_s=1800)
         elapsed = time.monotonic() - first if first else float("nan")
-        return ((count - 1) / elapsed if count > 1 else 0.0), count
+        old_way = (count - 1) / elapsed if count > 1 else 0.0
+        first_ms, last_ms = self.results_span()
+        return ((count - 1) / ((last_ms - first_ms) / 1000) if count > 1 and last_ms > first_ms else 0.0), count, old_way
+
+    def results_span(self) -> tuple[int, int]:
+        """Redis's times (ms, from stream entry IDs) of the first and the last result of all cameras."""
+        firsts, lasts = [], []
+        for i in range(1, CAMERAS + 1):
+            key = f"{self.prefix}:history:cam-{i}"
+            firsts += [int(entry.split(b"-")[0]) for entry, _ in self.client.xrange(key, count=1)]
+            lasts += [int(entry.split(b"-")[0]) for entry, _ in self.client.xrevrange(key, count=1)]
+        return (min(firsts), max(lasts)) if firsts else (0, 0)
 
     def stage_counts(self) -> dict[str, dict[float, float]]:
         """Cumulative bucket counts of the first worker's stage histograms (its /metrics)."""
@@ -344,10 +360,11 @@ def main() -> None:
                                                       (int(w) for w in args.workers.split(","))):
         run = Run(args, root, masks, workers, consumer)
         try:
-            fps, count = run.throughput(args.frames)
-            print(f"pipeline: {fps:.1f} img/s, masks={masks}, {workers} worker process(es), {consumer} ({count} frames)",
-                  flush=True)
-            phases.append({"masks": masks, "workers": workers, "consumer": consumer, "img_s": fps, "frames": count})
+            fps, count, old_way = run.throughput(args.frames)
+            print(f"pipeline: {fps:.1f} img/s, masks={masks}, {workers} worker process(es), {consumer} ({count} frames; "
+                  f"{old_way:.1f} as timed before 2026-12-07)", flush=True)
+            phases.append({"masks": masks, "workers": workers, "consumer": consumer, "img_s": fps, "frames": count,
+                           "img_s_timed_from_first_seen": old_way})
             # Latency once per consumer client, on its first one-process phase.
             if args.latency_seconds and workers == 1 and all(r["consumer"] != consumer for r in latency):
                 offers = [float(x) for x in args.fps.split(",")] if args.fps else [float(x) * fps for x in args.load.split(",")]
