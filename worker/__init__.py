@@ -3,6 +3,7 @@
 Start reading here:
 - app.py           wiring, the consumer loop, start / drain / stop, exit codes, `linewatch-worker`
 - kafka_input.py   the frames topic: poll, pause, commit; steps over records the client cannot parse
+- kafka_input_rdkafka.py  the same through librdkafka (LW_KAFKA_CONSUMER=confluent, optional)
 - records.py       Item / Rejected / ScoredBatch / STOP: what crosses the threads
 - decode.py        bytes -> size checked before decoding (imagesize.py) -> model input (thread pool)
 - batching.py      dynamic batches across cameras; model swap between batches

@@ -14,7 +14,8 @@ the same data can spin forever inside the client. So when `poll()` raises a pars
 3. seeks the main consumer one past that offset, so the record is stepped over, never retried
    in place, and hands it back as an `Unreadable` for the dead-letter topic. Its offset is
    committed only after the dead letter is confirmed, like any rejected frame.
-Kafka's exceptions are translated here (InputUnavailable / InputRefused) and nowhere else.
+Kafka's exceptions are translated here (InputUnavailable / InputRefused) and nowhere else, and in
+worker/kafka_input_rdkafka.py, the same interface on librdkafka (`open_frames_input` picks one).
 """
 
 from __future__ import annotations
@@ -319,6 +320,7 @@ def open_frames_input(client: str, topic: str, client_kwargs: dict[str, Any],
         try:
             from worker.kafka_input_rdkafka import RdkafkaFramesInput
         except ImportError as exc:
-            raise ConfigError(f"LW_KAFKA_CONSUMER=confluent needs confluent-kafka (pip install 'linewatch[rdkafka]'): {exc}") from exc
+            raise ConfigError("LW_KAFKA_CONSUMER=confluent needs confluent-kafka "
+                              f"(pip install 'linewatch[rdkafka]'): {exc}") from exc
         return RdkafkaFramesInput(topic, client_kwargs, consumer_kwargs)
     return FramesInput(topic, client_kwargs, consumer_kwargs)
