@@ -19,8 +19,9 @@ decode, batching, verdicts, masks, Redis, alerts, commits.
    first to the last result in Redis;
 3. latency, per consumer client: a light sender (librdkafka where installed) offers each `--load`
    x that client's first throughput (1 worker), or each `--fps`, for `--latency-seconds`
-   (pre-encoded frames, capture time = hand-over to Kafka); p50 / p90 / p99 of capture-to-Redis latency (`latency_ms` of each
-   result), next to the bound max_wait_ms + 2 x one batch's compute + 20 ms; the slowest frame of
+   (pre-encoded frames, capture time = hand-over to Kafka); p50 / p90 / p99 of capture-to-Redis
+   latency (Redis's time of each result's stream entry minus its capture time; each result's own
+   `latency_ms`, which stops before masks and the Redis write, beside it), next to the bound max_wait_ms + 2 x one batch's compute + 20 ms; the slowest frame of
    each second (a tail spread out, or one episode); and where the time went: p50 / p99 bucket
    bounds of the first worker's stage histograms (queue: poll to batch, decode, infer, publish,
    and capture to Redis) over the same seconds; with `--flame`, a py-spy flame graph of the
@@ -164,21 +165,25 @@ def wait_count(client: redis.Redis, prefix: str, target: int, timeout_s: float) 
     return count, first
 
 
-def latencies(client: redis.Redis, prefix: str, since_ms: int) -> tuple[np.ndarray, float, list[dict]]:
-    """Capture-to-Redis latencies (ms) of the results written since `since_ms`, the share flagged
-    anomalous, and a timeline (per second of publishing: frames, p50 and max) that shows whether
-    a tail is spread out or one stall."""
-    values, published, anomalous = [], [], 0
+def latencies(client: redis.Redis, prefix: str, since_ms: int) -> tuple[np.ndarray, np.ndarray, float, list[dict]]:
+    """For the results written since `since_ms`: capture-to-Redis latencies (ms: Redis's clock when
+    the result was added to its stream, from the entry ID, minus the capture time), the results'
+    own `latency_ms` (capture to the moment the worker began publishing the batch: before masks
+    and the Redis write; the figures until 2026-12-07 03:40 UTC were these), the share flagged
+    anomalous, and a timeline (per second: frames, p50 and max) that shows whether a tail is
+    spread out or one stall."""
+    to_redis, to_publish, written, anomalous = [], [], [], 0
     for i in range(1, CAMERAS + 1):
-        for _, fields in client.xrange(f"{prefix}:history:cam-{i}", min=f"{since_ms}-0"):
-            if fields[b"latency_ms"]:
-                values.append(float(fields[b"latency_ms"]))
-                published.append(int(fields[b"published_ms"]))
+        for entry, fields in client.xrange(f"{prefix}:history:cam-{i}", min=f"{since_ms}-0"):
+            if fields[b"latency_ms"]:  # empty when the capture clock was implausible
+                written.append(int(entry.split(b"-")[0]))
+                to_redis.append(written[-1] - int(fields[b"capture_ns"]) / 1e6)
+                to_publish.append(float(fields[b"latency_ms"]))
                 anomalous += fields.get(b"anomalous") == b"1"
-    lat, second = np.array(values), (np.array(published, np.int64) - since_ms) // 1000
+    lat, second = np.array(to_redis), (np.array(written, np.int64) - since_ms) // 1000
     timeline = [{"s": int(t), "frames": int((second == t).sum()), "p50_ms": float(np.median(lat[second == t])),
                  "max_ms": float(lat[second == t].max())} for t in np.unique(second)]
-    return lat, anomalous / max(1, len(values)), timeline
+    return lat, np.array(to_publish), anomalous / max(1, len(to_redis)), timeline
 
 
 def stage_quantiles(before: dict[str, dict[float, float]], after: dict[str, dict[float, float]]) -> dict[str, dict]:
@@ -285,7 +290,7 @@ class Run:
                                  "--threads", "--nonblocking", "--output", str(out)],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
-    def latency(self, fps_total: float, seconds: float) -> tuple[np.ndarray, float, list[dict]]:
+    def latency(self, fps_total: float, seconds: float) -> tuple[np.ndarray, np.ndarray, float, list[dict]]:
         """Frames offered at `fps_total` for `seconds`; capture time = the moment each is handed to Kafka.
 
         A light sender (pre-encoded frames, fresh headers) rather than the producer program: its
@@ -310,16 +315,18 @@ def measure_latency(run: Run, offered: float, throughput: float, masks: str, sec
     graph written over it when `flame` names one (None if py-spy failed)."""
     before = run.stage_counts()
     spy = run.profile(seconds, flame) if flame else None
-    lat, anomalous, timeline = run.latency(offered, seconds)
+    lat, to_publish, anomalous, timeline = run.latency(offered, seconds)
     row = {"load": offered / throughput if throughput else float("nan"), "offered_fps": offered, "masks": masks,
            "frames": int(len(lat)), "anomalous_share": anomalous,
            **{f"p{q}_ms": float(np.percentile(lat, q)) for q in (50, 90, 99)},
+           **{f"p{q}_ms_to_publish_start": float(np.percentile(to_publish, q)) for q in (50, 90, 99)},
            "stages": stage_quantiles(before, run.stage_counts()), "timeline": timeline}
     if spy is not None and spy.wait(60) != 0:
         print(f"py-spy failed (exit {spy.returncode}); no flame graph", flush=True)
         flame = None
     print(f"latency at {offered:.0f} frames/s offered: p50 {row['p50_ms']:.1f} ms, p90 {row['p90_ms']:.1f} ms, "
-          f"p99 {row['p99_ms']:.1f} ms ({len(lat)} frames)", flush=True)
+          f"p99 {row['p99_ms']:.1f} ms ({len(lat)} frames; to the start of publishing: p50 "
+          f"{row['p50_ms_to_publish_start']:.1f}, p99 {row['p99_ms_to_publish_start']:.1f})", flush=True)
     print("  slowest frame per second (ms): " + " ".join(f"{t['max_ms']:.0f}" for t in timeline), flush=True)
     return row, flame
 
