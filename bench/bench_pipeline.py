@@ -15,15 +15,16 @@ decode, batching, verdicts, masks, Redis, alerts, commits.
 2. throughput, per `--masks` mode, per `--consumers` client (the workers' LW_KAFKA_CONSUMER) and
    per `--workers` count: `--frames` JPEG frames (256 x 256, 4 synthetic cameras) are put on
    Kafka first (a separate producer process), then N worker processes of one group (`python -m
-   worker.app`, configured by LW_* variables only, default threads) consume them; timed from the
-   first to the last result in Redis;
+   worker.app`, configured by LW_* variables only, default threads) consume them; timed by Redis's
+   clock from the moment every process has written a result to the last result;
 3. latency, per consumer client: a light sender (librdkafka where installed) offers each `--load`
    x that client's first throughput (1 worker), or each `--fps`, for `--latency-seconds`
    (pre-encoded frames, capture time = hand-over to Kafka); p50 / p90 / p99 of capture-to-Redis
    latency (Redis's time of each result's stream entry minus its capture time; each result's own
-   `latency_ms`, which stops before masks and the Redis write, beside it), next to the bound max_wait_ms + 2 x one batch's compute + 20 ms; the slowest frame of
-   each second (a tail spread out, or one episode); and where the time went: p50 / p99 bucket
-   bounds of the first worker's stage histograms (queue: poll to batch, decode, infer, publish,
+   `latency_ms`, which stops before masks and the Redis write, beside it), next to the bound
+   max_wait_ms + 2 x one batch's compute + 20 ms; the slowest frame of each second (a tail spread
+   out, or one episode); and where the time went: p50 / p99 bucket bounds of the first worker's
+   stage histograms (queue: poll to batch, decode, infer, publish,
    and capture to Redis) over the same seconds; with `--flame`, a py-spy flame graph of the
    first worker (its threads apart) over the first load's seconds, beside the JSON.
 Results: one JSON file in bench/results/ (named for model, device, precision, versions and date)
@@ -176,7 +177,7 @@ def latencies(client: redis.Redis, prefix: str, since_ms: int) -> tuple[np.ndarr
     for i in range(1, CAMERAS + 1):
         for entry, fields in client.xrange(f"{prefix}:history:cam-{i}", min=f"{since_ms}-0"):
             if fields[b"latency_ms"]:  # empty when the capture clock was implausible
-                written.append(int(entry.split(b"-")[0]))
+                written.append(_entry_ms(entry))
                 to_redis.append(written[-1] - int(fields[b"capture_ns"]) / 1e6)
                 to_publish.append(float(fields[b"latency_ms"]))
                 anomalous += fields.get(b"anomalous") == b"1"
@@ -197,6 +198,11 @@ def stage_quantiles(before: dict[str, dict[float, float]], after: dict[str, dict
         bound = {q: next(le for le, n in delta if n >= q * total) for q in (0.5, 0.99)}
         out[stage] = {"n": int(total), "p50_le_ms": bound[0.5] * 1000, "p99_le_ms": bound[0.99] * 1000}
     return out
+
+
+def _entry_ms(entry_id: bytes) -> int:
+    """Redis's time (ms) in a stream entry ID: when the entry was added."""
+    return int(entry_id.split(b"-")[0])
 
 
 def _rate(times_ms: np.ndarray) -> float:
@@ -229,7 +235,7 @@ class Run:
         self.pool = WorkerPool(env, Path(tempfile.mkdtemp(prefix="lw-bench-logs-")), tied=True)
         self.names = [f"w{i}" for i in range(workers)]
 
-    def throughput(self, frames: int) -> tuple[float, int, dict[str, float]]:
+    def throughput(self, frames: int) -> tuple[float, int, dict[str, float | int]]:
         """(frames/s, results, other timings) for `frames` put on Kafka first.
 
         Timed by Redis's own clock (stream entry IDs of the results), from the moment every worker
@@ -251,7 +257,8 @@ class Run:
         times, workers = self.result_times()
         steady_from = max(times[workers == w].min() for w in np.unique(workers)) if len(times) else 0
         steady = times[times >= steady_from]
-        other = {"whole_span": _rate(times), "timed_from_first_seen": (count - 1) / elapsed if count > 1 else 0.0,
+        other = {"img_s_whole_span": _rate(times),
+                 "img_s_timed_from_first_seen": (count - 1) / elapsed if count > 1 else 0.0,
                  "steady_frames": int(len(steady))}
         return _rate(steady), count, other
 
@@ -260,7 +267,7 @@ class Run:
         times, workers = [], []
         for i in range(1, CAMERAS + 1):
             for entry, fields in self.client.xrange(f"{self.prefix}:history:cam-{i}"):
-                times.append(int(entry.split(b"-")[0]))
+                times.append(_entry_ms(entry))
                 workers.append(fields[b"worker"].decode())
         return np.array(times, np.int64), np.array(workers)
 
@@ -382,10 +389,10 @@ def main() -> None:
         try:
             fps, count, other = run.throughput(args.frames)
             print(f"pipeline: {fps:.1f} img/s, masks={masks}, {workers} worker process(es), {consumer} ({count} frames, "
-                  f"{other['steady_frames']} after every process had started; whole span {other['whole_span']:.1f} img/s, "
-                  f"as timed before 2026-12-07 {other['timed_from_first_seen']:.1f})", flush=True)
-            phases.append({"masks": masks, "workers": workers, "consumer": consumer, "img_s": fps, "frames": count,
-                           **{f"img_s_{k}" if k != "steady_frames" else k: v for k, v in other.items()}})
+                  f"{other['steady_frames']} after every process had started; whole span "
+                  f"{other['img_s_whole_span']:.1f} img/s, as timed before 2026-12-07 "
+                  f"{other['img_s_timed_from_first_seen']:.1f})", flush=True)
+            phases.append({"masks": masks, "workers": workers, "consumer": consumer, "img_s": fps, "frames": count, **other})
             # Latency once per consumer client, on its first one-process phase.
             if args.latency_seconds and workers == 1 and all(r["consumer"] != consumer for r in latency):
                 offers = [float(x) for x in args.fps.split(",")] if args.fps else [float(x) * fps for x in args.load.split(",")]

@@ -177,10 +177,7 @@ class FramesInput:
         return sorted(found, key=lambda c: -self._last_read.get(c[0], 0.0))
 
     def _probe_consumer(self, check_crcs: bool) -> KafkaConsumer:
-        return KafkaConsumer(
-            **self._client_kwargs, group_id=None, enable_auto_commit=False, check_crcs=check_crcs,
-            max_poll_records=1, fetch_max_wait_ms=100, client_id="linewatch-probe",
-        )
+        return _side_reader(self._client_kwargs, check_crcs, "linewatch-probe", max_poll_records=1)
 
     def _read_one(self, tp: TopicPartition, offset: int, check_crcs: bool) -> tuple[Any | None, BaseException | None]:
         """The record at `offset` as a separate consumer reads it, or the parse error it raised.
@@ -291,14 +288,19 @@ class FramesInput:
         self.consumer.close(autocommit=False, timeout_ms=int(timeout_s * 1000))
 
 
+def _side_reader(client_kwargs: dict[str, Any], check_crcs: bool, client_id: str, **extra: Any) -> KafkaConsumer:
+    """A consumer outside the group, for reading single records again (probes, re-reads)."""
+    return KafkaConsumer(**client_kwargs, group_id=None, enable_auto_commit=False, check_crcs=check_crcs,
+                         fetch_max_wait_ms=100, client_id=client_id, **extra)
+
+
 def read_range(client_kwargs: dict[str, Any], tp: TP, start: int, end: int, check_crcs: bool = True,
                timeout_s: float = 10.0) -> list[Any]:
     """Records `start` <= offset < `end` of one partition as kafka-python reads them (header names
     that are not UTF-8 included, kafka_compat); fewer if they do not arrive within `timeout_s`.
     The librdkafka input uses it to re-read what its client could not hand over."""
     kafka_compat.install()
-    reader = KafkaConsumer(**client_kwargs, group_id=None, enable_auto_commit=False, check_crcs=check_crcs,
-                           fetch_max_wait_ms=100, client_id="linewatch-reread")
+    reader = _side_reader(client_kwargs, check_crcs, "linewatch-reread")
     try:
         partition = TopicPartition(*tp)
         reader.assign([partition])

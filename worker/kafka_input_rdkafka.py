@@ -193,9 +193,8 @@ class RdkafkaFramesInput:
             got, error = [], exc
         if got:
             return got[0]
-        ts_type, ts = message.timestamp()
         return Unreadable(tp, offset, f"header names cannot be decoded and the record could not be re-read: {error!r}"[:300],
-                          message.key(), message.value() or b"", [], ts if ts_type else -1)
+                          message.key(), message.value() or b"", [], _timestamp(message))
 
     def _start_of(self, tp: TP) -> int:
         """Where this member started reading `tp`: the group's committed offset, else the log start."""
@@ -254,7 +253,7 @@ class RdkafkaFramesInput:
         return self._paused & self._assigned
 
     def resume_all(self) -> bool:
-        paused = self._paused & self.assignment()
+        paused = self.paused()
         if paused:
             self.consumer.resume([TopicPartition(*tp) for tp in paused])
         self._paused.clear()
@@ -308,9 +307,14 @@ class RdkafkaFramesInput:
 
 
 def _record(message: Message) -> Record:
-    ts_type, ts = message.timestamp()
     return Record(message.topic(), message.partition(), message.offset(), message.key(), message.value(),
-                  message.headers() or [], ts if ts_type else -1)
+                  message.headers() or [], _timestamp(message))
+
+
+def _timestamp(message: Message) -> int:
+    """The record's timestamp (ms), -1 when the broker gave none (as kafka-python)."""
+    ts_type, ts = message.timestamp()
+    return ts if ts_type else -1
 
 
 def _partitions(offsets: dict[TP, int]) -> list[TopicPartition]:
