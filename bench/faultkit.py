@@ -40,6 +40,7 @@ from kafka.admin import KafkaAdminClient
 
 from linewatch import contract as c
 from linewatch.contract import FrameMeta, frame_headers
+from linewatch.settings import KafkaSettings
 from producer.synthetic import SyntheticCamera
 
 REPO = Path(__file__).resolve().parents[1]
@@ -258,7 +259,10 @@ class GoodStream:
     def __init__(self, bootstrap: str, topic: str, cameras: int, *, size: int = 128,
                  defects: dict[str, tuple[int, int]] | None = None, first_seed: int = 1) -> None:
         self.topic = topic
-        self.producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks="all")
+        # Connection settings as the producer app's (linewatch's KafkaSettings): a broker restart is
+        # noticed as soon as the app would notice it.
+        kafka = KafkaSettings(kafka_bootstrap=bootstrap).kafka_client_kwargs()
+        self.producer = KafkaProducer(**kafka, linger_ms=5, acks="all")
         self.names = [f"cam-{i + 1}" for i in range(cameras)]
         self.cams = {
             name: SyntheticCamera(seed=first_seed + i, width=size, height=size, defect_rate=0.0,

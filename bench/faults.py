@@ -91,6 +91,7 @@ class Row:
     seconds: float = 0.0
     notes: str = ""
     problems: list[str] = field(default_factory=list)
+    phases: dict[str, float] = field(default_factory=dict)  # broker_restart: seconds to each stage's recovery
 
     @property
     def ok(self) -> bool:
@@ -310,20 +311,100 @@ def redis_outage(h: Harness) -> Row:
         private.stop()
 
 
+RECOVERY_TARGET_S = 10.0  # broker answering again -> first new result in Redis (docs/reliability.md)
+
+
+class RecoveryClock(threading.Thread):
+    """When each stage of the path moved again after the broker answered: the frame producer's
+    first acknowledged record, the workers' first record taken in (linewatch_worker_frames_in_total
+    on their /metrics), the first result in Redis (the id of a history entry is Redis's clock).
+    Samples every 0.2 s; wall-clock seconds throughout."""
+
+    def __init__(self, s: Scenario) -> None:
+        super().__init__(daemon=True)
+        self.s = s
+        self.answered = 0.0  # when the restarted broker answered ApiVersions (kafka.sh start returned)
+        self.firsts: dict[str, float] = {}
+        self._base: dict[str, float] | None = None
+        self._done = threading.Event()
+
+    def broker_answered(self) -> None:
+        self.answered = time.time()
+        self._base = self._sample()
+
+    def _intake(self) -> float:
+        import urllib.request
+
+        total = 0.0
+        for w in list(self.s.pool.workers.values()):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{w.port}/metrics", timeout=1) as reply:
+                    lines = reply.read().decode().splitlines()
+            except OSError:
+                continue
+            total += sum(float(line.rsplit(" ", 1)[1]) for line in lines
+                         if line.startswith("linewatch_worker_frames_in_total{"))
+        return total
+
+    def _last_result_s(self) -> float:
+        pipe = self.s.redis.pipeline(transaction=False)
+        for camera in self.s.good.names:
+            pipe.xrevrange(f"{self.s.prefix}:history:{camera}", count=1)
+        ids = [entries[0][0] for entries in pipe.execute() if entries]
+        return max((int(i.split(b"-")[0]) / 1000 for i in ids), default=0.0)
+
+    def _sample(self) -> dict[str, float]:
+        return {"producer_acked": float(len(self.s.good.landed)), "worker_took_in": self._intake(),
+                "result_in_redis": self._last_result_s()}
+
+    def run(self) -> None:
+        while not self._done.wait(0.2) and len(self.firsts) < 3:
+            if self._base is None:
+                continue
+            now = time.time()
+            for stage, value in self._sample().items():
+                if stage not in self.firsts and value > self._base[stage]:
+                    self.firsts[stage] = value if stage == "result_in_redis" else now
+
+    def stop(self) -> None:
+        self._done.set()
+        self.join(5)
+
+    def phases(self) -> dict[str, float]:
+        """Seconds from the broker answering to each stage's first progress (missing: never)."""
+        return {stage: round(at - self.answered, 1) for stage, at in sorted(self.firsts.items(), key=lambda kv: kv[1])}
+
+
 def broker_restart(h: Harness) -> Row:
+    down_s = 15
     broker = PrivateKafka(h.out / "kafka")
     broker.start()
     try:
         s = Scenario(h, "broker_restart", bootstrap=broker.bootstrap)
         producing = _stream(s, 200, 5.0)
+        clock = RecoveryClock(s)
+        clock.start()
         time.sleep(10)
         t0 = time.monotonic()
         broker.stop()
-        time.sleep(15)
+        stopped = time.monotonic()
+        time.sleep(down_s)
         broker.start()
+        clock.broker_answered()
         s.watch.outage(t0, time.monotonic() + 20)
         producing.join()
-        return s.finish(Row("broker_restart", notes="the broker stopped for 15 s (clean stop), then started"))
+        clock.join(60)  # every stage moves again (or a minute passes) before the drain and audit
+        clock.stop()
+        phases = clock.phases()
+        row = s.finish(Row("broker_restart", phases=phases, notes=(
+            f"the broker stopped for {down_s} s (clean stop: {stopped - t0:.1f} s), then started "
+            f"({clock.answered - stopped - down_s:.1f} s to answer); from the broker answering to: "
+            + ", ".join(f"{k.replace('_', ' ')} {v} s" for k, v in phases.items())
+            + f" (target: a result within {RECOVERY_TARGET_S:g} s)")))
+        recovery = phases.get("result_in_redis")
+        if recovery is None or recovery > RECOVERY_TARGET_S:
+            row.problems.append(f"results resumed {recovery} s after the broker answered (target {RECOVERY_TARGET_S:g} s)")
+        return row
     finally:
         broker.remove()
 

@@ -142,6 +142,13 @@ class KafkaSettings(BaseProgramSettings):
         8 * 1024 * 1024,
         description="Largest frame record accepted, in bytes; must not exceed the broker's message.max.bytes.",
     )
+    kafka_reconnect_backoff_max_ms: int = Field(
+        1000, ge=50,
+        description="Longest wait between attempts to reach a broker that is away, in ms (every Kafka client, "
+        "both consumer libraries). Bounds how late a client notices a restarted broker: the clients' own "
+        "defaults (30 s kafka-python, 10 s librdkafka) left results 30 s late after a restart "
+        "(docs/reliability.md). Raise it for many clients and a broker that is away for long.",
+    )
 
     @property
     def topics(self) -> Topics:
@@ -152,6 +159,7 @@ class KafkaSettings(BaseProgramSettings):
         kwargs: dict[str, Any] = {
             "bootstrap_servers": [s.strip() for s in self.kafka_bootstrap.split(",") if s.strip()],
             "security_protocol": self.kafka_security_protocol,
+            "reconnect_backoff_max_ms": self.kafka_reconnect_backoff_max_ms,
         }
         if self.kafka_security_protocol.startswith("SASL"):
             if not self.kafka_sasl_mechanism:

@@ -45,6 +45,15 @@ def test_sasl_options_reach_the_kafka_client() -> None:
         KafkaSettings(kafka_security_protocol="SASL_PLAINTEXT").kafka_client_kwargs()
 
 
+def test_every_kafka_client_gets_the_reconnect_bound() -> None:
+    # A broker back after a restart is found within this bound by every client (docs/reliability.md).
+    settings = KafkaSettings(kafka_reconnect_backoff_max_ms=2500)
+    assert settings.kafka_client_kwargs()["reconnect_backoff_max_ms"] == 2500
+    assert KafkaSettings().kafka_client_kwargs()["reconnect_backoff_max_ms"] == 1000
+    with pytest.raises(ValueError):
+        KafkaSettings(kafka_reconnect_backoff_max_ms=0)
+
+
 def test_readme_settings_tables_are_current() -> None:
     text = README.read_text()
     assert spliced(text) == text, "README settings drifted: run python -m linewatch.settings_doc --write"

@@ -36,6 +36,7 @@ _SECURITY = {  # kafka-python keyword -> librdkafka property
     "security_protocol": "security.protocol", "sasl_mechanism": "sasl.mechanism",
     "sasl_plain_username": "sasl.username", "sasl_plain_password": "sasl.password",
     "ssl_cafile": "ssl.ca.location", "ssl_certfile": "ssl.certificate.location", "ssl_keyfile": "ssl.key.location",
+    "reconnect_backoff_max_ms": "reconnect.backoff.max.ms",
 }
 _CONSUMER = {
     "group_id": "group.id", "client_id": "client.id", "session_timeout_ms": "session.timeout.ms",

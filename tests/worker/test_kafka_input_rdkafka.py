@@ -24,7 +24,7 @@ def test_secured_settings_become_librdkafka_properties() -> None:
     assert config == {
         "bootstrap.servers": "a:9093,b:9093", "security.protocol": "SASL_SSL", "sasl.mechanism": "SCRAM-SHA-512",
         "sasl.username": "worker", "sasl.password": "s3cret", "ssl.ca.location": "/ca.pem",
-        "group.id": "g", "session.timeout.ms": 6000,
+        "group.id": "g", "session.timeout.ms": 6000, "reconnect.backoff.max.ms": 1000,
     }
 
 
