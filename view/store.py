@@ -100,6 +100,15 @@ class Store:
             raw = await self.client.xrevrange(self.keys.history(camera), max="+", min=start, count=count)
         return _entries(raw)[::-1]
 
+    async def recent(self, cameras: list[str], count: int) -> dict[str, list[Entry]]:
+        """The newest `count` history entries of each camera (one round trip), newest first."""
+        async with _redis_errors("history"):
+            async with self.client.pipeline(transaction=False) as pipe:
+                for camera in cameras:
+                    pipe.xrevrange(self.keys.history(camera), count=count)
+                raws = await pipe.execute()
+        return {camera: _entries(raw) for camera, raw in zip(cameras, raws, strict=True)}
+
     async def entry(self, camera: str, entry_id: str) -> dict[str, str] | None:
         async with _redis_errors("history entry"):
             raw = await self.client.xrange(self.keys.history(camera), min=entry_id, max=entry_id, count=1)
