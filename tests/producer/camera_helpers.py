@@ -80,3 +80,33 @@ class RtspServer:
 
     def __exit__(self, *exc: object) -> None:
         self.kill()
+
+
+class GigeCamera:
+    """scripts/gige_camera.py: Aravis's fake GigE Vision camera answering on loopback (UDP 3956)."""
+
+    def __init__(self, serial: str) -> None:
+        self.serial = serial
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout_s: float = 20.0) -> None:
+        self.proc = subprocess.Popen(
+            [SYSTEM_PYTHON, str(REPO / "scripts" / "gige_camera.py"), "--interface", "lo", "--serial", self.serial],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        assert self.proc.stdout is not None
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                pytest.fail(f"gige_camera.py exited ({self.proc.returncode}): {self.proc.stderr.read()[-800:]}; {INSTALL_HINT}")
+            ready, _, _ = select.select([self.proc.stdout], [], [], 0.2)
+            if ready and self.proc.stdout.readline().startswith("ready"):
+                return
+        self.kill()
+        pytest.fail(f"gige_camera.py did not start within {timeout_s} s")
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+        self.proc = None
