@@ -43,3 +43,57 @@ def test_part_search_refuses_ids_the_contract_refuses(view: ViewServer, http: ht
 def test_part_page_is_served(view: ViewServer, http: httpx.Client) -> None:
     reply = http.get("/part", params={"id": "P-1"})
     assert reply.status_code == 200 and "part.js" in reply.text
+
+
+def test_a_triggered_run_shows_part_ids_from_source_to_the_view(
+    kafka_bootstrap, topic_base, redis_prefix, redis_client, worker_settings, http: httpx.Client,
+) -> None:
+    """POST /trigger with part ids -> one frame each (lw-part) -> worker -> results, history, alert -> /api/part."""
+    import json
+    import threading
+    import urllib.request
+
+    from linewatch.contract import Alert, parse_frame_record
+    from producer.app import ProducerApp
+    from producer.settings import CameraSpec, ProducerSettings
+    from tests.producer.camera_helpers import free_port
+    from tests.worker.helpers import history, running_worker, wait_for_results
+
+    port = free_port()
+    source = "synthetic://?seed=1&defect_rate=0&defect_from=2&defect_to=4&width=256&height=256"
+    settings = ProducerSettings(
+        kafka_bootstrap=kafka_bootstrap, topic_base=topic_base, metrics_port=0, trigger_port=port, drop_policy="block",
+        cameras=[CameraSpec(id="line-1", source=source, trigger="http")],
+    )
+    acked: list = []
+    lock = threading.Lock()
+
+    def on_ack(frame, _metadata) -> None:
+        with lock:
+            acked.append(frame)
+
+    app = ProducerApp(settings, on_ack=on_ack)
+    parts = [f"SN-{n:04d}" for n in range(6)]
+    try:
+        app.start()
+        for part in parts:  # what a PLC gateway sends when a part reaches the camera
+            request = urllib.request.Request(f"http://127.0.0.1:{port}/trigger?camera=line-1&part={part}", method="POST")
+            with urllib.request.urlopen(request, timeout=5) as reply:
+                assert reply.status == 202 and json.loads(reply.read())["part"] == part
+        deadline = time.monotonic() + 20
+        while len(acked) < len(parts) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert app.drain(10)
+    finally:
+        app.stop()
+    assert [parse_frame_record(f.camera.encode(), f.headers).part for f in acked] == parts
+    with running_worker(worker_settings(debounce_n=1, debounce_m=1, alert_cooldown_s=0)):
+        assert wait_for_results(redis_client, redis_prefix, ["line-1"], len(parts), timeout_s=90) == len(parts)
+    entries = history(redis_client, redis_prefix, "line-1")
+    assert [e["part"] for e in entries] == parts  # every history entry carries its part
+    alerts = [Alert.from_json(fields[b"alert"]) for _, fields in redis_client.xrange(f"{redis_prefix}:alerts")]
+    assert alerts and {a.part for a in alerts} <= {"SN-0002", "SN-0003"}  # the defective parts' alerts say which
+    found = http.get("/api/part", params={"id": alerts[0].part}).json()["results"]
+    assert len(found) == 1 and found[0]["anomalous"] and found[0]["frame"]
+    image = http.get("/img/frame", params={"camera": "line-1", "frame_id": found[0]["frame_id"]})
+    assert image.status_code == 200 and image.content[:2] == b"\xff\xd8"  # the part's image, found by its id
