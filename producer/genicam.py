@@ -23,8 +23,9 @@ introspection, and PyGObject from PyPI must be compiled against the system's int
 libraries (a C toolchain and -dev packages in every image). Debian's python3-gi is built for
 CPython 3.11, the ABI of this project's interpreter, so the venv loads that one package
 (`gi` alone, not the rest of dist-packages) when it cannot import its own. A helper process
-speaking over a pipe would copy every frame once more; measured on this VM, loading gi and
-Aravis in-process takes ~0.1 s and a triggered 512x512 frame arrives in ~25-95 ms.
+speaking over a pipe would copy every frame once more and need a protocol of its own; measured
+on this VM (loaded), opening the fake camera took 0.2-0.6 s and a software-triggered 512x512 Mono8
+frame arrived 30-120 ms after the trigger, in-process.
 
 Harvesters (PyPI `harvesters`) is the other route: it needs a vendor's GenTL producer (.cti file,
 from the camera maker's SDK); see the README's "Cameras" section.

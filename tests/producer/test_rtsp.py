@@ -29,7 +29,9 @@ from tests.worker.helpers import history, running_worker, wait_for_results
 pytestmark = pytest.mark.integration
 
 OUTAGE_S = 10.0
-RECONNECT_BOUND_S = 6.0  # read timeout 1 s + back-off at most 1 s + connect and first frame (~1 s) + slack
+# Back-off at most 1 s + connect and stream probing (~1 s; open timeout 3 s) + first frame; measured
+# 4.7 s on the 2-core VM at load 26 (bench/bench_cameras.py), so 8 s leaves room for a busy CI box.
+RECONNECT_BOUND_S = 8.0
 
 
 def _settings(kafka_bootstrap: str, topic_base: str, cameras: list[CameraSpec], **kw: Any) -> ProducerSettings:
