@@ -367,7 +367,9 @@ def _parser() -> argparse.ArgumentParser:
             "the options below override them."
         ),
     )
-    parser.add_argument("--cameras", help='LW_CAMERAS: JSON list of {"id","source","fps","loop"} or synthetic:N')
+    parser.add_argument(
+        "--cameras", help='LW_CAMERAS: JSON list of {"id","source","fps","loop","trigger","part"} or synthetic:N'
+    )
     parser.add_argument("--max-frames", type=int, help="LW_MAX_FRAMES: stop each camera after N frames (0 = unlimited)")
     parser.add_argument("--target-fps", type=float, help="LW_TARGET_FPS: frames/s for every camera (0 = each camera's own)")
     parser.add_argument("--encoding", choices=["jpeg", "png", "raw"], help="LW_ENCODING")

@@ -24,7 +24,8 @@ class CameraSpec(BaseModel):
     """One camera: an id (the Kafka key) and where its frames come from.
 
     source forms: ``synthetic://?seed=1&defect_rate=0.05`` (see producer/synthetic.py),
-    a video file path, a device index (``0``), an ``rtsp://``/``http(s)://`` URL, or
+    a video file path, a device index (``0``) or ``/dev/videoN``, an ``rtsp://``/``http(s)://`` URL
+    (PyAV, producer/stream.py), ``genicam://<ip|device id>?...`` (Aravis, producer/genicam.py), or
     ``folder:///path/to/images`` / an existing directory (images in name order).
     """
 
@@ -99,7 +100,8 @@ class ProducerSettings(KafkaSettings):
         default_factory=list,
         description=(
             'Cameras as JSON, e.g. [{"id":"cam-1","source":"synthetic://?seed=1&defect_rate=0.05",'
-            '"fps":10,"loop":true}], or synthetic:N for N synthetic cameras.'
+            '"fps":10,"loop":true}], or synthetic:N for N synthetic cameras. Optional per camera: "trigger":"http" '
+            '(one frame per POST /trigger), "part":"counter" (part id <camera>-<seq>); sources: README "Cameras".'
         ),
     )
     encoding: str = Field("jpeg", description="Frame encoding on the wire: jpeg, png or raw.")
