@@ -282,8 +282,10 @@ class CameraCapture(threading.Thread):
         """Count and log a failure of the source or the encoder, then close the source for a reconnect."""
         self.metrics.camera_errors.labels(self.spec.id).inc()
         self.metrics.connected.labels(self.spec.id).set(0)
-        if self.source.live and self._last_frame_at is not None:
+        if self.source.live and self._last_frame_at is not None and not self._outage:
             self._outage = True
+            if self.triggers is not None:  # a triggered camera idles between parts: the outage starts now
+                self._last_frame_at = time.monotonic()
         suppressed = self._open_log.allow(f"lost:{type(exc).__name__}")
         if suppressed is not None:
             kind = "camera_lost" if isinstance(exc, (CameraLost, cv2.error)) else "camera_failed"
