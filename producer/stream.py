@@ -44,7 +44,9 @@ def _av() -> Any:
     try:
         import av
     except ImportError as exc:  # optional extra: say how to get it instead of a bare ImportError
-        raise CameraLost("stream sources need PyAV: pip install 'linewatch[cameras]' (or pip install av)") from exc
+        raise CameraLost(
+            "stream sources need PyAV: pip install 'linewatch[cameras]' (or set LW_STREAM_BACKEND=opencv: no timeouts)"
+        ) from exc
     return av
 
 
