@@ -4,7 +4,7 @@
     FrameQueues     bounded per-camera queues with drop_oldest or block; every drop is counted
     Backoff         exponential reconnect delays between min and max
 
-A live source that stops delivering costs a reconnect; the outage is counted when frames come back
+A source that stops delivering costs a reconnect; the outage is counted when frames come back
 (linewatch_producer_source_gaps_total, _gap_seconds_total, _frames_missed_total). A camera with
 trigger=http reads one frame per trigger (producer/trigger.py) and stamps the trigger's part id.
 """
@@ -282,7 +282,7 @@ class CameraCapture(threading.Thread):
         """Count and log a failure of the source or the encoder, then close the source for a reconnect."""
         self.metrics.camera_errors.labels(self.spec.id).inc()
         self.metrics.connected.labels(self.spec.id).set(0)
-        if self.source.live and self._last_frame_at is not None and not self._outage:
+        if self._last_frame_at is not None and not self._outage:  # lost after delivering: an outage
             self._outage = True
             if self.triggers is not None:  # a triggered camera idles between parts: the outage starts now
                 self._last_frame_at = time.monotonic()
@@ -306,7 +306,8 @@ class CameraCapture(threading.Thread):
             fps = self.source.native_fps or effective_fps(self.spec, self.source, self.options.target_fps)
             self.metrics.gaps.labels(camera).inc()
             self.metrics.gap_seconds.labels(camera).inc(gap)
-            missed = max(0, round(gap * fps) - 1) if fps else 0
+            # A triggered camera misses parts, not frames: what the PLC sent meanwhile waits in the board.
+            missed = max(0, round(gap * fps) - 1) if fps and self.triggers is None else 0
             self.metrics.frames_missed.labels(camera).inc(missed)
             self._log.warning("source_gap", seconds=round(gap, 3), frames_missed_estimate=missed, seq=self.seq)
         self._outage = False

@@ -15,7 +15,8 @@ Acquisition modes
                             TriggerSoftware and waits for that frame. With the camera's
                             ``"trigger": "http"`` (producer/trigger.py) each POST /trigger is one
                             exposure; without it the capture loop triggers at the camera's fps.
-A camera that stops answering (a pulled cable, a reboot) raises CameraLost after timeout_s; the
+A frame with lost packets is handed back and the next one taken (counted as skipped); a camera
+that gives no complete frame for timeout_s (a pulled cable, a reboot) raises CameraLost, and the
 capture loop reconnects with back-off like any other source.
 
 Why Aravis is reached through Debian's `gi`: Aravis has no PyPI wheel, its Python API is GObject
@@ -35,6 +36,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+import time
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -95,6 +97,7 @@ class AravisSource:
         self.live = trigger == "none"  # triggered: frames come when asked, the capture loop paces them
         self._camera: Any = None
         self._stream: Any = None
+        self._aravis: Any = None  # the Aravis module, loaded at the first open
         self._fps: float | None = None
 
     @classmethod
@@ -138,17 +141,13 @@ class AravisSource:
         except Exception as exc:  # noqa: BLE001 - GLib.Error and TypeError(None) both mean "no such camera / refused"
             raise CameraLost(f"cannot open {self.name}: {exc}") from exc
         self._fps = float(rate) if rate and 0 < rate < 1000 else None
-        self._camera, self._stream = camera, stream
+        self._camera, self._stream, self._aravis = camera, stream, Aravis
 
     def read(self) -> SourceFrame | None:
         if self._camera is None:
             raise CameraLost(f"{self.name} is not open")
-        if self.trigger == "software":
-            try:
-                self._camera.software_trigger()
-            except Exception as exc:  # noqa: BLE001 - a GLib.Error from a camera that stopped answering
-                raise CameraLost(f"{self.name}: software trigger failed: {exc}") from exc
-        skipped = 0
+        Aravis = self._aravis
+        skipped = incomplete = 0
         if self.trigger == "none":
             # Free-running: frames queued since the last read are old (and once every buffer is full
             # the camera's newer frames are dropped): hand them back and wait for the next one, at
@@ -156,18 +155,32 @@ class AravisSource:
             while (old := self._stream.try_pop_buffer()) is not None:
                 self._stream.push_buffer(old)
                 skipped += 1
-        buffer = self._stream.timeout_pop_buffer(int(self.timeout_s * 1e6))
-        if buffer is None:
-            raise CameraLost(f"{self.name}: no frame for {self.timeout_s:g} s")
+        deadline = time.monotonic() + self.timeout_s
+        while (remaining := deadline - time.monotonic()) > 0:
+            if self.trigger == "software":
+                self._fire()
+            buffer = self._stream.timeout_pop_buffer(int(remaining * 1e6))
+            if buffer is None:
+                break
+            if buffer.get_status() == Aravis.BufferStatus.SUCCESS:
+                try:
+                    return SourceFrame(self._image(buffer), skipped=skipped)
+                finally:
+                    self._stream.push_buffer(buffer)  # back to the camera for a later frame
+            # Lost packets (a busy network or host) spoil one frame, not the connection: take the
+            # next one (triggered: expose again); counted with the skipped frames.
+            self._stream.push_buffer(buffer)
+            skipped, incomplete = skipped + 1, incomplete + 1
+        raise CameraLost(f"{self.name}: no complete frame for {self.timeout_s:g} s ({incomplete} incomplete)")
+
+    def _fire(self) -> None:
         try:
-            return SourceFrame(self._image(buffer), skipped=skipped)
-        finally:
-            self._stream.push_buffer(buffer)  # back to the camera for a later frame
+            self._camera.software_trigger()
+        except Exception as exc:  # noqa: BLE001 - a GLib.Error from a camera that stopped answering
+            raise CameraLost(f"{self.name}: software trigger failed: {exc}") from exc
 
     def _image(self, buffer: Any) -> np.ndarray:
-        Aravis = aravis()
-        if buffer.get_status() != Aravis.BufferStatus.SUCCESS:
-            raise CameraLost(f"{self.name}: incomplete frame ({buffer.get_status().value_nick})")
+        Aravis = self._aravis
         width, height = buffer.get_image_width(), buffer.get_image_height()
         fmt = buffer.get_image_pixel_format()
         data = np.frombuffer(buffer.get_data(), np.uint8)
