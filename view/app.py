@@ -179,20 +179,19 @@ async def alerts(request: Request) -> Response:
 
 async def part(request: Request) -> Response:
     """Every result of a part (its lw-part id), newest first, searched in each camera's newest
-    `view_part_search_depth` history entries: a part inspected an hour ago on a 10 fps line is found
-    with the default depth; older ones have left the streams anyway (history TTL and length)."""
+    `view_part_search_depth` history entries, a page at a time. The cost is a scan (a worker-written
+    part index would make it a lookup); the default depth covers about an hour of a triggered line at
+    one part per second per camera."""
     settings, store, _, queue = _state(request)
     wanted = request.query_params.get("id", "")
     if not valid_part(wanted):
         raise HTTPException(400, f"id: a part id (printable ASCII, 1-{MAX_PART_ID} characters) is required")
     found = []
-    recent = await store.recent(await store.cameras(), settings.view_part_search_depth)
-    for camera, entries in recent.items():
-        for entry_id, fields in entries:
-            if fields.get("part") == wanted:
-                detail = frame_detail(camera, entry_id, fields)
-                detail["verdict"] = queue.verdict(camera, detail["frame_id"]) if valid_id(detail["frame_id"]) else None
-                found.append(detail)
+    for camera in await store.cameras():
+        for entry_id, fields in await store.matching(camera, "part", wanted, settings.view_part_search_depth):
+            detail = frame_detail(camera, entry_id, fields)
+            detail["verdict"] = queue.verdict(camera, detail["frame_id"]) if valid_id(detail["frame_id"]) else None
+            found.append(detail)
     found.sort(key=lambda d: d["t"], reverse=True)
     return JSONResponse({"part": wanted, "results": found, "searched": settings.view_part_search_depth}, headers=NO_STORE)
 

@@ -37,8 +37,8 @@ class ViewSettings(RedisSettings):
     )
     view_alerts_kept: int = Field(500, ge=10, le=10_000, description="Newest alerts the review queue considers.")
     view_part_search_depth: int = Field(
-        36_000, ge=100, le=1_000_000,
-        description="Part search (/part): newest history entries searched per camera (36000 = 1 h at 10 fps).",
+        5000, ge=100, le=200_000,
+        description="Part search (/part): newest history entries searched per camera, read 1000 at a time.",
     )
     view_note_max: int = Field(500, ge=0, le=10_000, description="Longest feedback note accepted, in characters.")
     view_feedback_maxlen: int = Field(

@@ -35,6 +35,22 @@ def test_part_search_finds_every_result_of_a_part(writer: ShapesWriter, view: Vi
     assert states["cam-2"]["part"] == "P-100" and states["cam-1"]["part"] == "P-101"  # the tiles show it
 
 
+def test_part_search_reads_deep_history_a_page_at_a_time(writer: ShapesWriter, serve, redis_client, redis_prefix) -> None:
+    view = serve(view_part_search_depth=2500)
+    writer.result("cam-1", 0, 0.2, part="OLD-1", images=False, preview=False)  # the oldest entry
+    pipe = redis_client.pipeline(transaction=False)
+    for n in range(2400):  # newer results of other parts, in the workers' shape (part field only matters here)
+        pipe.xadd(f"{redis_prefix}:history:cam-1", {"camera": "cam-1", "seq": str(n + 1), "frame_id": f"0-{n + 1}", "part": f"P-{n}"})
+    pipe.execute()
+    with httpx.Client(base_url=view.url, timeout=30) as http:
+        found = http.get("/api/part", params={"id": "OLD-1"}).json()["results"]
+        assert [r["seq"] for r in found] == [0]  # 2401 entries deep, across three pages
+        assert [r["seq"] for r in http.get("/api/part", params={"id": "P-1234"}).json()["results"]] == [1235]
+    shallow = serve(view_part_search_depth=1000)
+    with httpx.Client(base_url=shallow.url, timeout=30) as http:
+        assert http.get("/api/part", params={"id": "OLD-1"}).json()["results"] == []  # beyond the depth: not searched
+
+
 @pytest.mark.parametrize("bad", ["", "x" * 161, "tab\there", "caf\u00e9"])
 def test_part_search_refuses_ids_the_contract_refuses(view: ViewServer, http: httpx.Client, bad: str) -> None:
     assert http.get("/api/part", params={"id": bad}).status_code == 400
