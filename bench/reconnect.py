@@ -55,8 +55,8 @@ class Client(threading.Thread):
         while not self.done.is_set():
             try:
                 self._send(self._acked)
-            except Exception:  # noqa: BLE001 - a full buffer during the outage: keep trying, that is the point
-                pass
+            except Exception as exc:  # noqa: BLE001 - refused at send (no metadata in time, full buffer): count it, keep trying
+                self.failures[f"send: {type(exc).__name__}"] += 1
             self._serve()
             time.sleep(0.2)
 
