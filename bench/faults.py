@@ -26,7 +26,9 @@ defect, whatever the model thinks) and a long cool-down, so it must give exactly
 Per scenario: good frames sent, scored exactly once (target 100 %), duplicates visible in Redis
 (0), bad records dead-lettered with an acceptable reason or scored when the mutation left them
 valid (100 % accounted), partitions without progress for 30 s outside deliberate outages (0),
-worker exits and restarts, peak worker RSS.
+worker exits and restarts, peak worker RSS. broker_restart also times, from the restarted broker
+answering, the producer's first acknowledged record, the workers' first record taken in and the
+first result in Redis (`phases`; target: a result within RECOVERY_TARGET_S = 10 s).
 
     .venv/bin/python bench/faults.py                      # everything (about 25 minutes here)
     .venv/bin/python bench/faults.py --quick              # what CI runs (tests/worker/test_faults.py)
