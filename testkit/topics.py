@@ -10,6 +10,9 @@ from typing import Any
 from kafka import KafkaConsumer, TopicPartition
 from kafka.admin import KafkaAdminClient
 
+from linewatch.settings import KafkaSettings
+from linewatch.topics import ensure_topics
+
 
 def new_names() -> tuple[str, str, str]:
     """(topic base, redis prefix, group) of a scenario of its own."""
@@ -18,9 +21,6 @@ def new_names() -> tuple[str, str, str]:
 
 
 def create_topics(bootstrap: str, base: str, partitions: int) -> None:
-    from linewatch.settings import KafkaSettings
-    from linewatch.topics import ensure_topics
-
     ensure_topics(KafkaSettings(kafka_bootstrap=bootstrap, topic_base=base), partitions)
 
 
