@@ -70,8 +70,8 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secured]:
         "LW_KAFKA_SECURE_CONTROLLER_PORT": str(controller), "LW_REDIS_SECURE_PORT": str(redis_port),
     }
     started = time.monotonic()
-    result = _script("start", env)
-    try:
+    try:  # a start that times out may have started one of the pair: stop it too
+        result = _script("start", env)
         if result.returncode != 0:
             pytest.fail(f"secured services did not start:\n{result.stdout}\n{result.stderr}")
         sys.stderr.write(f"\nsecured services started in {time.monotonic() - started:.1f}s (private, {run_dir})\n")
