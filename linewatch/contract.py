@@ -8,7 +8,9 @@ Frame record on the frames topic
     key     camera id (UTF-8), required, so one camera's frames stay ordered in one partition
     value   encoded image: JPEG (default), PNG, or raw uint8 pixels (row-major, BGR or gray)
     headers lw-schema, lw-camera, lw-seq, lw-capture-ns, lw-encoding, lw-width, lw-height,
-            lw-channels (all ASCII, each at most once)
+            lw-channels (all ASCII, each at most once); optional lw-part: the part id (serial, lot,
+            trigger id) the frame shows, printable, 1..MAX_PART_ID chars; records without it stay
+            valid and their results carry part "" (results, history entries and alerts carry `part`)
 
 Alert record on the alerts topic: key = camera id, value = `Alert.to_json()`.
 Dead-letter record: the original key, value and headers plus lw-dlq-* headers.
@@ -52,6 +54,7 @@ H_ENCODING = "lw-encoding"
 H_WIDTH = "lw-width"
 H_HEIGHT = "lw-height"
 H_CHANNELS = "lw-channels"
+H_PART = "lw-part"  # optional
 
 H_DLQ_REASON = "lw-dlq-reason"
 H_DLQ_DETAIL = "lw-dlq-detail"
@@ -71,6 +74,7 @@ R_PUBLISH_REJECTED = "publish_rejected"  # Redis refused this one frame's result
 
 MAX_DIMENSION = 16384  # beyond any industrial camera; guards allocations from a bad header
 MAX_CAMERA_ID = 128
+MAX_PART_ID = 160  # room for "<camera id>-<seq>" (the producer's counter part ids)
 
 Headers = Sequence[tuple[str, bytes]]
 
@@ -87,6 +91,13 @@ class FrameMeta:
     height: int
     channels: int = 3
     schema: int = FRAME_SCHEMA_VERSION
+    part: str = ""  # "" = the record has no lw-part
+
+
+def valid_camera_id(camera: str) -> bool:
+    """The rule for camera ids: 1-MAX_CAMERA_ID printable characters, no ':' (it separates the parts
+    of Redis key names, so an id can never name another key)."""
+    return 0 < len(camera) <= MAX_CAMERA_ID and camera.isprintable() and ":" not in camera
 
 
 def frame_headers(meta: FrameMeta) -> list[tuple[str, bytes]]:
@@ -101,8 +112,15 @@ def frame_headers(meta: FrameMeta) -> list[tuple[str, bytes]]:
         (H_HEIGHT, str(meta.height).encode()),
         (H_CHANNELS, str(meta.channels).encode()),
     ]
+    if meta.part:
+        headers.append((H_PART, meta.part.encode()))
     parse_frame_record(meta.camera.encode(), headers)
     return headers
+
+
+def valid_part(part: str) -> bool:
+    """A part id as lw-part carries it: printable ASCII, 1..MAX_PART_ID characters."""
+    return 0 < len(part) <= MAX_PART_ID and part.isascii() and part.isprintable()
 
 
 def _shown(raw: object, limit: int = 40) -> str:
@@ -170,7 +188,7 @@ def parse_frame_record(key: bytes | None, headers: Headers | None) -> FrameMeta:
     camera = found.get(H_CAMERA, "")
     if not camera:
         raise FrameRejected(R_MISSING_HEADER, H_CAMERA)
-    if len(camera) > MAX_CAMERA_ID or not camera.isprintable() or ":" in camera:
+    if not valid_camera_id(camera):
         raise FrameRejected(R_BAD_HEADER, f"camera id {_shown(camera)} (printable, no ':', <= {MAX_CAMERA_ID})")
     if key is None:
         raise FrameRejected(R_MISSING_KEY, f"record without a key; the key must be the camera id {camera!r}")
@@ -179,6 +197,9 @@ def parse_frame_record(key: bytes | None, headers: Headers | None) -> FrameMeta:
     encoding = found.get(H_ENCODING, "")
     if encoding not in ENCODINGS:
         raise FrameRejected(R_BAD_HEADER if encoding else R_MISSING_HEADER, f"{H_ENCODING}={_shown(encoding)}")
+    part = found.get(H_PART, "")
+    if H_PART in found and not valid_part(part):
+        raise FrameRejected(R_BAD_HEADER, f"part id {_shown(part)} (printable, 1..{MAX_PART_ID} chars)")
     return FrameMeta(
         camera=camera,
         seq=_int_header(found, H_SEQ, 0, (1 << 63) - 1),
@@ -188,6 +209,7 @@ def parse_frame_record(key: bytes | None, headers: Headers | None) -> FrameMeta:
         height=_int_header(found, H_HEIGHT, 1, MAX_DIMENSION),
         channels=_int_header(found, H_CHANNELS, 1, 4) if H_CHANNELS in found else 3,
         schema=schema,
+        part=part,
     )
 
 
@@ -231,6 +253,7 @@ class Alert:
     frame_id: str = ""
     emitted_ns: int = 0
     schema: int = ALERT_SCHEMA_VERSION
+    part: str = ""  # the frame's lw-part; "" when it had none (alerts written before it existed read as "")
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), separators=(",", ":")).encode()
@@ -275,7 +298,11 @@ class RedisKeys:
     alert_state(camera)      hash: debounce window and last alert time, so the next owner of the
                              camera's partition continues them (TTL)
     seen(topic, partition, bucket)  hash: dedupe of scored records by source offset (TTL dedupe_ttl_s)
-    camera_index             sorted set: camera -> last result time (ms); trimmed by age and count
+    camera_index             sorted set: admitted camera -> last result time (ms); trimmed by age and count
+    probation                sorted set: camera ids not admitted yet -> last result time (ms), capped
+    probation_frames         hash: camera on probation -> frames it has sent so far
+    blobs(camera)            sorted set: every per-frame key written for the camera (mask, heat_at,
+                             frame_at) -> write time (ms), capped per camera; deleted with the camera
     drift(camera)            hash: the camera's drift baseline and rolling summary
     recalibrate              stream: drift events (a camera's scores or image statistics left their band)
     Read by workers, written by people and tools:
@@ -315,6 +342,16 @@ class RedisKeys:
     def drift(self, camera: str) -> str:
         return f"{self.prefix}:drift:{camera}"
 
+    def blobs(self, camera: str) -> str:
+        return f"{self.prefix}:blobs:{camera}"
+
+    def camera_key_parts(self) -> list[tuple[str, str]]:
+        """(head, tail) of every per-camera key, so a key is head + camera + tail: how the worker's
+        Lua script names the keys of a camera it forgets (the names stay defined here only). The
+        blobs set comes last: its members are deleted before it."""
+        per_camera = (self.latest, self.history, self.alert_state, self.frame, self.heat, self.drift, self.blobs)
+        return [tuple(make("\0").split("\0")) for make in per_camera]  # type: ignore[misc]
+
     @property
     def alerts(self) -> str:
         return f"{self.prefix}:alerts"
@@ -322,6 +359,14 @@ class RedisKeys:
     @property
     def camera_index(self) -> str:
         return f"{self.prefix}:index:cameras"
+
+    @property
+    def probation(self) -> str:
+        return f"{self.prefix}:index:probation"
+
+    @property
+    def probation_frames(self) -> str:
+        return f"{self.prefix}:index:probation-frames"
 
     @property
     def recalibrate(self) -> str:
@@ -346,7 +391,7 @@ def frame_id(partition: int, offset: int) -> str:
 RESULT_FIELDS = (
     "camera", "seq", "frame_id", "capture_ns", "clock_ok", "score_raw", "score", "threshold", "anomalous",
     "model_name", "model_version", "latency_ms", "published_ms", "mask_key", "heat_key", "frame_key", "boxes",
-    "worker",
+    "worker", "part",
 )
 # Extra field of the latest hash only: the frame whose preview is in frame(camera) / heat(camera).
 PREVIEW_FIELD = "preview_frame_id"
