@@ -3,7 +3,10 @@ variables generated from the classes."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
+import structlog
 
 from linewatch.errors import ConfigError
 from linewatch.program_variables import PROGRAM_VARIABLES
@@ -79,7 +82,17 @@ def test_start_up_accepts_every_program_variable_and_its_own() -> None:
         check_program_environment(ProducerSettings, environ={"LW_A_SETTING_NOT_YET_LISTED": "1"})
 
 
-def test_bad_settings_end_start_up_with_the_program_named(capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.fixture
+def program_logging() -> Iterator[None]:
+    """A start-up configures logging on this test's stderr: undone afterwards, as pytest closes that stream."""
+    saved = structlog.get_config()
+    yield
+    structlog.configure(**saved)
+
+
+def test_bad_settings_end_start_up_with_the_program_named(
+    capsys: pytest.CaptureFixture[str], program_logging: None
+) -> None:
     assert program_settings("linewatch-worker", WorkerSettings, {"max_batch": 0}) is None
     assert capsys.readouterr().err.startswith("linewatch-worker: bad settings: 1 validation error")
     assert program_settings("linewatch-producer", ProducerSettings, {"cameras": None}, check=ProducerSettings.check) is None
