@@ -1,6 +1,6 @@
 """The import graph: no cycle among linewatch's modules, and every import points down the layers.
 
-Layers, bottom to top (docs: linewatch/__init__.py):
+Layers, bottom to top (docs/architecture.md, linewatch/__init__.py):
 
     linewatch/                          what every program imports: contract, errors, settings, ...
     worker/ producer/ model_store/      the programs and the packages they are built from
@@ -8,7 +8,7 @@ Layers, bottom to top (docs: linewatch/__init__.py):
     programs/                           what spans programs: the demo, the list of programs, the README tables
 
 A module imports from its own layer or below, never above; among the packages of one layer any
-arrow is allowed as long as no module-level cycle forms.
+arrow is allowed as long as no modules form a cycle.
 
 The graph is read from the source with `ast` (not by importing, not import-linter): no new
 dependency, and imports inside functions count as much as those at the top, since a deferred import
