@@ -39,9 +39,10 @@ COPY worker /src/worker
 COPY producer /src/producer
 COPY model_store /src/model_store
 COPY view /src/view
+COPY programs /src/programs
 # A regular (not editable) install: the final stage needs the venv only, not /src. The rdkafka
 # extra lets a worker read frames through librdkafka (LW_KAFKA_CONSUMER=confluent).
-RUN pip install "/src[rdkafka]" && python -c "import linewatch, worker.app, worker.kafka_input_rdkafka, producer.app, model_store.cli, view.app"
+RUN pip install "/src[rdkafka]" && python -c "import linewatch, worker.app, worker.kafka_input_rdkafka, producer.app, model_store.cli, view.server, programs.demo"
 
 # ---- CPU: runtime (producer, alert consumer, model CLI, CPU worker) ---------------------------
 FROM python:${PYTHON_VERSION}-slim AS cpu-runtime
@@ -94,7 +95,8 @@ COPY worker /src/worker
 COPY producer /src/producer
 COPY model_store /src/model_store
 COPY view /src/view
-RUN pip install /src && python -c "import linewatch, worker.app, producer.app, model_store.cli, view.app"
+COPY programs /src/programs
+RUN pip install /src && python -c "import linewatch, worker.app, producer.app, model_store.cli, view.server, programs.demo"
 
 # ---- CUDA: the GPU worker -------------------------------------------------------------------
 FROM ${CUDA_IMAGE} AS worker

@@ -99,9 +99,9 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def model_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A model store holding `synth@production`: a small autoencoder really trained on synthetic normal frames."""
-    from linewatch.demo import DEMO_AE
     from model_store.quick import train_quick
     from producer.synthetic import SyntheticCamera
+    from programs.demo import DEMO_AE
 
     root = tmp_path_factory.mktemp("models")
     cache = os.environ.get("LINEWATCH_TEST_MODEL_CACHE")  # a developer's shortcut: train once, reuse

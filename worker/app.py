@@ -37,8 +37,8 @@ from linewatch.connect import check_redis, kafka_connecting
 from linewatch.contract import parse_frame_record
 from linewatch.errors import FrameRejected, InputBroken, InputRefused, InputUnavailable, LinewatchError
 from linewatch.health import HealthServer
-from linewatch.logs import RateLimitedLog, configure_logging
-from linewatch.programs import check_program_environment
+from linewatch.logs import RateLimitedLog
+from linewatch.startup import EXIT_BAD_SETTINGS, program_settings
 from model_store.store import ModelStore
 from worker import metrics
 from worker.batching import BatchPolicy, Batcher
@@ -451,15 +451,9 @@ def _hard_exit() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parse_args(argv)
-    try:
-        check_program_environment()
-        overrides = {k: v for k, v in vars(args).items() if v is not None}
-        settings = WorkerSettings(**overrides)
-    except (LinewatchError, ValueError) as exc:
-        print(f"linewatch-worker: bad settings: {exc}", file=sys.stderr)
-        return 2
-    configure_logging(settings.log_level, settings.log_json)
+    settings = program_settings("linewatch-worker", WorkerSettings, vars(_parse_args(argv)))
+    if settings is None:
+        return EXIT_BAD_SETTINGS
     worker = Worker(settings)
     try:
         # Credentials and TLS are checked first, so a wrong one is named instead of timing out later.

@@ -22,8 +22,8 @@ from pydantic import Field
 
 from linewatch.contract import Alert
 from linewatch.errors import LinewatchError, ServiceUnavailable
-from linewatch.logs import configure_logging
 from linewatch.settings import KafkaSettings, RedisSettings
+from linewatch.startup import EXIT_BAD_SETTINGS, program_settings
 from linewatch.topics import ensure_topics
 
 log = structlog.get_logger(__name__)
@@ -160,6 +160,8 @@ def _linger(settings: DemoSettings, url: str) -> None:
 
 
 def run_demo(settings: DemoSettings) -> int:
+    # The programs are imported where they run: the README tables and the tests read DemoSettings
+    # through programs/registry.py, and should not load torch for it.
     from producer.app import ProducerApp, synthetic_specs
     from producer.settings import ProducerSettings
     from worker.app import Worker
@@ -219,9 +221,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, help="how long the cameras run (LW_DEMO_SECONDS)")
     parser.add_argument("--cameras", type=int, help="number of synthetic cameras (LW_DEMO_CAMERAS)")
     args = parser.parse_args(argv)
-    overrides = {k: v for k, v in {"demo_seconds": args.seconds, "demo_cameras": args.cameras}.items() if v}
-    settings = DemoSettings(**overrides)
-    configure_logging("warning", settings.log_json)
+    overrides = {"demo_seconds": args.seconds, "demo_cameras": args.cameras}
+    # The worker and producer it runs log warnings only: the demo's screen is its summary table.
+    settings = program_settings("linewatch-demo", DemoSettings, overrides, log_level="warning")
+    if settings is None:
+        return EXIT_BAD_SETTINGS
     try:
         return run_demo(settings)
     except LinewatchError as exc:
