@@ -7,7 +7,7 @@ import ast
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-PROGRAM_PACKAGES = ("linewatch", "worker", "producer", "model_store", "view")
+PROGRAM_PACKAGES = ("linewatch", "worker", "producer", "model_store", "view", "bridge", "programs")
 SUPPORT = ("testkit", "tests", "bench")
 
 
