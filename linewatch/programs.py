@@ -16,13 +16,15 @@ def program_classes() -> dict[str, type[BaseSettings]]:
     from model_store.settings import ModelsSettings
     from producer.settings import ProducerSettings
     from view.settings import ViewSettings
-    from worker.alerts_consumer import AlertConsumerSettings
+    from bridge.alerts_consumer import AlertConsumerSettings
+    from bridge.settings import BridgeSettings
     from worker.settings import WorkerSettings
 
     return {
         "linewatch-worker": WorkerSettings,
         "linewatch-producer": ProducerSettings,
         "linewatch-alerts": AlertConsumerSettings,
+        "linewatch-bridge": BridgeSettings,
         "linewatch-demo": DemoSettings,
         "linewatch-models": ModelsSettings,
         "linewatch-view": ViewSettings,

@@ -135,7 +135,7 @@ class Worker:
             drift=DriftWatch(DriftPolicy(s.drift_window, s.drift_every, s.drift_image_pct, s.drift_score_rise), s.max_cameras),
             health=self.health,
             supervisor=self.supervisor, worker_id=s.worker_id, retry_max_s=s.publish_retry_max_s,
-            max_dead_letter_bytes=s.kafka_max_message_bytes,
+            max_dead_letter_bytes=s.kafka_max_message_bytes, results_topic=s.results_topic,
         )
         self.input.subscribe(self.checkpoint.released)
         self.batcher.start()

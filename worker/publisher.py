@@ -14,6 +14,7 @@ record to the dead-letter topic: the line goes on.
 
 from __future__ import annotations
 
+import json
 import queue
 import threading
 import time
@@ -100,6 +101,7 @@ class Publisher(SupervisedThread):
         worker_id: str,
         retry_max_s: float = 5.0,
         max_dead_letter_bytes: int = 8 * 1024 * 1024,
+        results_topic: bool = False,
     ) -> None:
         super().__init__("publisher", supervisor)
         self.outbox, self.checkpoint, self.writer, self.sender = outbox, checkpoint, writer, sender
@@ -108,6 +110,7 @@ class Publisher(SupervisedThread):
         self.health, self.worker_id = health, worker_id
         self.retry_max_s = retry_max_s
         self.max_dead_letter_bytes = max_dead_letter_bytes
+        self.results_topic = results_topic
         self.previews = PreviewClock(pictures.interval_s, pictures.max_cameras)
         self._runtime: dict[str, float] = {}
         self._runtime_read = float("-inf")
@@ -311,6 +314,8 @@ class Publisher(SupervisedThread):
         for k, outcome in sent.items():
             if isinstance(outcome, RecordRefused):  # the alert stays in Redis's alert stream
                 log.error("alert refused by kafka", camera=writes[alerts[k]].camera, error=str(outcome))
+        if self.results_topic and not self._send_results(writes, results):
+            return
         refused = [(job.items[i], r.reason, r.detail) for i, r in results.items() if isinstance(r, RecordRefused)]
         self._count(job, writes, results, alerts)
         for i, item in enumerate(job.items):
@@ -320,6 +325,17 @@ class Publisher(SupervisedThread):
             self._dead_letter(refused)
         self._drift_events(drift, baselines, now_ns)
         metrics.STAGE_PUBLISH.observe(time.monotonic() - started)
+
+    def _send_results(self, writes: list[FrameWrite], results: dict) -> bool:
+        """The results topic: every stored frame's verdict, acknowledged before the offsets are; False if aborted."""
+        records = [verdict_record(self.topics.results, w) for i, w in enumerate(writes) if isinstance(results[i], Written)]
+        sent = self._deliver("results", len(records), lambda idx: self.sender.send_all([records[i] for i in idx]))
+        if sent is None:
+            return False
+        for outcome in sent.values():
+            if isinstance(outcome, RecordRefused) and self._log.allow("result_refused") is not None:
+                log.error("verdict refused by kafka; the result stays in Redis", error=str(outcome))
+        return True
 
     def _drift_due(self, job: ScoredBatch, normalised: np.ndarray, now_ns: int) -> list[tuple[str, dict[str, float], int, str]]:
         """Feed the batch to the drift watch; the summaries due now, ready to store with the batch."""
@@ -382,3 +398,15 @@ class Publisher(SupervisedThread):
             metrics.DUPLICATES.inc(duplicates)
         for i in alerts:
             metrics.ALERTS.labels(metrics.camera_label(writes[i].camera)).inc()
+
+
+def verdict_record(topic: str, write: FrameWrite) -> OutRecord:
+    """A frame's compact verdict for the results topic, from the fields stored in Redis."""
+    f = write.fields
+    verdict = c.FrameVerdict(
+        camera=write.camera, frame_id=write.frame_id, seq=int(f["seq"]), capture_ns=int(f["capture_ns"]),
+        verdict=c.VERDICT_NG if write.anomalous else c.VERDICT_OK, score=float(f["score"]),
+        threshold=float(f["threshold"]), model_name=f["model_name"], model_version=f["model_version"],
+        boxes=[tuple(b) for b in json.loads(f["boxes"] or "[]")], emitted_ns=int(f["published_ms"]) * 1_000_000,
+    )
+    return OutRecord(topic, write.camera.encode(), verdict.to_json())
