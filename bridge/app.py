@@ -65,6 +65,8 @@ class Bridge:
             **s.kafka_client_kwargs(), group_id=f"{s.bridge_group_id}.{sink}", client_id=f"linewatch-bridge-{sink}",
             enable_auto_commit=False, auto_offset_reset="earliest" if s.bridge_from_beginning else "latest",
             max_poll_records=s.bridge_window,
+            # a topic missing from the first metadata answer would otherwise stay unassigned for 5 minutes
+            metadata_max_age_ms=5000,
         )
 
     def _on_death(self, thread: str, exc: BaseException) -> None:

@@ -108,7 +108,7 @@ def test_a_sink_stopped_for_20_s_misses_nothing(kafka_bootstrap, topic_base, red
     try:
         with running_bridge(settings) as bridge, running_worker(worker_settings(max_batch=8, results_topic=True)):
             producer = threading.Thread(target=lambda: produced.update(sent=produce_synthetic(
-                {"kafka_bootstrap": kafka_bootstrap, "topic_base": topic_base}, cameras=2, frames_per_camera=144, fps=4,
+                {"kafka_bootstrap": kafka_bootstrap, "topic_base": topic_base}, cameras=2, frames_per_camera=120, fps=4,
                 timeout_s=90)))
             producer.start()
             assert wait_until(lambda: len(receiver.keys()) >= 20 and len(mqtt.keys()) >= 20, 30)
