@@ -41,6 +41,7 @@ def start_demo_bridge(kafka: dict[str, Any], cameras: list[str]) -> tuple[Bridge
     )
     bridge = Bridge(settings)
     bridge.start()
+    bridge.wait_assigned(30)  # a new group starts at the topic's end: join before the cameras do
     return bridge, [
         f"bridge: OPC UA {settings.opcua_endpoint} (Basic256Sha256 SignAndEncrypt, user plc, password in "
         f"{RUN}/bridge/opcua-password), nodes Objects/Linewatch/Cameras/<camera>/LastVerdict ...",

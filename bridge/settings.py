@@ -58,7 +58,7 @@ class BridgeSettings(KafkaSettings):
     webhook_secret: SecretStr | None = secret_field(None, "HMAC-SHA256 key of the X-Linewatch-Signature header (required with the webhook sink).")
     webhook_timeout_s: float = Field(5.0, gt=0, description="Timeout of one POST.")
     webhook_max_attempts: int = Field(
-        5, ge=1, description="Attempts for a record the receiver refuses (an HTTP status other than 2xx, 429, 502-504); "
+        5, ge=1, description="Attempts for a record the receiver refuses (an HTTP status other than 2xx, 401, 403, 404, 429, 502-504); "
         "then it goes to the dead-letter topic. Unreachable receivers are retried without limit.",
     )
     webhook_concurrency: int = Field(4, ge=1, le=64, description="POSTs in flight at once.")

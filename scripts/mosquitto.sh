@@ -11,15 +11,15 @@ run=${LW_RUN_DIR:-.run}/mosquitto
 port=${LW_MQTT_PORT:-18830}
 
 install() {
-  [[ -x $bin && -x /usr/bin/mosquitto_passwd ]] && return 0
+  [[ -x $bin && -x /usr/bin/mosquitto_passwd && -x /usr/bin/mosquitto_sub ]] && return 0
   if [[ $(id -u) != 0 ]]; then
-    echo "mosquitto: $bin is missing and this is not root: run  sudo apt-get install -y mosquitto" >&2
+    echo "mosquitto: $bin is missing and this is not root: run  sudo apt-get install -y mosquitto mosquitto-clients" >&2
     return 1
   fi
-  echo "mosquitto: installing Debian's mosquitto (apt-get, once)"
+  echo "mosquitto: installing Debian's mosquitto and mosquitto-clients (apt-get, once)"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq --no-install-recommends mosquitto >/dev/null
+  apt-get install -y -qq --no-install-recommends mosquitto mosquitto-clients >/dev/null  # clients: mosquitto_sub to watch
   # the package enables a system broker on 1883; linewatch starts its own on a private port
   (command -v systemctl >/dev/null && systemctl disable --now mosquitto >/dev/null 2>&1) || true
 }

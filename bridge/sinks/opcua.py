@@ -185,17 +185,15 @@ class OpcUaSink:
             cam = self._cameras[name] = _Camera(nodes)
         return cam
 
-    def _first_time(self, key: str) -> bool:
-        if key in self._seen:
-            return False
+    def _written(self, key: str) -> None:
+        """Remember a verdict once all its values are written (a failed write is retried in full)."""
         self._seen[key] = None
         if len(self._seen) > 20000:
             self._seen.popitem(last=False)
-        return True
 
     async def _write(self, batch: list[Envelope]) -> None:
         for env in batch:
-            if env.kind != KIND_RESULT or not self._first_time(env.key):
+            if env.kind != KIND_RESULT or env.key in self._seen:
                 continue  # alerts have no node; a redelivered verdict is already shown and counted
             cam = await self._camera(env.camera)
             d = env.data
@@ -214,6 +212,7 @@ class OpcUaSink:
             for var, value in values.items():
                 await self._set(cam, var, value)
             await self._set(cam, "ResultCounter", cam.counter)  # last: a PLC that sees it change reads a whole verdict
+            self._written(env.key)
 
     async def _set(self, cam: _Camera, var: str, value: Any) -> None:
         await cam.nodes[var].write_value(ua.DataValue(ua.Variant(value, VARIABLES[var][1])))

@@ -1,7 +1,8 @@
 """Webhook sink: POST each record's JSON, signed (bridge/signing.py), with a timeout.
 
-Outcomes: 2xx acknowledged; no answer (refused connection, timeout) or 429/502/503/504: the
-receiver is down, the window is held and retried without limit; any other status: the receiver
+Outcomes: 2xx acknowledged; no answer (refused connection, timeout), 429/502/503/504, or
+401/403/404 (our secret or URL is wrong: a setting to fix, not a bad record): the receiver is
+down, the window is held and retried without limit; any other status: the receiver
 refused this record, retried up to LW_WEBHOOK_MAX_ATTEMPTS, then sent to the dead-letter topic
 with the status and the start of the answer as the reason.
 """
@@ -18,7 +19,7 @@ from bridge.settings import BridgeSettings
 from bridge.signing import H_KEY, H_KIND, H_SIGNATURE, H_TIMESTAMP, sign
 from linewatch.errors import ConfigError
 
-_DOWN_STATUSES = {429, 502, 503, 504}
+_DOWN_STATUSES = {401, 403, 404, 429, 502, 503, 504}
 
 
 class WebhookSink:
