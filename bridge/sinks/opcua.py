@@ -6,7 +6,7 @@
         Threshold     Double   threshold in force (NG when Score >= Threshold)
         FrameId       String   the frame's identity "<partition>-<offset>" (with the camera: the idempotency key)
         Seq           Int64    the camera's sequence number
-        Part          String   part id when the frame carries one ("" until then)
+        Part          String   the frame's part id (lw-part), "" when it has none
         ModelVersion  String   "<model>@<version>"
         ResultCounter UInt32   +1 per new verdict, written last: the PLC's handshake
         OkCount       UInt32   OK verdicts since the bridge started

@@ -57,5 +57,6 @@ def test_every_scored_frame_has_one_verdict_on_the_results_topic(kafka_bootstrap
             h = stored[v.frame_id]
             assert v.verdict == ("NG" if h["anomalous"] == "1" else "OK")
             assert (v.seq, v.capture_ns, v.model_name) == (int(h["seq"]), int(h["capture_ns"]), h["model_name"])
+            assert v.part == h.get("part", "")
             assert abs(v.score - float(h["score"])) < 1e-6 and abs(v.threshold - float(h["threshold"])) < 1e-6
     assert any(v.verdict == "NG" for v in by_camera["cam-2"])  # the forced defect is there
