@@ -1,7 +1,8 @@
 """`linewatch-bridge`: results and/or alerts from Kafka to the line's protocols (OPC UA, MQTT, webhooks).
 
-Each sink chosen in LW_BRIDGE_SINKS gets a runner thread with a consumer group of its own
-(<LW_BRIDGE_GROUP_ID>.<sink>): at least once, committed after the sink acknowledged, a sink that
+Each sink chosen in LW_BRIDGE_SINKS gets a runner thread reading every partition of its topics,
+with offsets in a consumer group of its own (<LW_BRIDGE_GROUP_ID>.<sink>; one bridge per group:
+it assigns the partitions itself, there is no rebalancing between bridges): at least once, committed after the sink acknowledged, a sink that
 is down holds only its own backlog, in Kafka. /readyz names every sink that is down and why.
 """
 
@@ -65,8 +66,6 @@ class Bridge:
             **s.kafka_client_kwargs(), group_id=f"{s.bridge_group_id}.{sink}", client_id=f"linewatch-bridge-{sink}",
             enable_auto_commit=False, auto_offset_reset="earliest" if s.bridge_from_beginning else "latest",
             max_poll_records=s.bridge_window,
-            # a topic missing from the first metadata answer would otherwise stay unassigned for 5 minutes
-            metadata_max_age_ms=5000,
         )
 
     def _on_death(self, thread: str, exc: BaseException) -> None:

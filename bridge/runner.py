@@ -18,12 +18,13 @@ from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
 import structlog
+from kafka import TopicPartition
 from kafka.errors import CommitFailedError, KafkaError
 
 from bridge import metrics
 from bridge.dead_letters import DeadLetters
 from bridge.records import Envelope, Refused, SinkDown, read_record
-from linewatch.errors import FrameRejected
+from linewatch.errors import FrameRejected, ServiceUnavailable
 from linewatch.logs import RateLimitedLog
 
 log = structlog.get_logger(__name__)
@@ -62,7 +63,7 @@ class SinkRunner(threading.Thread):
         self.consumer_factory, self.dead_letters, self.delivery, self.on_death = consumer_factory, dead_letters, delivery, on_death
         self.stopping = threading.Event()
         self.down_reason = ""  # the last delivery failure while it lasts; "" when the sink takes records
-        self.ready = threading.Event()  # partitions assigned once
+        self.ready = threading.Event()  # partitions assigned
         self._log = RateLimitedLog(interval_s=10.0)
         self._consumer: Any = None
 
@@ -80,7 +81,11 @@ class SinkRunner(threading.Thread):
     def run(self) -> None:
         try:
             self._consumer = self.consumer_factory(self.sink.name)
-            self._consumer.subscribe(self.topics)
+            # Every partition, assigned by the bridge itself (offsets still committed in the sink's
+            # group): a group subscription left a topic unassigned for minutes when its metadata came
+            # late, and one bridge per sink group is the deployment anyway (OPC UA: one server).
+            self._consumer.assign(self._partitions())
+            self.ready.set()
             while not self.stopping.is_set():
                 self._one_window()
         except BaseException as exc:  # noqa: BLE001 - any death of this thread must end the process, named
@@ -90,11 +95,22 @@ class SinkRunner(threading.Thread):
             if self._consumer is not None:
                 self._consumer.close(autocommit=False)
 
+    def _partitions(self, timeout_s: float = 60.0) -> list[TopicPartition]:
+        found: list[TopicPartition] = []
+        for topic in self.topics:
+            deadline = time.monotonic() + timeout_s
+            parts = self._consumer.partitions_for_topic(topic)
+            while not parts and time.monotonic() < deadline and not self.stopping.is_set():
+                self.stopping.wait(0.5)
+                parts = self._consumer.partitions_for_topic(topic)
+            if not parts:
+                raise ServiceUnavailable(f"topic {topic} not found within {timeout_s:.0f} s")
+            found += [TopicPartition(topic, p) for p in sorted(parts)]
+        return found
+
     # -- one window -------------------------------------------------------------------------------
     def _one_window(self) -> None:
         polled = self._consumer.poll(timeout_ms=200, max_records=self.delivery.window)
-        if self._consumer.assignment():
-            self.ready.set()
         records = [r for batch in polled.values() for r in batch]
         if not records:
             return
@@ -167,8 +183,8 @@ class SinkRunner(threading.Thread):
     def _hold(self, delay_s: float) -> None:
         """Wait before the next attempt, staying in the group: poll with every partition paused.
 
-        A rebalance meanwhile can hand over new, unpaused partitions whose records this poll then
-        returns: they are sought back to where they started and paused, never dropped."""
+        Should this poll return records anyway, their partitions are sought back to where they
+        started, never dropped."""
         consumer = self._consumer
         deadline = time.monotonic() + delay_s
         while not self.stopping.is_set():
