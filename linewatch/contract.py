@@ -13,6 +13,8 @@ Frame record on the frames topic
             valid and their results carry part "" (results, history entries and alerts carry `part`)
 
 Alert record on the alerts topic: key = camera id, value = `Alert.to_json()`.
+Result record on the results topic (LW_RESULTS_TOPIC): key = camera id, value =
+`FrameVerdict.to_json()`, one per scored frame (OK and NG), for line integrations (bridge/).
 Dead-letter record: the original key, value and headers plus lw-dlq-* headers.
 
 Frame identity does not trust clocks
@@ -43,6 +45,8 @@ from linewatch.errors import FrameRejected
 
 FRAME_SCHEMA_VERSION = 1
 ALERT_SCHEMA_VERSION = 1
+RESULT_SCHEMA_VERSION = 1
+VERDICT_OK, VERDICT_NG = "OK", "NG"
 
 ENCODINGS = ("jpeg", "png", "raw")
 
@@ -268,6 +272,44 @@ class Alert:
         return cls(**data)
 
 
+@dataclass(slots=True)
+class FrameVerdict:
+    """One scored frame's compact verdict on the results topic: what a line (PLC, MES) acts on.
+
+    (camera, frame_id) identifies it; a redelivery carries the same pair, so consumers deduplicate
+    by it. `recipe` and `part` are empty until the frame carries them."""
+
+    camera: str
+    frame_id: str
+    seq: int
+    capture_ns: int
+    verdict: str  # VERDICT_OK or VERDICT_NG
+    score: float  # normalised to [0, 1]
+    threshold: float  # normalised threshold in force; NG when score >= threshold
+    model_name: str
+    model_version: str
+    boxes: list[tuple[int, int, int, int]] = field(default_factory=list)  # x, y, w, h in mask pixels
+    emitted_ns: int = 0
+    recipe: str = ""
+    part: str = ""
+    schema: int = RESULT_SCHEMA_VERSION
+
+    def to_json(self) -> bytes:
+        return json.dumps(asdict(self), separators=(",", ":")).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> "FrameVerdict":
+        data = json.loads(raw)
+        if not isinstance(data, dict) or data.get("schema") != RESULT_SCHEMA_VERSION:
+            raise FrameRejected(R_UNKNOWN_SCHEMA, f"result schema {data.get('schema') if isinstance(data, dict) else None!r}")
+        data["boxes"] = [tuple(b) for b in data.get("boxes", [])]
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}  # newer optional fields: ignored
+        verdict = cls(**known)
+        if verdict.verdict not in (VERDICT_OK, VERDICT_NG) or not verdict.camera or not verdict.frame_id:
+            raise FrameRejected(R_BAD_HEADER, f"result with verdict {verdict.verdict!r}, camera {verdict.camera!r}")
+        return verdict
+
+
 @dataclass(frozen=True, slots=True)
 class Topics:
     """Kafka topic names, derived from one base name so deployments stay consistent."""
@@ -275,10 +317,12 @@ class Topics:
     frames: str
     alerts: str
     dead_letter: str
+    results: str = ""  # per-frame verdicts (LW_RESULTS_TOPIC); from_base always names it
 
     @classmethod
     def from_base(cls, base: str) -> "Topics":
-        return cls(frames=f"{base}.frames", alerts=f"{base}.alerts", dead_letter=f"{base}.frames.dlq")
+        return cls(frames=f"{base}.frames", alerts=f"{base}.alerts", dead_letter=f"{base}.frames.dlq",
+                   results=f"{base}.results")
 
 
 @dataclass(frozen=True, slots=True)

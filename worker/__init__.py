@@ -17,7 +17,7 @@ Start reading here:
 - checkpoint.py    acknowledgements, commit timing, rebalance hand-over, final commit
 - offsets.py       the pure "which offset may be committed" rule
 - supervision.py   dead threads end the process; output health (transient / refused) and exit codes
-- scoring.py, previews.py, drift.py, camera_state.py, metrics.py, settings.py, alerts_consumer.py
+- scoring.py, previews.py, drift.py, camera_state.py, metrics.py, settings.py (the alert consumer moved to bridge/alerts_consumer.py)
 """
 
 import os as _os

@@ -165,7 +165,7 @@ class Worker:
             ),
             delivery=Delivery(self.health, s.publish_retry_max_s),
             drift=DriftReport(drift, self.writer.recalibrate_events, s.worker_id),
-            supervisor=self.supervisor, max_dead_letter_bytes=s.kafka_max_message_bytes,
+            supervisor=self.supervisor, max_dead_letter_bytes=s.kafka_max_message_bytes, results_topic=s.results_topic,
         )
 
     def _retention(self) -> Retention:
