@@ -2,7 +2,7 @@
 
 Start reading here:
 - app.py           wiring, the consumer loop, start / drain / stop, exit codes, `linewatch-worker`
-- frames_input.py  the one interface to the frames topic (poll, pause, commit) and the factory
+- frames_input.py  the one interface to the frames topic (poll, pause, commit); inputs.py picks a client
 - kafka_input.py   it on kafka-python; steps over records the client cannot parse
 - kafka_input_rdkafka.py  it on librdkafka (LW_KAFKA_CONSUMER=confluent, optional)
 - records.py       Item / Rejected / ScoredBatch / STOP: what crosses the threads

@@ -46,7 +46,8 @@ from worker.checkpoint import Checkpoint
 from worker.decode import DecodeLimits, decode_chunk
 from worker.drift import DriftPolicy, DriftReport, DriftWatch
 from worker.engine import Engine, pick_device
-from worker.frames_input import FramesInput, Unreadable, open_frames_input
+from worker.frames_input import FramesInput, Unreadable
+from worker.inputs import open_frames_input
 from worker.delivery import Delivery
 from worker.publisher import Publisher
 from worker.verdicts import ClockCheck, Pictures, VerdictBuilder, VerdictPolicy
