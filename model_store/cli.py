@@ -222,6 +222,7 @@ def cmd_show(args: argparse.Namespace) -> None:
     name, version = store.resolve(args.ref)
     out = json.loads(store.manifest(f"{name}@{version}").model_dump_json())
     out["aliases"] = store.aliases(name)
+    out["alias_evidence"] = {a: ev for a in out["aliases"] if (ev := store.alias_evidence(name, a))}  # gated promotions
     out["camera_thresholds"] = store.camera_thresholds(name, version)
     out["evaluations"] = store.evaluations(name, version)
     _emit(out)

@@ -225,6 +225,8 @@ def test_shadow_report_and_gated_promote_on_redis(
     evidence = store.alias_evidence("ae")[-1]
     assert evidence["version"] == "v0002" and evidence["shadow"]["frames"] == {"cam-a": 70, "cam-b": 70}
     assert evidence["gate"]["passed"] is True
+    assert main([*base, "show", "ae"]) == 0
+    assert json.loads(capsys.readouterr().out)["alias_evidence"]["production"][-1]["version"] == "v0002"
 
     # the damaged candidate, shadowed against the new production, alarms on normal frames
     damaged = [replace(p, production_model=CAND, candidate_ng=i % 3 == 0) for i, p in enumerate(_frames("cam-a", 80))]
