@@ -267,6 +267,7 @@ def _shadow_report(args: argparse.Namespace, store: Any, candidate: str, against
     import redis
 
     from linewatch.contract import RedisKeys
+    from linewatch.errors import ServiceUnavailable
     from model_store.shadow import GatePolicy, build_report, policy_bound, read_feedback, read_pairs, shadow_cameras
 
     settings = _settings()
@@ -283,6 +284,8 @@ def _shadow_report(args: argparse.Namespace, store: Any, candidate: str, against
         pairs, unreadable = read_pairs(client, keys, cand, cameras or shadow_cameras(client, keys, cand),
                                        args.frames or settings.shadow_frames)
         verdicts = read_feedback(client, keys)
+    except redis.RedisError as exc:  # unreachable Redis or a key of another type: a reason, not a traceback
+        raise ServiceUnavailable(f"shadow streams of {cand} could not be read: {exc}") from exc
     finally:
         client.close()
     report = build_report(pairs, verdicts, cand, prod, confidence, {"unreadable": unreadable})

@@ -258,7 +258,7 @@ class ModelStore:
             history.append(cur["version"])
         records = list(cur.get("evidence", []))
         if evidence is not None:
-            records.append({"version": version, "previous": cur["version"], "time": dt.datetime.now(dt.UTC).isoformat(), **evidence})
+            records.append({**evidence, "version": version, "previous": cur["version"], "time": dt.datetime.now(dt.UTC).isoformat()})
         self._write_alias(name, alias, version, history, records)
         log.info("alias_moved", model=name, alias=alias, version=version, previous=cur["version"])
 

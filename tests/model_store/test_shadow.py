@@ -242,6 +242,14 @@ def test_shadow_report_and_gated_promote_on_redis(
     client.close()
 
 
+def test_unreachable_redis_is_a_reason_not_a_traceback(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _store(tmp_path)
+    argv = ["--store", str(tmp_path / "store"), "promote", CAND, "--require-shadow", "--redis-url", "redis://127.0.0.1:1/0"]
+    assert main(argv) == 2
+    assert "ServiceUnavailable" in capsys.readouterr().err
+    assert ModelStore(tmp_path / "store").resolve("ae@production") == ("ae", "v0001")
+
+
 # ---- helpers ---------------------------------------------------------------------------------------------
 def _entry(p: ShadowPair) -> dict[str, str]:
     """A shadow stream entry as a worker will write it (contract SHADOW_FIELDS)."""
