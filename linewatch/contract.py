@@ -349,6 +349,10 @@ class RedisKeys:
                              frame_at) -> write time (ms), capped per camera; deleted with the camera
     drift(camera)            hash: the camera's drift baseline and rolling summary
     recalibrate              stream: drift events (a camera's scores or image statistics left their band)
+    shadow(candidate, camera)  stream: one entry per frame a shadow candidate scored beside production
+                             (SHADOW_FIELDS; MAXLEN ~ SHADOW_MAXLEN, TTL); written by workers with a
+                             shadow running (next round: no worker writes it yet), read by
+                             `linewatch-models shadow report` / `promote --require-shadow`
     Read by workers, written by people and tools:
     thresholds               hash: camera -> normalised threshold override, read by workers at runtime
     feedback                 stream: operator verdicts on alerts (FEEDBACK_FIELDS), written by linewatch-view
@@ -395,6 +399,19 @@ class RedisKeys:
         blobs set comes last: its members are deleted before it."""
         per_camera = (self.latest, self.history, self.alert_state, self.frame, self.heat, self.drift, self.blobs)
         return [tuple(make("\0").split("\0")) for make in per_camera]  # type: ignore[misc]
+
+    def shadow(self, candidate: str, camera: str) -> str:
+        """The shadow stream of one candidate (`name@version`, resolved: never an alias, so one stream
+        holds one version) on one camera. The candidate is written as it is: the model store's names
+        and versions ([A-Za-z0-9_.-], v0001) never contain ':', and one that does is refused here, so
+        the name splits back into prefix, candidate and camera at the ':'s."""
+        if ":" in candidate or "@" not in candidate:
+            raise ValueError(f"shadow candidate must be name@version without ':', got {candidate!r}")
+        return f"{self.prefix}:shadow:{candidate}:{camera}"
+
+    def shadow_pattern(self, candidate: str) -> str:
+        """SCAN pattern of every camera's shadow stream of a candidate (the camera is the part after it)."""
+        return self.shadow(candidate, "*")
 
     @property
     def alerts(self) -> str:
@@ -445,6 +462,16 @@ FEEDBACK_FIELDS = ("camera", "frame_id", "verdict", "note", "time_ns", "user")
 VERDICT_CONFIRMED = "confirmed"
 VERDICT_FALSE_ALARM = "false_alarm"
 VERDICTS = (VERDICT_CONFIRMED, VERDICT_FALSE_ALARM)
+
+# Fields of each shadow entry (strings in Redis): one frame scored by production and by a candidate.
+# production_model / candidate scores are normalised scores (0.5 = each model's own threshold in
+# force for the camera); *_anomalous are "1" / "0" as in RESULT_FIELDS; *_ms the model compute time
+# per frame (the batch's forward pass divided by its frames); time_ns when the candidate finished.
+SHADOW_FIELDS = (
+    "camera", "frame_id", "seq", "production_model", "production_score", "production_anomalous",
+    "candidate_score", "candidate_anomalous", "candidate_ms", "production_ms", "time_ns",
+)
+SHADOW_MAXLEN = 50_000  # entries per candidate and camera (MAXLEN ~): a day of one frame every 2 s
 
 # Fields of each recalibrate (drift) event.
 DRIFT_FIELDS = ("camera", "signal", "value", "low", "high", "baseline", "time_ns", "worker")
