@@ -20,7 +20,8 @@
 # every build: a rebuild without layers downloads nothing). Timings go to .run/containers/build.json.
 #
 # Environment: LW_DEBIAN_MIRROR (the host's apt mirror), LW_TORCH_INDEX (https://pypi.org/simple:
-# the index the tests' torch comes from), LW_NICE (10: builds share the machine's cores).
+# the index the tests' torch comes from), LW_NICE (10: builds share the machine's cores),
+# LW_CA_BUNDLE (/etc/ssl/certs/ca-certificates.crt: the CAs pip trusts inside builds).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -31,6 +32,7 @@ base_tag=localhost/linewatch-base:bookworm
 mirror=${LW_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 torch_index=${LW_TORCH_INDEX:-https://pypi.org/simple}
 nice_level=${LW_NICE:-10}
+ca_bundle=${LW_CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}
 export CONTAINERS_CONF=$here/containers.conf
 
 # One place for the versions every deployment file must agree on (tests/deploy/test_versions.py).
@@ -67,13 +69,17 @@ base() {
   log "imported $base_tag"
 }
 
-# podman build with the host's network (the registries pip and apt use) and the pip cache mounted.
+# podman build with the host's network (the registries pip and apt use), the pip cache mounted, and
+# the host's CA bundle with a pip.conf pointing pip at it: where TLS goes through an inspecting
+# proxy, only the host's bundle trusts it (pip in a venv otherwise uses its own certifi bundle).
+# The mounts are build-time only: no layer keeps them.
 # --format docker: OCI images have no HEALTHCHECK, and the images' health checks must survive.
 build() {
   local t0 t1 tag=$1; shift
   t0=$(date +%s.%N)
   nice -n "$nice_level" podman build --network=host --layers --format docker \
-    -v "$cache/pip:/root/.cache/pip" \
+    -v "$cache/pip:/root/.cache/pip" -v "$ca_bundle:/etc/ssl/certs/ca-certificates.crt:ro" \
+    -v "$state/pip.conf:/etc/pip.conf:ro" \
     --build-arg "BASE_IMAGE=$base_tag" "$@" -t "$tag" >>"$state/build.log" 2>&1 \
     || { tail -30 "$state/build.log" >&2; log "build of $tag failed (log: $state/build.log)"; exit 1; }
   t1=$(date +%s.%N)
@@ -101,6 +107,7 @@ kafka_context() {
 
 images() {
   mkdir -p "$cache/pip" "$state"
+  printf '[global]\ncert = /etc/ssl/certs/ca-certificates.crt\n' >"$state/pip.conf"
   : >"$state/build.log"
   local t0; t0=$(date +%s.%N)
   local torch=(--build-arg "TORCH_INDEX=$torch_index" --build-arg "TORCH_VERSION=$(torch_version)")

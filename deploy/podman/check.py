@@ -72,9 +72,14 @@ class Stack:
             raise CheckFailed(f"{' '.join(argv[:4])}... exited {proc.returncode}: {proc.stderr[-2000:]}")
         return proc
 
-    def compose(self, *argv: str, **env: str) -> subprocess.CompletedProcess:
+    def compose(self, *argv: str, check: bool = True, **env: str) -> subprocess.CompletedProcess:
         files = [a for f in COMPOSE_FILES for a in ("-f", str(f))]
-        return self.run("podman-compose", "-p", PROJECT, *files, *argv, **env)
+        return self.run("podman-compose", "-p", PROJECT, *files, *argv, check=check, **env)
+
+    def down(self, grace: int) -> None:
+        # podman-compose knows the containers of LW_WORKERS replicas only: name the most we start.
+        self.compose("down", "-v", "-t", str(grace), check=False, LW_WORKERS="2")
+        self.run("podman", "volume", "rm", "-f", f"{PROJECT}_kafka-data", f"{PROJECT}_models", check=False)
 
     def container(self, service: str, n: int = 1) -> str:
         return f"{PROJECT}_{service}_{n}"
@@ -105,8 +110,7 @@ class Stack:
 
     # -- steps -----------------------------------------------------------------------------------
     def clean(self) -> None:
-        self.compose("down", "-v", "-t", "5")  # leftovers of an earlier run; nothing when none
-        self.run("podman", "volume", "rm", "-f", f"{PROJECT}_kafka-data", f"{PROJECT}_models", check=False)
+        self.down(5)  # leftovers of an earlier run; nothing when none
 
     def up(self) -> None:
         t0 = time.time()
@@ -271,7 +275,7 @@ def main() -> int:
             print(f"--- {service} (last lines)\n{logs.stdout}{logs.stderr}", flush=True)
     finally:
         if not args.keep:
-            stack.compose("down", "-v", "-t", "45")
+            stack.down(45)
     stack.results.update(ok=failed is None, failure=failed, total_s=round(time.time() - started, 1),
                          date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), fps_per_camera=args.fps)
     (STATE / "check.json").write_text(json.dumps(stack.results, indent=2))
@@ -281,6 +285,13 @@ def main() -> int:
     if failed:
         print(f"| (stopped at) | FAIL: {failed[:300]} |")
     print(f"\nfigures: {json.dumps(stack.results['figures'])}")
+    build = STATE / "build.json"
+    if build.exists():
+        images = json.loads(build.read_text())
+        print(f"\n| image | size | build (s), last `make images` |\n|---|---|---|")
+        for tag, info in images.get("images", {}).items():
+            print(f"| {tag} | {info['size_bytes'] / 1e9:.2f} GB | {info['build_s']} |")
+        print(f"| all | | {images.get('total_s')} |")
     return 0 if failed is None else 1
 
 
