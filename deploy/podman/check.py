@@ -79,6 +79,10 @@ class Stack:
     def down(self, grace: int) -> None:
         # podman-compose knows the containers of LW_WORKERS replicas only: name the most we start.
         self.compose("down", "-v", "-t", str(grace), check=False, LW_WORKERS="2")
+        # A container caught restarting (its restart policy) survives podman-compose's stop + rm.
+        left = self.run("podman", "ps", "-aq", "--filter", f"label=io.podman.compose.project={PROJECT}").stdout.split()
+        if left:
+            self.run("podman", "rm", "-f", *left, check=False)
         self.run("podman", "volume", "rm", "-f", f"{PROJECT}_kafka-data", f"{PROJECT}_models", check=False)
 
     def container(self, service: str, n: int = 1) -> str:

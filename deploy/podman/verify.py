@@ -23,6 +23,7 @@ from typing import Any
 
 import redis
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+from kafka.errors import KafkaError
 
 from linewatch.contract import RedisKeys
 from linewatch.settings import KafkaSettings, RedisSettings
@@ -101,6 +102,15 @@ def state() -> dict[str, Any]:
         r.close()
 
 
+def _try_state() -> dict[str, Any] | None:
+    """The state, or None while Kafka or Redis do not answer yet (the stack is still starting)."""
+    try:
+        return state()
+    except (KafkaError, redis.RedisError, OSError) as exc:
+        print(f"verify: not yet: {exc}", file=sys.stderr)
+        return None
+
+
 def main(argv: list[str]) -> int:
     cmd = argv[0] if argv else "state"
     t0 = time.monotonic()
@@ -110,7 +120,7 @@ def main(argv: list[str]) -> int:
     if cmd == "wait-scored":
         above, timeout = int(argv[1]), float(argv[2])
         while True:
-            s = state()
+            s = _try_state() or {"scored": -1}
             if s["scored"] > above:
                 print(json.dumps({**s, "waited_s": round(time.monotonic() - t0, 1)}))
                 return 0
@@ -121,7 +131,7 @@ def main(argv: list[str]) -> int:
     if cmd == "wait-drained":
         timeout = float(argv[1])
         while True:
-            s = state()
+            s = _try_state() or {"frames": 0}
             if s["frames"] > 0 and s["lag"] == 0 and not s["unscored"]:
                 print(json.dumps({**s, "waited_s": round(time.monotonic() - t0, 1)}))
                 return 0
