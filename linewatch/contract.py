@@ -8,7 +8,9 @@ Frame record on the frames topic
     key     camera id (UTF-8), required, so one camera's frames stay ordered in one partition
     value   encoded image: JPEG (default), PNG, or raw uint8 pixels (row-major, BGR or gray)
     headers lw-schema, lw-camera, lw-seq, lw-capture-ns, lw-encoding, lw-width, lw-height,
-            lw-channels (all ASCII, each at most once)
+            lw-channels (all ASCII, each at most once); optional lw-part: the part id (serial, lot,
+            trigger id) the frame shows, printable, 1..MAX_PART_ID chars; records without it stay
+            valid and their results carry part "" (results, history entries and alerts carry `part`)
 
 Alert record on the alerts topic: key = camera id, value = `Alert.to_json()`.
 Dead-letter record: the original key, value and headers plus lw-dlq-* headers.
@@ -52,6 +54,7 @@ H_ENCODING = "lw-encoding"
 H_WIDTH = "lw-width"
 H_HEIGHT = "lw-height"
 H_CHANNELS = "lw-channels"
+H_PART = "lw-part"  # optional
 
 H_DLQ_REASON = "lw-dlq-reason"
 H_DLQ_DETAIL = "lw-dlq-detail"
@@ -71,6 +74,7 @@ R_PUBLISH_REJECTED = "publish_rejected"  # Redis refused this one frame's result
 
 MAX_DIMENSION = 16384  # beyond any industrial camera; guards allocations from a bad header
 MAX_CAMERA_ID = 128
+MAX_PART_ID = 160  # room for "<camera id>-<seq>" (the producer's counter part ids)
 
 Headers = Sequence[tuple[str, bytes]]
 
@@ -87,6 +91,7 @@ class FrameMeta:
     height: int
     channels: int = 3
     schema: int = FRAME_SCHEMA_VERSION
+    part: str = ""  # "" = the record has no lw-part
 
 
 def valid_camera_id(camera: str) -> bool:
@@ -107,8 +112,15 @@ def frame_headers(meta: FrameMeta) -> list[tuple[str, bytes]]:
         (H_HEIGHT, str(meta.height).encode()),
         (H_CHANNELS, str(meta.channels).encode()),
     ]
+    if meta.part:
+        headers.append((H_PART, meta.part.encode()))
     parse_frame_record(meta.camera.encode(), headers)
     return headers
+
+
+def valid_part(part: str) -> bool:
+    """A part id as lw-part carries it: printable ASCII, 1..MAX_PART_ID characters."""
+    return 0 < len(part) <= MAX_PART_ID and part.isascii() and part.isprintable()
 
 
 def _shown(raw: object, limit: int = 40) -> str:
@@ -185,6 +197,9 @@ def parse_frame_record(key: bytes | None, headers: Headers | None) -> FrameMeta:
     encoding = found.get(H_ENCODING, "")
     if encoding not in ENCODINGS:
         raise FrameRejected(R_BAD_HEADER if encoding else R_MISSING_HEADER, f"{H_ENCODING}={_shown(encoding)}")
+    part = found.get(H_PART, "")
+    if H_PART in found and not valid_part(part):
+        raise FrameRejected(R_BAD_HEADER, f"part id {_shown(part)} (printable, 1..{MAX_PART_ID} chars)")
     return FrameMeta(
         camera=camera,
         seq=_int_header(found, H_SEQ, 0, (1 << 63) - 1),
@@ -194,6 +209,7 @@ def parse_frame_record(key: bytes | None, headers: Headers | None) -> FrameMeta:
         height=_int_header(found, H_HEIGHT, 1, MAX_DIMENSION),
         channels=_int_header(found, H_CHANNELS, 1, 4) if H_CHANNELS in found else 3,
         schema=schema,
+        part=part,
     )
 
 
@@ -237,6 +253,7 @@ class Alert:
     frame_id: str = ""
     emitted_ns: int = 0
     schema: int = ALERT_SCHEMA_VERSION
+    part: str = ""  # the frame's lw-part; "" when it had none (alerts written before it existed read as "")
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), separators=(",", ":")).encode()
@@ -374,7 +391,7 @@ def frame_id(partition: int, offset: int) -> str:
 RESULT_FIELDS = (
     "camera", "seq", "frame_id", "capture_ns", "clock_ok", "score_raw", "score", "threshold", "anomalous",
     "model_name", "model_version", "latency_ms", "published_ms", "mask_key", "heat_key", "frame_key", "boxes",
-    "worker",
+    "worker", "part",
 )
 # Extra field of the latest hash only: the frame whose preview is in frame(camera) / heat(camera).
 PREVIEW_FIELD = "preview_frame_id"

@@ -4,6 +4,7 @@ Routes (all reads come from Redis; the only write is POST /api/feedback):
     /  /camera?id=<camera>  /review         the three pages (static HTML; data arrives as JSON)
     /api/events                             server-sent events: camera states, alert queue (view.live)
     /api/cameras  /api/history  /api/entry  /api/alerts  /api/config
+    /part  /api/part?id=<part id>           a part's verdicts: every result whose lw-part is that id
     /img/preview  /img/frame  /img/overlay  JPEG frames and PNG overlays (view.overlay)
     POST /api/feedback                      an operator's verdict -> <prefix>:feedback
     /healthz                                200 when Redis answers, else 503
@@ -34,7 +35,7 @@ from starlette.responses import FileResponse, JSONResponse, Response, StreamingR
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from linewatch.contract import VERDICTS
+from linewatch.contract import MAX_PART_ID, VERDICTS, valid_part
 from linewatch.errors import LinewatchError, ServiceUnavailable
 from linewatch.logs import configure_logging
 from view import overlay
@@ -176,6 +177,25 @@ async def alerts(request: Request) -> Response:
                         headers=NO_STORE)
 
 
+async def part(request: Request) -> Response:
+    """Every result of a part (its lw-part id), newest first, searched in each camera's newest
+    `view_part_search_depth` history entries, a page at a time. The cost is a scan (a worker-written
+    part index would make it a lookup); the default depth covers about an hour of a triggered line at
+    one part per second per camera."""
+    settings, store, _, queue = _state(request)
+    wanted = request.query_params.get("id", "")
+    if not valid_part(wanted):
+        raise HTTPException(400, f"id: a part id (printable ASCII, 1-{MAX_PART_ID} characters) is required")
+    found = []
+    for camera in await store.cameras():
+        for entry_id, fields in await store.matching(camera, "part", wanted, settings.view_part_search_depth):
+            detail = frame_detail(camera, entry_id, fields)
+            detail["verdict"] = queue.verdict(camera, detail["frame_id"]) if valid_id(detail["frame_id"]) else None
+            found.append(detail)
+    found.sort(key=lambda d: d["t"], reverse=True)
+    return JSONResponse({"part": wanted, "results": found, "searched": settings.view_part_search_depth}, headers=NO_STORE)
+
+
 # ---- images ----------------------------------------------------------------------------------------
 
 def _image(data: bytes | None, media_type: str, what: str, cache: str = "no-store") -> Response:
@@ -311,6 +331,8 @@ def create_app(settings: ViewSettings, closing: threading.Event | None = None) -
         Route("/", _page("index.html")),
         Route("/camera", _page("camera.html")),
         Route("/review", _page("review.html")),
+        Route("/part", _page("part.html")),
+        Route("/api/part", part),
         Route("/healthz", healthz),
         Route("/api/config", config),
         Route("/api/cameras", cameras),
