@@ -73,7 +73,7 @@ def test_no_other_kafka_or_torch_pinned_in_deployment_files() -> None:
     """No file names a Kafka release or a torch version other than the pinned ones."""
     kafka, torch = VERSIONS["kafka_version"], VERSIONS["torch_version"]
     files = _deployment_files() + [ROOT / "Dockerfile"] + sorted((ROOT / "deploy" / "images").rglob("*"))
-    for path in (p for p in files if p.is_file()):
+    for path in (p for p in files if p.is_file() and "__pycache__" not in p.parts):
         text = path.read_text()
         for found in re.findall(r"(?:apache/kafka|linewatch-kafka|kafka_2\.13-)[:-]?(\d+\.\d+\.\d+)", text):
             assert found == kafka, f"{path.relative_to(ROOT)} names Kafka {found}"
