@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `make containers-check`: build every image with podman, run the compose stack end to end, print
-# a summary (docs/deploy.md, "Proven with podman"). Installs what is missing on a fresh Debian 12
+# a summary (docs/deploy.md, "The container check with podman"). Installs what is missing on a fresh Debian 12
 # (podman, runc, podman-compose, debootstrap; the venv; chromium), needs root and about 15 GB of disk
 # (PyPI's torch is the CUDA build). Nothing here touches Kafka/Redis on 9092/6379: the stack's own
 # broker and Redis stay inside its network.
