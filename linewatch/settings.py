@@ -126,7 +126,7 @@ class KafkaSettings(BaseProgramSettings):
     kafka_bootstrap: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers, comma-separated.")
     topic_base: str = Field(
         "linewatch",
-        description="Base name of the topics: <base>.frames, <base>.alerts, <base>.frames.dlq.",
+        description="Base name of the topics: <base>.frames, <base>.alerts, <base>.results, <base>.frames.dlq.",
     )
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
         "PLAINTEXT", description="Kafka security protocol."

@@ -13,7 +13,8 @@ from model_store.settings import ModelsSettings
 from producer.settings import ProducerSettings
 from programs.demo import DemoSettings
 from view.settings import ViewSettings
-from worker.alerts_consumer import AlertConsumerSettings
+from bridge.alerts_consumer import AlertConsumerSettings
+from bridge.settings import BridgeSettings
 from worker.settings import WorkerSettings
 
 
@@ -23,6 +24,7 @@ def program_classes() -> dict[str, type[BaseProgramSettings]]:
         "linewatch-worker": WorkerSettings,
         "linewatch-producer": ProducerSettings,
         "linewatch-alerts": AlertConsumerSettings,
+        "linewatch-bridge": BridgeSettings,
         "linewatch-demo": DemoSettings,
         "linewatch-models": ModelsSettings,
         "linewatch-view": ViewSettings,

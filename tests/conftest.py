@@ -55,7 +55,7 @@ def redis_url() -> str:
 
 @pytest.fixture
 def topic_base(kafka_bootstrap: str) -> str:
-    """A fresh set of topics (<base>.frames with 4 partitions, .alerts, .frames.dlq), deleted afterwards."""
+    """A fresh set of topics (<base>.frames with 4 partitions, .alerts, .results, .frames.dlq), deleted afterwards."""
     base = f"test-{uuid.uuid4().hex[:12]}"
     settings = KafkaSettings(kafka_bootstrap=kafka_bootstrap, topic_base=base)
     ensure_topics(settings, partitions=4)
@@ -63,7 +63,7 @@ def topic_base(kafka_bootstrap: str) -> str:
     admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
     try:
         t = settings.topics
-        admin.delete_topics([t.frames, t.alerts, t.dead_letter])
+        admin.delete_topics([t.frames, t.alerts, t.results, t.dead_letter])
     except Exception:  # noqa: BLE001 - cleanup only; a leftover topic harms no other test
         pass
     finally:

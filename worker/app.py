@@ -46,7 +46,8 @@ from worker.checkpoint import Checkpoint
 from worker.decode import DecodeLimits, decode_chunk
 from worker.drift import DriftPolicy, DriftReport, DriftWatch
 from worker.engine import Engine, pick_device
-from worker.frames_input import FramesInput, Unreadable, open_frames_input
+from worker.frames_input import FramesInput, Unreadable
+from worker.inputs import open_frames_input
 from worker.delivery import Delivery
 from worker.publisher import Publisher
 from worker.verdicts import ClockCheck, Pictures, VerdictBuilder, VerdictPolicy
@@ -165,7 +166,7 @@ class Worker:
             ),
             delivery=Delivery(self.health, s.publish_retry_max_s),
             drift=DriftReport(drift, self.writer.recalibrate_events, s.worker_id),
-            supervisor=self.supervisor, max_dead_letter_bytes=s.kafka_max_message_bytes,
+            supervisor=self.supervisor, max_dead_letter_bytes=s.kafka_max_message_bytes, results_topic=s.results_topic,
         )
 
     def _retention(self) -> Retention:
@@ -465,7 +466,14 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: _on_signal(worker))
-    return worker.run()
+    code = worker.run()
+    # Everything that must end cleanly has: offsets committed, clients closed. A drain that ran out
+    # of time leaves the batch thread inside torch; interpreter shutdown then tears torch's thread
+    # pool down under it and the process aborts ("terminate called without an active exception",
+    # exit 134/139 instead of the code decided above). Exit now, with that code.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":

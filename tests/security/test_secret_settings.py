@@ -15,7 +15,7 @@ from linewatch.logs import configure_logging
 from linewatch.settings import KafkaSettings, RedisSettings, check_environment, known_variables, redact_url
 from producer.settings import ProducerSettings
 from programs.registry import program_classes
-from worker.alerts_consumer import AlertConsumerSettings
+from bridge.alerts_consumer import AlertConsumerSettings
 from worker.settings import WorkerSettings
 
 PASSWORD = "pw-7f3a9c1e-never-print-me"
