@@ -1,6 +1,6 @@
 """How soon Kafka clients notice a restarted broker: their reconnect back-off, measured.
 
-One private broker (bench/faultkit.py PrivateKafka) and four producers writing to it every 0.2 s:
+One private broker (testkit/services.py PrivateKafka) and four producers writing to it every 0.2 s:
 kafka-python and librdkafka (confluent-kafka), each with its library's default reconnect back-off
 and with linewatch's `LW_KAFKA_RECONNECT_BACKOFF_MAX_MS` (via KafkaSettings.kafka_client_kwargs).
 The broker is stopped for `--down-s`, started again, and each client's first acknowledged record
@@ -31,7 +31,8 @@ sys.path.insert(0, str(REPO))
 from confluent_kafka import Producer  # noqa: E402
 from kafka import KafkaProducer  # noqa: E402
 
-from bench.faultkit import PrivateKafka, create_topics  # noqa: E402
+from testkit.services import PrivateKafka  # noqa: E402
+from testkit.topics import create_topics  # noqa: E402
 from linewatch.settings import KafkaSettings  # noqa: E402
 
 

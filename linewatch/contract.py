@@ -13,6 +13,8 @@ Frame record on the frames topic
             valid and their results carry part "" (results, history entries and alerts carry `part`)
 
 Alert record on the alerts topic: key = camera id, value = `Alert.to_json()`.
+Result record on the results topic (LW_RESULTS_TOPIC): key = camera id, value =
+`FrameVerdict.to_json()`, one per scored frame (OK and NG), for line integrations (bridge/).
 Dead-letter record: the original key, value and headers plus lw-dlq-* headers.
 
 Frame identity does not trust clocks
@@ -43,6 +45,8 @@ from linewatch.errors import FrameRejected
 
 FRAME_SCHEMA_VERSION = 1
 ALERT_SCHEMA_VERSION = 1
+RESULT_SCHEMA_VERSION = 1
+VERDICT_OK, VERDICT_NG = "OK", "NG"
 
 ENCODINGS = ("jpeg", "png", "raw")
 
@@ -268,6 +272,44 @@ class Alert:
         return cls(**data)
 
 
+@dataclass(slots=True)
+class FrameVerdict:
+    """One scored frame's compact verdict on the results topic: what a line (PLC, MES) acts on.
+
+    (camera, frame_id) identifies it; a redelivery carries the same pair, so consumers deduplicate
+    by it. `recipe` and `part` are empty until the frame carries them."""
+
+    camera: str
+    frame_id: str
+    seq: int
+    capture_ns: int
+    verdict: str  # VERDICT_OK or VERDICT_NG
+    score: float  # normalised to [0, 1]
+    threshold: float  # normalised threshold in force; NG when score >= threshold
+    model_name: str
+    model_version: str
+    boxes: list[tuple[int, int, int, int]] = field(default_factory=list)  # x, y, w, h in mask pixels
+    emitted_ns: int = 0
+    recipe: str = ""
+    part: str = ""
+    schema: int = RESULT_SCHEMA_VERSION
+
+    def to_json(self) -> bytes:
+        return json.dumps(asdict(self), separators=(",", ":")).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> "FrameVerdict":
+        data = json.loads(raw)
+        if not isinstance(data, dict) or data.get("schema") != RESULT_SCHEMA_VERSION:
+            raise FrameRejected(R_UNKNOWN_SCHEMA, f"result schema {data.get('schema') if isinstance(data, dict) else None!r}")
+        data["boxes"] = [tuple(b) for b in data.get("boxes", [])]
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}  # newer optional fields: ignored
+        verdict = cls(**known)
+        if verdict.verdict not in (VERDICT_OK, VERDICT_NG) or not verdict.camera or not verdict.frame_id:
+            raise FrameRejected(R_BAD_HEADER, f"result with verdict {verdict.verdict!r}, camera {verdict.camera!r}")
+        return verdict
+
+
 @dataclass(frozen=True, slots=True)
 class Topics:
     """Kafka topic names, derived from one base name so deployments stay consistent."""
@@ -275,10 +317,12 @@ class Topics:
     frames: str
     alerts: str
     dead_letter: str
+    results: str = ""  # per-frame verdicts (LW_RESULTS_TOPIC); from_base always names it
 
     @classmethod
     def from_base(cls, base: str) -> "Topics":
-        return cls(frames=f"{base}.frames", alerts=f"{base}.alerts", dead_letter=f"{base}.frames.dlq")
+        return cls(frames=f"{base}.frames", alerts=f"{base}.alerts", dead_letter=f"{base}.frames.dlq",
+                   results=f"{base}.results")
 
 
 @dataclass(frozen=True, slots=True)
@@ -305,6 +349,10 @@ class RedisKeys:
                              frame_at) -> write time (ms), capped per camera; deleted with the camera
     drift(camera)            hash: the camera's drift baseline and rolling summary
     recalibrate              stream: drift events (a camera's scores or image statistics left their band)
+    shadow(candidate, camera)  stream: one entry per frame a shadow candidate scored beside production
+                             (SHADOW_FIELDS; MAXLEN ~ SHADOW_MAXLEN, TTL); written by workers with a
+                             shadow running (next round: no worker writes it yet), read by
+                             `linewatch-models shadow report` / `promote --require-shadow`
     Read by workers, written by people and tools:
     thresholds               hash: camera -> normalised threshold override, read by workers at runtime
     feedback                 stream: operator verdicts on alerts (FEEDBACK_FIELDS), written by linewatch-view
@@ -351,6 +399,19 @@ class RedisKeys:
         blobs set comes last: its members are deleted before it."""
         per_camera = (self.latest, self.history, self.alert_state, self.frame, self.heat, self.drift, self.blobs)
         return [tuple(make("\0").split("\0")) for make in per_camera]  # type: ignore[misc]
+
+    def shadow(self, candidate: str, camera: str) -> str:
+        """The shadow stream of one candidate (`name@version`, resolved: never an alias, so one stream
+        holds one version) on one camera. The candidate is written as it is: the model store's names
+        and versions ([A-Za-z0-9_.-], v0001) never contain ':', and one that does is refused here, so
+        the name splits back into prefix, candidate and camera at the ':'s."""
+        if ":" in candidate or "@" not in candidate:
+            raise ValueError(f"shadow candidate must be name@version without ':', got {candidate!r}")
+        return f"{self.prefix}:shadow:{candidate}:{camera}"
+
+    def shadow_pattern(self, candidate: str) -> str:
+        """SCAN pattern of every camera's shadow stream of a candidate (the camera is the part after it)."""
+        return self.shadow(candidate, "*")
 
     @property
     def alerts(self) -> str:
@@ -401,6 +462,16 @@ FEEDBACK_FIELDS = ("camera", "frame_id", "verdict", "note", "time_ns", "user")
 VERDICT_CONFIRMED = "confirmed"
 VERDICT_FALSE_ALARM = "false_alarm"
 VERDICTS = (VERDICT_CONFIRMED, VERDICT_FALSE_ALARM)
+
+# Fields of each shadow entry (strings in Redis): one frame scored by production and by a candidate.
+# production_model / candidate scores are normalised scores (0.5 = each model's own threshold in
+# force for the camera); *_anomalous are "1" / "0" as in RESULT_FIELDS; *_ms the model compute time
+# per frame (the batch's forward pass divided by its frames); time_ns when the candidate finished.
+SHADOW_FIELDS = (
+    "camera", "frame_id", "seq", "production_model", "production_score", "production_anomalous",
+    "candidate_score", "candidate_anomalous", "candidate_ms", "production_ms", "time_ns",
+)
+SHADOW_MAXLEN = 50_000  # entries per candidate and camera (MAXLEN ~): a day of one frame every 2 s
 
 # Fields of each recalibrate (drift) event.
 DRIFT_FIELDS = ("camera", "signal", "value", "low", "high", "baseline", "time_ns", "worker")

@@ -24,13 +24,11 @@ from collections.abc import Callable, Mapping, Sequence
 import structlog
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
-from pydantic import ValidationError
 
 from linewatch.connect import kafka_connecting
-from linewatch.errors import ConfigError, LinewatchError, ServiceUnavailable
+from linewatch.errors import LinewatchError, ServiceUnavailable
 from linewatch.health import HealthServer
-from linewatch.logs import configure_logging
-from linewatch.programs import check_program_environment
+from linewatch.startup import EXIT_BAD_SETTINGS, program_settings
 from producer.capture import CameraCapture, CaptureOptions, FrameQueues, OutgoingFrame
 from producer.metrics import ProducerMetrics
 from producer.sender import AckCallback, KafkaProducerLike, KafkaSender
@@ -385,16 +383,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     overrides = {
         name: getattr(args, name)
         for name in ("cameras", "max_frames", "target_fps", "encoding", "topic_base", "metrics_port")
-        if getattr(args, name) is not None
     }
-    try:
-        check_program_environment()  # one environment file may serve every program
-        settings = ProducerSettings(**overrides)
-        settings.check()
-    except (ValidationError, ConfigError) as exc:
-        print(f"linewatch-producer: bad settings: {exc}", file=sys.stderr)
-        return 2
-    configure_logging(settings.log_level, settings.log_json)
+    settings = program_settings("linewatch-producer", ProducerSettings, overrides, check=ProducerSettings.check)
+    if settings is None:
+        return EXIT_BAD_SETTINGS
 
     stop = threading.Event()
 

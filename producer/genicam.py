@@ -44,7 +44,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 
-from producer.sources import CameraLost, SourceFrame
+from producer.frame_source import CameraLost, SourceFrame
 
 DEBIAN_GI = Path("/usr/lib/python3/dist-packages/gi")
 INSTALL_HINT = "install Aravis: apt-get install gir1.2-aravis-0.8 python3-gi (or bash scripts/cameras.sh)"

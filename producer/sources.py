@@ -15,53 +15,26 @@ when the device or stream fails (the capture loop then reconnects with backoff).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
 import cv2
-import numpy as np
 
-from linewatch.errors import ServiceUnavailable
 from producer.settings import CameraSpec
 from producer.synthetic import SCHEME as SYNTHETIC_SCHEME
 from producer.synthetic import SyntheticCamera
 
+from producer.frame_source import CameraLost, FrameSource, SourceFrame
+
 if TYPE_CHECKING:
     from producer.stream import StreamOptions
+
+__all__ = ["CameraLost", "FrameSource", "SourceFrame", "open_source"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 SYNTHETIC_DEFAULT_FPS = 10.0  # synthetic and folder sources have no rate of their own
 _LIVE_SCHEMES = ("rtsp", "rtsps", "http", "https", "udp", "tcp")
-
-
-class CameraLost(ServiceUnavailable):
-    """A camera or stream could not be opened or stopped delivering frames."""
-
-
-@dataclass(slots=True)
-class SourceFrame:
-    """One frame as read: BGR (or gray) uint8 pixels, and the ground truth when the source knows it."""
-
-    image: np.ndarray
-    defective: bool | None = None
-    skipped: int = 0  # frames the source decoded and replaced by this newer one (newest-frame delivery)
-    part: str = ""  # part id the source knows for this frame (a trigger's), "" when none
-
-
-class FrameSource(Protocol):
-    name: str
-    live: bool  # True: frames arrive at the device's pace (skip to slow down); False: read on demand
-
-    @property
-    def native_fps(self) -> float | None: ...
-
-    def open(self) -> None: ...
-
-    def read(self) -> SourceFrame | None: ...
-
-    def close(self) -> None: ...
 
 
 class SyntheticSource:

@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 import structlog
 
-from producer.sources import CameraLost, SourceFrame
+from producer.frame_source import CameraLost, SourceFrame
 
 log = structlog.get_logger("producer.stream")
 

@@ -1,4 +1,6 @@
-"""`linewatch-view`: the live inspection screen (camera wall, camera page, alert review) on Starlette.
+"""The live inspection screen (camera wall, camera page, alert review) on Starlette: its routes.
+
+The `linewatch-view` program (start-up, uvicorn) is view/server.py.
 
 Routes (all reads come from Redis; the only write is POST /api/feedback):
     /  /camera?id=<camera>  /review         the three pages (static HTML; data arrives as JSON)
@@ -15,10 +17,8 @@ the contract's rules before any key is built from them.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
-import sys
 import threading
 import time
 from contextlib import asynccontextmanager
@@ -36,8 +36,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from linewatch.contract import MAX_PART_ID, VERDICTS, valid_part
-from linewatch.errors import LinewatchError, ServiceUnavailable
-from linewatch.logs import configure_logging
+from linewatch.errors import ServiceUnavailable
 from view import overlay
 from view.auth import AccessGuard
 from view.live import Hub, now_ms
@@ -351,39 +350,3 @@ def create_app(settings: ViewSettings, closing: threading.Event | None = None) -
     app.state.settings = settings
     app.state.closing = closing or threading.Event()
     return AccessGuard(app, settings)
-
-
-def _parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="linewatch-view",
-        description="Live inspection screen in the browser: camera wall with heatmaps, score timelines, alert "
-        "review with feedback. Reads Redis only; writes only <prefix>:feedback. Settings: LW_* environment "
-        "variables (README: Settings, linewatch-view).",
-    )
-    parser.add_argument("--host", dest="view_host", help="address to bind (LW_VIEW_HOST, default 127.0.0.1)")
-    parser.add_argument("--port", dest="view_port", type=int, help="port (LW_VIEW_PORT, default 8090)")
-    return parser.parse_args(argv)
-
-
-def main(argv: list[str] | None = None) -> int:
-    from linewatch.programs import check_program_environment
-
-    args = _parse_args(argv)
-    try:
-        check_program_environment()  # any linewatch program's variable is fine; a typo is not
-        settings = ViewSettings(**{k: v for k, v in vars(args).items() if v is not None})
-    except (LinewatchError, ValueError) as exc:
-        print(f"linewatch-view: bad settings: {exc}", file=sys.stderr)
-        return 2
-    configure_logging(settings.log_level, settings.log_json)
-    if settings.exposed_without_auth:
-        log.warning("the view listens beyond loopback without auth: set LW_VIEW_TOKEN or basic auth",
-                    host=settings.view_host)
-    from view.server import serve
-
-    serve(settings)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
