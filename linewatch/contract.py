@@ -278,6 +278,9 @@ class RedisKeys:
     camera_index             sorted set: camera -> last result time (ms); trimmed by age and count
     drift(camera)            hash: the camera's drift baseline and rolling summary
     recalibrate              stream: drift events (a camera's scores or image statistics left their band)
+    counts(camera, shift)    hash: frames, ok, ng, first_ms, last_ms of a camera in a shift (linewatch/shifts.py)
+    minutes(camera, hour)    hash: <minute>:f, <minute>:ng frame and NG counts per minute (TTL two hours)
+    shift_cameras(shift)     set: the cameras counted in a shift (at most cameras_max)
     Read by workers, written by people and tools:
     thresholds               hash: camera -> normalised threshold override, read by workers at runtime
     feedback                 stream: operator verdicts on alerts (FEEDBACK_FIELDS), written by linewatch-view
@@ -314,6 +317,15 @@ class RedisKeys:
 
     def drift(self, camera: str) -> str:
         return f"{self.prefix}:drift:{camera}"
+
+    def counts(self, camera: str, shift: str) -> str:
+        return f"{self.prefix}:counts:{camera}:{shift}"
+
+    def minutes(self, camera: str, hour: int) -> str:
+        return f"{self.prefix}:minutes:{camera}:{hour}"
+
+    def shift_cameras(self, shift: str) -> str:
+        return f"{self.prefix}:shiftcams:{shift}"
 
     @property
     def alerts(self) -> str:
@@ -355,7 +367,11 @@ PREVIEW_FIELD = "preview_frame_id"
 FEEDBACK_FIELDS = ("camera", "frame_id", "verdict", "note", "time_ns", "user")
 VERDICT_CONFIRMED = "confirmed"
 VERDICT_FALSE_ALARM = "false_alarm"
-VERDICTS = (VERDICT_CONFIRMED, VERDICT_FALSE_ALARM)
+# Acknowledged: an operator saw the alarm (it stops flashing), no judgement on the frame; model tools
+# (commissioning, calibrate --from-stream) read only the two judgements above.
+VERDICT_ACKNOWLEDGED = "acknowledged"
+JUDGEMENTS = (VERDICT_CONFIRMED, VERDICT_FALSE_ALARM)
+VERDICTS = (*JUDGEMENTS, VERDICT_ACKNOWLEDGED)
 
 # Fields of each recalibrate (drift) event.
 DRIFT_FIELDS = ("camera", "signal", "value", "low", "high", "baseline", "time_ns", "worker")

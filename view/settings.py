@@ -5,11 +5,12 @@ from __future__ import annotations
 from pydantic import Field, SecretStr, model_validator
 
 from linewatch.settings import RedisSettings, secret_field
+from linewatch.shifts import ShiftSettings
 
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
 
-class ViewSettings(RedisSettings):
+class ViewSettings(RedisSettings, ShiftSettings):
     """Settings of `linewatch-view`."""
 
     view_host: str = Field(

@@ -51,7 +51,7 @@ from worker.publisher import ClockCheck, Pictures, Publisher, Verdicts
 from worker.records import STOP, Item
 from worker.serving import ModelHolder
 from worker.settings import WorkerSettings
-from worker.sinks import Debounce, KafkaSender, KafkaTopicCheck, ResultWriter, Retention
+from worker.sinks import Counting, Debounce, KafkaSender, KafkaTopicCheck, ResultWriter, Retention
 from worker.supervision import EXIT_DEAD_PART, EXIT_OUTPUTS, OutputHealth, Supervisor
 
 if TYPE_CHECKING:
@@ -127,7 +127,8 @@ class Worker:
         )
         self.publisher = Publisher(
             outbox=self.outbox, checkpoint=self.checkpoint,
-            writer=ResultWriter(self.redis, s.keys, self._retention(), Debounce(s.debounce_n, s.debounce_m, s.alert_cooldown_s)),
+            writer=ResultWriter(self.redis, s.keys, self._retention(), Debounce(s.debounce_n, s.debounce_m, s.alert_cooldown_s),
+                                Counting(s.calendar, s.counts_ttl_s)),
             sender=KafkaSender(self.producer, self.topic_check), topics=self.topics, keys=s.keys,
             verdicts=Verdicts(s.threshold, dict(s.camera_thresholds), s.masks, s.threshold_refresh_s),
             pictures=Pictures(s.previews, s.preview_width, s.preview_interval_ms / 1000, s.max_cameras),

@@ -29,6 +29,7 @@ from kafka.errors import TopicAuthorizationFailedError
 
 from linewatch import contract as c
 from linewatch.contract import RedisKeys
+from linewatch.shifts import HOUR_MS, MINUTE_MS, MINUTES_TTL_S, ShiftCalendar
 from linewatch.errors import OutputRefused, OutputUnavailable, PublishError, RecordRefused
 
 SEEN_BUCKET = 128  # offsets per dedupe hash: small hashes stay in Redis's compact listpack encoding
@@ -49,6 +50,24 @@ _META_KEYS = ("seen", "history", "latest", "alert_state", "mask", "heat_at", "fr
 
 _WRITE_FRAMES = "\n".join(f"local {name} = ARGV[{i + 1}]" for i, name in enumerate(_COMMON)) + f"""
 local FIELDS = {{{", ".join(repr(f) for f in c.RESULT_FIELDS)}}}
+
+-- Counts per shift and minute (linewatch/shifts.py). Called after the replay check, so a record counts
+-- once; a shift counts at most cameras_max cameras (made-up ids must not grow Redis without bound).
+local function count_frame(ct, cam, an)
+  if redis.call('SISMEMBER', ct.cams, cam) == 0 then
+    if redis.call('SCARD', ct.cams) >= tonumber(cameras_max) then return end
+    redis.call('SADD', ct.cams, cam)
+  end
+  redis.call('EXPIRE', ct.cams, ct.ttl)
+  redis.call('HINCRBY', ct.shift, 'frames', 1)
+  redis.call('HINCRBY', ct.shift, an == '1' and 'ng' or 'ok', 1)
+  redis.call('HSETNX', ct.shift, 'first_ms', now_ms)
+  redis.call('HSET', ct.shift, 'last_ms', now_ms)
+  redis.call('EXPIRE', ct.shift, ct.ttl)
+  redis.call('HINCRBY', ct.min, ct.m .. ':f', 1)
+  if an == '1' then redis.call('HINCRBY', ct.min, ct.m .. ':ng', 1) end
+  redis.call('EXPIRE', ct.min, ct.min_ttl)
+end
 
 local function write_frame(meta, mask_png, heat_png, frame_jpeg, preview_jpeg, preview_heat, alert_json)
   local k = meta.keys
@@ -87,6 +106,7 @@ local function write_frame(meta, mask_png, heat_png, frame_jpeg, preview_jpeg, p
   if frame_jpeg ~= '' then redis.call('SET', k.frame_at, frame_jpeg, 'EX', frame_ttl) end
   redis.call('ZADD', camera_index, now_ms, meta.cam)
   if alert == 1 then redis.call('XADD', alerts, 'MAXLEN', '~', alerts_maxlen, '*', 'alert', alert_json) end
+  if meta.count then count_frame(meta.count, meta.cam, meta.an) end
   redis.call('HSET', k.seen, meta.field, meta.fp .. '|' .. alert)
   redis.call('EXPIRE', k.seen, dedupe_ttl)
   return {{1, alert}}
@@ -162,6 +182,21 @@ class Debounce:
             raise ValueError(f"debounce needs 1 <= n <= m, got n={self.n}, m={self.m}")
 
 
+@dataclass(frozen=True, slots=True)
+class Counting:
+    """Counts per shift and minute: the shift by the frame's time (plausible capture time, else the
+    worker's clock), minutes and frames/s by the worker's clock (when it was scored)."""
+
+    calendar: ShiftCalendar
+    ttl_s: int
+
+    def keys(self, k: RedisKeys, w: "FrameWrite") -> dict[str, str]:
+        shift = self.calendar.at(w.event_ms).id
+        now = int(w.fields["published_ms"])
+        return {"shift": k.counts(w.camera, shift), "cams": k.shift_cameras(shift), "ttl": str(self.ttl_s),
+                "min": k.minutes(w.camera, now // HOUR_MS), "m": str(now // MINUTE_MS), "min_ttl": str(MINUTES_TTL_S)}
+
+
 @dataclass(slots=True)
 class FrameWrite:
     """Everything one frame's Redis script needs."""
@@ -213,8 +248,10 @@ def redis_error(exc: redis.RedisError) -> PublishError:
 class ResultWriter:
     """Writes a batch of frames to Redis in one round trip, one script call per frame."""
 
-    def __init__(self, client: redis.Redis, keys: RedisKeys, retention: Retention, debounce: Debounce) -> None:
+    def __init__(self, client: redis.Redis, keys: RedisKeys, retention: Retention, debounce: Debounce,
+                 counting: Counting | None = None) -> None:
         self.client = client
+        self.counting = counting
         self.keys = keys
         self.retention = retention
         self.debounce = debounce
@@ -235,6 +272,8 @@ class ResultWriter:
             "keys": keys, "field": str(w.offset), "fp": w.fingerprint, "cam": w.camera, "fid": w.frame_id,
             "an": "1" if w.anomalous else "0", "ev": w.event_ms, "values": [w.fields[f] for f in c.RESULT_FIELDS],
         }
+        if self.counting:
+            meta["count"] = self.counting.keys(k, w)
         return [json.dumps(meta, separators=(",", ":")), w.mask_png, w.heat_png, w.frame_jpeg, w.preview_jpeg,
                 w.preview_heat, w.alert_json]
 
