@@ -36,6 +36,11 @@ class ViewSettings(RedisSettings, ShiftSettings):
         2000, ge=100, le=50_000,
         description="Most points a timeline returns; normal frames are thinned beyond it, anomalous ones always kept.",
     )
+    view_layouts: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description='Saved station screens, JSON: {"press": ["cam-1", "cam-2"]}; /?layout=press shows those cameras '
+        "(/?cameras=cam-1,cam-2 works without a saved layout).",
+    )
     view_alerts_kept: int = Field(500, ge=10, le=10_000, description="Newest alerts the review queue considers.")
     view_note_max: int = Field(500, ge=0, le=10_000, description="Longest feedback note accepted, in characters.")
     view_feedback_maxlen: int = Field(
