@@ -251,6 +251,10 @@ class Worker:
         self.redis.close()
         if self.http is not None:
             self.http.stop()
+        # Hand what start() froze back to the collector: frozen objects are never collected, not even at
+        # exit, and triton's nanobind types (imported by torch's optimiser and dynamo) then print ~30 lines
+        # of "nanobind: leaked ..." when the interpreter ends.
+        gc.unfreeze()
         log.info("worker stopped", exit_code=self.supervisor.exit_code)  # the cause was logged when it happened
 
     # -- intake ---------------------------------------------------------------------------------
