@@ -82,3 +82,15 @@ def test_an_alarm_stays_until_acknowledged_and_the_review_still_asks(
     # A judgement clears the alarm as well.
     http.post("/api/feedback", json={"camera": "cam-2", "frame_id": "0-0", "verdict": "confirmed"})
     assert _wait_for(lambda: http.get("/api/cameras").json()["alerts"]["alarms"] == [])
+
+
+def test_model_tools_read_judgements_only(redis_client: redis.Redis, redis_prefix: str) -> None:
+    """calibrate --from-stream and commissioning take confirmed / false_alarm; an acknowledgement after a
+    judgement neither replaces it nor counts as one."""
+    from model_store.commissioning import read_verdicts
+
+    keys = RedisKeys(redis_prefix)
+    for frame_id, verdict in [("0-1", "false_alarm"), ("0-1", "acknowledged"), ("0-2", "acknowledged")]:
+        redis_client.xadd(keys.feedback, {"camera": "cam-1", "frame_id": frame_id, "verdict": verdict,
+                                          "note": "", "time_ns": "1", "user": ""})
+    assert read_verdicts(redis_client, keys, "cam-1") == {"0-1": "false_alarm"}
