@@ -199,6 +199,9 @@ def test_sigkilled_worker_loses_nothing(consumer, kafka_bootstrap, topic_base, r
     for cam in cams:
         seqs = [int(e["seq"]) for e in history(redis_client, redis_prefix, cam)]
         assert seqs == list(range(frames)), f"{cam}: results not exactly once and in order"
+        # The records worker-a had written but not committed were read again by worker-b: counted once.
+        counted = sum(int(redis_client.hget(k, "frames")) for k in redis_client.scan_iter(f"{redis_prefix}:counts:{cam}:*"))
+        assert counted == frames, f"{cam}: {counted} frames counted, {frames} scored"
     assert procs["worker-b"].returncode == 0, (tmp_path / "worker-b.log").read_text()[-3000:]
 
 

@@ -135,7 +135,7 @@ function summarise() {
   const bar = $("#summary");
   const item = (cls, label, value) => h("span", { class: `sum ${cls}` }, h("span", { class: "label" }, label),
     h("span", { class: "value" }, value));
-  bar.replaceChildren(
+  bar.replaceChildren(...[
     item("s-shift", "Shift", shift ? `${shift.id.replace("T", " ")}` : "–"),
     item("s-frames", "Frames", String(sum.frames)),
     item("s-ok", "OK", String(sum.ok)),
@@ -146,7 +146,7 @@ function summarise() {
     shift ? h("a", { class: "csv", href: `/api/shift.csv?${query({ shift: shift.id })}`, download: "" }, "Shift CSV") : null,
     chosen ? h("span", { class: "station" }, `station: ${[...chosen].join(", ")} · `, h("a", { href: "/" }, "all cameras")) : null,
     soundToggle(),
-  );
+  ].filter(Boolean));
 }
 
 // Browser-side sound for new alarms: off until the operator turns it on (remembered by the browser).
