@@ -357,7 +357,7 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
     settings: ViewSettings = app.state.settings
     app.state.store = store = Store(settings)
     app.state.queue = queue = AlertQueue(settings.view_alerts_kept)
-    app.state.hub = hub = Hub(store, queue, settings.view_push_ms, app.state.closing, settings.calendar)
+    app.state.hub = hub = Hub(store, queue, settings.view_push_ms, settings.calendar, app.state.closing)
     await hub.tick()  # the first page load already has the cameras
     poller = asyncio.create_task(hub.run(), name="view-poller")
     try:

@@ -81,10 +81,10 @@ class Subscriber:
 class Hub:
     """Polls Redis every push interval and fans the changes out to subscribers."""
 
-    def __init__(self, store: Store, queue: AlertQueue, push_ms: int, closing: threading.Event | None = None,
-                 calendar: ShiftCalendar | None = None) -> None:
+    def __init__(self, store: Store, queue: AlertQueue, push_ms: int, calendar: ShiftCalendar,
+                 closing: threading.Event | None = None) -> None:
         self.store = store
-        self.calendar = calendar or ShiftCalendar.of("06:00,14:00,22:00", "UTC")
+        self.calendar = calendar
         self.shift: Shift = self.calendar.at(now_ms())
         # Set by the server when it is asked to stop: open event streams end at their next heartbeat,
         # so the server's graceful shutdown does not have to cut them.
