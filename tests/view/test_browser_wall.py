@@ -68,8 +68,12 @@ def test_a_station_screen_shows_its_cameras_fitted_to_the_window(writer: ShapesW
         page.goto(f"{view.url}/?cameras=cam-1,cam-3,cam-5,cam-6")
         expect(page.locator(".tile")).to_have_count(4)
         assert page.locator(".tile .cam").all_inner_texts() == ["cam-1", "cam-3", "cam-5", "cam-6"]
-        page.wait_for_timeout(300)  # a live update or two: no camera outside the station appears
+        writer.alert(writer.result("cam-2", 25, 0.9))  # another station's alarm: not on this screen
+        writer.alert(writer.result("cam-3", 25, 0.9))  # the banner pushes the wall down; it still fits
+        expect(page.locator("#banner")).to_be_visible()
+        expect(page.locator("#banner .banner-item")).to_have_count(1)
         expect(page.locator(".tile")).to_have_count(4)
+        page.wait_for_timeout(300)
         fits = page.evaluate("""() => [...document.querySelectorAll('.tile')].every((t) => {
             const r = t.getBoundingClientRect(); return r.bottom <= innerHeight && r.right <= innerWidth; })""")
         assert fits, "a tile is cut off at 1400x1000"

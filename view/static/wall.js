@@ -47,6 +47,16 @@ function fit(n) {
   }
 }
 
+// The banner and the summary bar come and go (and wrap): fit again when the wall moved.
+let fittedTop = null;
+function refit() {
+  const top = $("#wall").getBoundingClientRect().top;
+  if (top !== fittedTop) {
+    fittedTop = top;
+    fit(tiles.size);
+  }
+}
+
 function makeTile(camera) {
   const shot = h("img", { class: "shot", alt: `latest frame of ${camera}` });
   const over = h("img", { class: "overlay", alt: "" });
@@ -239,6 +249,7 @@ live({
     setPending(data.alerts.pending);
     setAlarms(data.alerts);
     summarise();
+    refit();
   },
   update(data) {
     shift = data.shift || shift;
@@ -248,5 +259,6 @@ live({
     tiles.forEach((t) => render(t)); // ages and STALE move on even when nothing arrives
     renderBanner();
     summarise();
+    refit();
   },
 });
