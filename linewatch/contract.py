@@ -89,6 +89,12 @@ class FrameMeta:
     schema: int = FRAME_SCHEMA_VERSION
 
 
+def valid_camera_id(camera: str) -> bool:
+    """The rule for camera ids: 1-MAX_CAMERA_ID printable characters, no ':' (it separates the parts
+    of Redis key names, so an id can never name another key)."""
+    return 0 < len(camera) <= MAX_CAMERA_ID and camera.isprintable() and ":" not in camera
+
+
 def frame_headers(meta: FrameMeta) -> list[tuple[str, bytes]]:
     """Headers for a frame record, validated the way a worker will read them."""
     headers = [
@@ -170,7 +176,7 @@ def parse_frame_record(key: bytes | None, headers: Headers | None) -> FrameMeta:
     camera = found.get(H_CAMERA, "")
     if not camera:
         raise FrameRejected(R_MISSING_HEADER, H_CAMERA)
-    if len(camera) > MAX_CAMERA_ID or not camera.isprintable() or ":" in camera:
+    if not valid_camera_id(camera):
         raise FrameRejected(R_BAD_HEADER, f"camera id {_shown(camera)} (printable, no ':', <= {MAX_CAMERA_ID})")
     if key is None:
         raise FrameRejected(R_MISSING_KEY, f"record without a key; the key must be the camera id {camera!r}")
@@ -275,7 +281,11 @@ class RedisKeys:
     alert_state(camera)      hash: debounce window and last alert time, so the next owner of the
                              camera's partition continues them (TTL)
     seen(topic, partition, bucket)  hash: dedupe of scored records by source offset (TTL dedupe_ttl_s)
-    camera_index             sorted set: camera -> last result time (ms); trimmed by age and count
+    camera_index             sorted set: admitted camera -> last result time (ms); trimmed by age and count
+    probation                sorted set: camera ids not admitted yet -> last result time (ms), capped
+    probation_frames         hash: camera on probation -> frames it has sent so far
+    blobs(camera)            sorted set: every per-frame key written for the camera (mask, heat_at,
+                             frame_at) -> write time (ms), capped per camera; deleted with the camera
     drift(camera)            hash: the camera's drift baseline and rolling summary
     recalibrate              stream: drift events (a camera's scores or image statistics left their band)
     counts(camera, shift)    hash: frames, ok, ng, first_ms, last_ms of a camera in a shift (linewatch/shifts.py)
@@ -327,6 +337,16 @@ class RedisKeys:
     def shift_cameras(self, shift: str) -> str:
         return f"{self.prefix}:shiftcams:{shift}"
 
+    def blobs(self, camera: str) -> str:
+        return f"{self.prefix}:blobs:{camera}"
+
+    def camera_key_parts(self) -> list[tuple[str, str]]:
+        """(head, tail) of every per-camera key, so a key is head + camera + tail: how the worker's
+        Lua script names the keys of a camera it forgets (the names stay defined here only). The
+        blobs set comes last: its members are deleted before it."""
+        per_camera = (self.latest, self.history, self.alert_state, self.frame, self.heat, self.drift, self.blobs)
+        return [tuple(make("\0").split("\0")) for make in per_camera]  # type: ignore[misc]
+
     @property
     def alerts(self) -> str:
         return f"{self.prefix}:alerts"
@@ -334,6 +354,14 @@ class RedisKeys:
     @property
     def camera_index(self) -> str:
         return f"{self.prefix}:index:cameras"
+
+    @property
+    def probation(self) -> str:
+        return f"{self.prefix}:index:probation"
+
+    @property
+    def probation_frames(self) -> str:
+        return f"{self.prefix}:index:probation-frames"
 
     @property
     def recalibrate(self) -> str:

@@ -6,6 +6,9 @@
     linewatch-models evaluate REF MVTEC_DIR [--report DIR]
     linewatch-models list | show REF | promote REF ALIAS | rollback NAME ALIAS | delete REF
     linewatch-models export REF --out DIR
+    linewatch-models recipes list | show NAME | history | set NAME --model REF [--roi x,y,w,h ...]
+                     [--threshold T] [--debounce N/M] | delete NAME | assign CAMERA|PATTERN NAME
+                     | unassign CAMERA|PATTERN | revert CHANGE     (model_store/recipes.py)
 
 The store root is --store, else $LW_MODEL_ROOT (the worker's setting), else ./models; the other
 defaults come from LW_* variables too (model_store/settings.py). Output is JSON on stdout where a
@@ -248,6 +251,75 @@ def cmd_export(args: argparse.Namespace) -> None:
     _emit(export_ref(_store(args), args.ref, Path(args.out), args.batch, args.atol))
 
 
+def cmd_recipes(args: argparse.Namespace) -> None:
+    import getpass
+
+    from model_store.recipes import Recipe, RecipeBook, RecipeRefused, Region, route
+
+    store = _store(args)
+    book = RecipeBook(store.backend, resolve=store.resolve)
+    author = args.author or getpass.getuser()
+    action = args.action
+    if action == "list":
+        table = book.table()
+        _emit({"seq": table.seq, "recipes": sorted(table.recipes), "assignments": table.assignments})
+    elif action == "show":
+        table = book.table()
+        if args.name in table.recipes:
+            _emit(table.recipes[args.name].model_dump(mode="json"))
+        else:  # a camera: which recipe routes it
+            _emit({"camera": args.name, "recipe": route(args.name, table.assignments, table.recipes)})
+    elif action == "history":
+        _emit(book.history(args.limit))
+    elif action == "set":
+        try:
+            regions = [Region(**dict(zip("xywh", (int(v) for v in roi.split(","))))) for roi in args.roi]
+            if any(len(roi.split(",")) != 4 for roi in args.roi):
+                raise ValueError("a region is X,Y,W,H")
+            debounce = tuple(int(v) for v in args.debounce.split("/")) if args.debounce else None
+            recipe = Recipe(name=args.name, model=args.model, regions=tuple(regions), threshold=args.threshold,
+                            debounce=debounce, note=args.note)
+        except ValueError as exc:  # pydantic's ValidationError is a ValueError: its text names the field
+            raise RecipeRefused(f"recipe {args.name}: {exc}") from None
+        _emit({"seq": book.set_recipe(recipe, author), "recipe": recipe.model_dump(mode="json")})
+    elif action == "delete":
+        _emit({"seq": book.delete_recipe(args.name, author), "deleted": args.name})
+    elif action == "assign":
+        _emit({"seq": book.assign(args.camera, args.name, author), "assigned": {args.camera: args.name}})
+    elif action == "unassign":
+        _emit({"seq": book.unassign(args.camera, author), "unassigned": args.camera})
+    elif action == "revert":
+        _emit({"seq": book.revert(args.change, author), "reverted": args.change})
+
+
+def _recipe_parser(sub: Any) -> None:
+    r = sub.add_parser("recipes", help="the line's recipes: which model and regions each camera's frames go through")
+    r.add_argument("--author", default=None, help="recorded with the change (default: the login name)")
+    rs = r.add_subparsers(dest="action", required=True)
+    rs.add_parser("list", help="recipes and assignments")
+    show = rs.add_parser("show", help="a recipe, or the recipe a camera is routed to")
+    show.add_argument("name", help="recipe name or camera id")
+    h = rs.add_parser("history", help="the newest changes, newest first")
+    h.add_argument("--limit", type=int, default=50)
+    st = rs.add_parser("set", help="create or replace a recipe (the model reference must resolve in the store)")
+    st.add_argument("name")
+    st.add_argument("--model", required=True, help="name@alias or name@version")
+    st.add_argument("--roi", action="append", default=[], metavar="X,Y,W,H", help="region of interest in frame pixels; repeatable")
+    st.add_argument("--threshold", type=_rate, default=None, help="normalised threshold override")
+    st.add_argument("--debounce", default=None, metavar="N/M", help="alert when N of the last M frames are anomalous")
+    st.add_argument("--note", default="")
+    d = rs.add_parser("delete", help="delete a recipe (refused while assigned)")
+    d.add_argument("name")
+    a = rs.add_parser("assign", help="route a camera id or glob pattern (press-*) to a recipe")
+    a.add_argument("camera")
+    a.add_argument("name")
+    u = rs.add_parser("unassign", help="remove a camera's or pattern's assignment")
+    u.add_argument("camera")
+    rv = rs.add_parser("revert", help="restore the table as it was before a change (a new change)")
+    rv.add_argument("change", type=int)
+    r.set_defaults(fn=cmd_recipes)
+
+
 # ---- parser ---------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="linewatch-models", description=__doc__.split("\n\n")[0])
@@ -329,6 +401,7 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--batch", type=int, default=2)
     x.add_argument("--atol", type=float, default=1e-4)
     x.set_defaults(fn=cmd_export)
+    _recipe_parser(sub)
     return p
 
 

@@ -121,10 +121,6 @@ class LoadedModel:
     def pixel_threshold(self) -> float:
         return self._cal().pixel_threshold
 
-    def threshold_for(self, camera: str, default: float = 0.5) -> float:
-        """Normalised threshold for a camera: its override, else `default`."""
-        return self.camera_thresholds.get(camera, default)
-
     def preprocess(self, frames: list[np.ndarray]) -> torch.Tensor:
         """BGR uint8 frames (HxWx3 or HxW gray) -> model input [B, C, H, W] float on `device`."""
         return frames_to_tensor(frames, self.input_size, self.channels, self.device)
