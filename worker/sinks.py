@@ -73,6 +73,7 @@ local function admit(cam)
     redis.call('ZREM', probation, cam)
     redis.call('HDEL', probation_frames, cam)
     redis.call('ZADD', camera_index, now_ms, cam)
+    return true
   else
     redis.call('ZADD', probation, now_ms, cam)
   end
@@ -103,20 +104,33 @@ local function keep_blob(blobs, key)
 end
 
 -- Counts per shift and minute (linewatch/shifts.py). Called after the replay check, so a record counts
--- once; a shift counts at most cameras_max cameras (made-up ids must not grow Redis without bound).
-local function count_frame(ct, cam, an)
+-- once. Only admitted cameras count (a flood of made-up ids on probation writes no counts); the frame
+-- that admits a camera also counts its frames on probation, from its history (this frame is the newest
+-- entry). A shift counts at most cameras_max cameras.
+local function count_frame(ct, cam, an, admitted_now, history)
+  if not redis.call('ZSCORE', camera_index, cam) then return end
   if redis.call('SISMEMBER', ct.cams, cam) == 0 then
     if redis.call('SCARD', ct.cams) >= tonumber(cameras_max) then return end
     redis.call('SADD', ct.cams, cam)
   end
   redis.call('EXPIRE', ct.cams, ct.ttl)
-  redis.call('HINCRBY', ct.shift, 'frames', 1)
-  redis.call('HINCRBY', ct.shift, an == '1' and 'ng' or 'ok', 1)
+  local frames, ng = 1, (an == '1') and 1 or 0
+  if admitted_now then
+    frames, ng = 0, 0
+    for _, entry in ipairs(redis.call('XREVRANGE', history, '+', '-', 'COUNT', tonumber(admit_frames))) do
+      frames = frames + 1
+      local f = entry[2]
+      for i = 1, #f - 1, 2 do if f[i] == 'anomalous' and f[i + 1] == '1' then ng = ng + 1 end end
+    end
+  end
+  redis.call('HINCRBY', ct.shift, 'frames', frames)
+  redis.call('HINCRBY', ct.shift, 'ok', frames - ng)
+  redis.call('HINCRBY', ct.shift, 'ng', ng)
   redis.call('HSETNX', ct.shift, 'first_ms', now_ms)
   redis.call('HSET', ct.shift, 'last_ms', now_ms)
   redis.call('EXPIRE', ct.shift, ct.ttl)
-  redis.call('HINCRBY', ct.min, ct.m .. ':f', 1)
-  if an == '1' then redis.call('HINCRBY', ct.min, ct.m .. ':ng', 1) end
+  redis.call('HINCRBY', ct.min, ct.m .. ':f', frames)
+  if ng > 0 then redis.call('HINCRBY', ct.min, ct.m .. ':ng', ng) end
   redis.call('EXPIRE', ct.min, ct.min_ttl)
 end
 
@@ -127,7 +141,7 @@ local function write_frame(meta, mask_png, heat_png, frame_jpeg, preview_jpeg, p
     local fp, decided = string.match(seen, '^(.*)|(%d)$')
     if fp == meta.fp then return {{0, tonumber(decided)}} end
   end
-  admit(meta.cam)
+  local admitted_now = admit(meta.cam)
   local state = redis.call('HMGET', k.alert_state, 'recent', 'last_alert_ms')
   local recent = (state[1] or '') .. meta.an
   if #recent > tonumber(debounce_m) then recent = string.sub(recent, -tonumber(debounce_m)) end
@@ -157,7 +171,7 @@ local function write_frame(meta, mask_png, heat_png, frame_jpeg, preview_jpeg, p
   if heat_png ~= '' then redis.call('SET', k.heat_at, heat_png, 'EX', frame_ttl); keep_blob(k.blobs, k.heat_at) end
   if frame_jpeg ~= '' then redis.call('SET', k.frame_at, frame_jpeg, 'EX', frame_ttl); keep_blob(k.blobs, k.frame_at) end
   if alert == 1 then redis.call('XADD', alerts, 'MAXLEN', '~', alerts_maxlen, '*', 'alert', alert_json) end
-  if meta.count then count_frame(meta.count, meta.cam, meta.an) end
+  if meta.count then count_frame(meta.count, meta.cam, meta.an, admitted_now, k.history) end
   redis.call('HSET', k.seen, meta.field, meta.fp .. '|' .. alert)
   redis.call('EXPIRE', k.seen, dedupe_ttl)
   return {{1, alert}}

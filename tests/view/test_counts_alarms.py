@@ -41,14 +41,14 @@ def test_counts_of_the_shift_and_the_hour_reach_the_camera_state(writer: ShapesW
 
 def test_shift_csv_lists_every_counted_camera(writer: ShapesWriter, view: ViewServer, http: httpx.Client) -> None:
     writer.counted("cam-2", ok=3, ng=1)
-    writer.counted("=cmd", ok=1, ng=0)  # a sender-chosen id must not turn into a spreadsheet formula
+    writer.counted("=cmd", ok=3, ng=0)  # a sender-chosen id must not turn into a spreadsheet formula
     shift = http.get("/api/cameras").json()["shift"]["id"]
     reply = http.get("/api/shift.csv", params={"shift": shift})
     assert reply.status_code == 200 and reply.headers["content-type"].startswith("text/csv")
     assert "attachment" in reply.headers["content-disposition"]
     rows = list(csv.DictReader(io.StringIO(reply.text)))
     assert [(r["camera"], r["frames"], r["ok"], r["ng"], r["reject_rate_pct"]) for r in rows] == [
-        ("'=cmd", "1", "1", "0", "0.00"), ("cam-2", "4", "3", "1", "25.00")]
+        ("'=cmd", "3", "3", "0", "0.00"), ("cam-2", "4", "3", "1", "25.00")]
     assert all(r["shift"] == shift for r in rows)
     assert http.get("/api/shift.csv").text == reply.text  # no shift: the current one
     assert http.get("/api/shift.csv", params={"shift": "2020-01-01T06:00"}).text.count("\n") == 1  # header only

@@ -1,5 +1,5 @@
 """Counts per shift and minute, written by the worker's Redis script on the real Redis: each record
-counts once (a replay does not), NG and OK apart, bounded by cameras_max, with TTLs."""
+counts once (a replay does not), NG and OK apart, admitted cameras only, with TTLs."""
 
 from __future__ import annotations
 
@@ -27,8 +27,8 @@ def _write(camera: str, offset: int, anomalous: bool, now_ms: int, fp: str = "fp
                       anomalous=anomalous, event_ms=now_ms, fields=fields)
 
 
-def _writer(client: redis.Redis, prefix: str, cameras_max: int = 1000) -> ResultWriter:
-    return ResultWriter(client, RedisKeys(prefix), Retention(cameras_max=cameras_max), Debounce(),
+def _writer(client: redis.Redis, prefix: str) -> ResultWriter:
+    return ResultWriter(client, RedisKeys(prefix), Retention(), Debounce(),
                         Counting(CALENDAR, 7200))
 
 
@@ -58,23 +58,32 @@ def test_each_record_counts_once_and_replays_do_not(redis_client: redis.Redis, r
     assert shown["fps"] == pytest.approx(6.0)  # 12 frames since the camera's first one, 2 s ago
 
 
-def test_a_shift_counts_at_most_cameras_max_cameras(redis_client: redis.Redis, redis_prefix: str) -> None:
-    writer, keys = _writer(redis_client, redis_prefix, cameras_max=2), RedisKeys(redis_prefix)
+def test_a_camera_on_probation_counts_once_admitted(redis_client: redis.Redis, redis_prefix: str) -> None:
+    """A flood of made-up ids (each on probation) writes no counts; the frame that admits a camera
+    counts its frames on probation too, so a real camera's counts start at its first frame."""
+    writer, keys = _writer(redis_client, redis_prefix), RedisKeys(redis_prefix)
     now = time.time_ns() // 1_000_000
-    writer.write([_write(f"cam-{n}", n, False, now) for n in range(4)])
     shift = CALENDAR.at(now).id
-    assert redis_client.smembers(keys.shift_cameras(shift)) == {b"cam-0", b"cam-1"}
-    assert not redis_client.exists(keys.counts("cam-3", shift))
-    writer.write([_write("cam-1", 10, True, now)])  # a counted camera goes on counting
-    assert redis_client.hget(keys.counts("cam-1", shift), "frames") == b"2"
+    writer.write([_write(f"flood-{n}", n, False, now) for n in range(20)])
+    assert redis_client.smembers(keys.shift_cameras(shift)) == set()
+    assert not list(redis_client.scan_iter(f"{redis_prefix}:counts:*"))
+    writer.write([_write("new", 100, True, now), _write("new", 101, False, now)])  # on probation: not counted
+    assert not redis_client.exists(keys.counts("new", shift))
+    writer.write([_write("new", 102, False, now)])  # the third frame admits it (admit_frames=3)
+    assert redis_client.hgetall(keys.counts("new", shift))[b"frames"] == b"3"
+    assert redis_client.hget(keys.counts("new", shift), "ng") == b"1"
+    writer.write([_write("new", 101, False, now)])  # a replay of a probation frame: still counted once
+    assert redis_client.hget(keys.counts("new", shift), "frames") == b"3"
 
 
 def test_frames_are_counted_in_the_shift_of_their_time(redis_client: redis.Redis, redis_prefix: str) -> None:
     writer, keys = _writer(redis_client, redis_prefix), RedisKeys(redis_prefix)
     now = time.time_ns() // 1_000_000
     earlier = CALENDAR.previous(CALENDAR.at(now))
-    late = _write("cam-1", 0, False, now)
+    writer.write([_write("cam-1", i, False, now) for i in range(3)])  # admitted
+    late = _write("cam-1", 3, False, now)
     late.event_ms = earlier.end_ms - 1  # captured in the last millisecond of the previous shift
-    writer.write([late, _write("cam-1", 1, True, now)])
+    writer.write([late, _write("cam-1", 4, True, now)])
     assert redis_client.hget(keys.counts("cam-1", earlier.id), "frames") == b"1"
+    assert redis_client.hget(keys.counts("cam-1", CALENDAR.at(now).id), "frames") == b"4"
     assert redis_client.hget(keys.counts("cam-1", CALENDAR.at(now).id), "ng") == b"1"
