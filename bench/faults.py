@@ -638,9 +638,9 @@ def ensure_model(root: Path) -> Path:
     """A small autoencoder trained on synthetic normal frames (the tests' recipe), made once."""
     if (root / "synth").is_dir():
         return root
-    from linewatch.demo import DEMO_AE
     from model_store.quick import train_quick
     from producer.synthetic import SyntheticCamera
+    from programs.demo import DEMO_AE
 
     frames = [SyntheticCamera(seed=s, width=128, height=128, defect_rate=0.0).render(q)[0]
               for s in range(1, CAMERAS + 1) for q in range(500, 530)]

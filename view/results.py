@@ -104,6 +104,7 @@ def camera_state(camera: str, fields: Mapping[str, str]) -> dict[str, Any]:
         "latency_ms": _float(fields.get("latency_ms")),
         "preview": fields.get(PREVIEW_FIELD, "") if valid_id(fields.get(PREVIEW_FIELD, "")) else "",
         "worker": fields.get("worker", ""),
+        "part": fields.get("part", ""),
     }
 
 
@@ -118,6 +119,7 @@ def timeline_point(entry_id: str, fields: Mapping[str, str]) -> dict[str, Any]:
         "frame_id": fields.get("frame_id", ""),
         "seq": _int(fields.get("seq")),
         "frame": bool(fields.get("frame_key")),
+        "part": fields.get("part", ""),
     }
 
 

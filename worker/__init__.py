@@ -2,7 +2,7 @@
 
 Start reading here:
 - app.py           wiring, the consumer loop, start / drain / stop, exit codes, `linewatch-worker`
-- frames_input.py  the one interface to the frames topic (poll, pause, commit) and the factory
+- frames_input.py  the one interface to the frames topic (poll, pause, commit); inputs.py picks a client
 - kafka_input.py   it on kafka-python; steps over records the client cannot parse
 - kafka_input_rdkafka.py  it on librdkafka (LW_KAFKA_CONSUMER=confluent, optional)
 - records.py       Item / Rejected / ScoredBatch / STOP: what crosses the threads
@@ -17,7 +17,7 @@ Start reading here:
 - checkpoint.py    acknowledgements, commit timing, rebalance hand-over, final commit
 - offsets.py       the pure "which offset may be committed" rule
 - supervision.py   dead threads end the process; output health (transient / refused) and exit codes
-- scoring.py, previews.py, drift.py, camera_state.py, metrics.py, settings.py, alerts_consumer.py
+- scoring.py, previews.py, drift.py, camera_state.py, metrics.py, settings.py (the alert consumer moved to bridge/alerts_consumer.py)
 """
 
 import os as _os

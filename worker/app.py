@@ -37,8 +37,8 @@ from linewatch.connect import check_redis, kafka_connecting
 from linewatch.contract import parse_frame_record
 from linewatch.errors import FrameRejected, InputBroken, InputRefused, InputUnavailable, LinewatchError
 from linewatch.health import HealthServer
-from linewatch.logs import RateLimitedLog, configure_logging
-from linewatch.programs import check_program_environment
+from linewatch.logs import RateLimitedLog
+from linewatch.startup import EXIT_BAD_SETTINGS, program_settings
 from model_store.store import ModelStore
 from worker import metrics
 from worker.batching import BatchPolicy, Batcher
@@ -46,7 +46,8 @@ from worker.checkpoint import Checkpoint
 from worker.decode import DecodeLimits, decode_chunk
 from worker.drift import DriftPolicy, DriftReport, DriftWatch
 from worker.engine import Engine, pick_device
-from worker.frames_input import FramesInput, Unreadable, open_frames_input
+from worker.frames_input import FramesInput, Unreadable
+from worker.inputs import open_frames_input
 from worker.delivery import Delivery
 from worker.publisher import Publisher
 from worker.verdicts import ClockCheck, Pictures, VerdictBuilder, VerdictPolicy
@@ -166,7 +167,7 @@ class Worker:
             ),
             delivery=Delivery(self.health, s.publish_retry_max_s),
             drift=DriftReport(drift, self.writer.recalibrate_events, s.worker_id),
-            supervisor=self.supervisor, max_dead_letter_bytes=s.kafka_max_message_bytes,
+            supervisor=self.supervisor, max_dead_letter_bytes=s.kafka_max_message_bytes, results_topic=s.results_topic,
         )
 
     def _retention(self) -> Retention:
@@ -456,15 +457,9 @@ def _hard_exit() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parse_args(argv)
-    try:
-        check_program_environment()
-        overrides = {k: v for k, v in vars(args).items() if v is not None}
-        settings = WorkerSettings(**overrides)
-    except (LinewatchError, ValueError) as exc:
-        print(f"linewatch-worker: bad settings: {exc}", file=sys.stderr)
-        return 2
-    configure_logging(settings.log_level, settings.log_json)
+    settings = program_settings("linewatch-worker", WorkerSettings, vars(_parse_args(argv)))
+    if settings is None:
+        return EXIT_BAD_SETTINGS
     worker = Worker(settings)
     try:
         # Credentials and TLS are checked first, so a wrong one is named instead of timing out later.

@@ -11,15 +11,14 @@ the attributes of kafka-python's ConsumerRecord: topic, partition, offset, key, 
 timestamp), `Unreadable` for records a client had to step over, and the InputError family of
 linewatch/errors.py (client exceptions are translated inside each client's module). Every method
 is called from the consumer thread only, except `assignment()`, which readiness calls from the
-HTTP thread: implementations answer it from their own bookkeeping.
+HTTP thread: implementations answer it from their own bookkeeping. The factory that picks a client
+is beside it, in worker/inputs.py (the clients import this module; it imports them).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
-
-from linewatch.errors import ConfigError
 
 TP = tuple[str, int]  # (topic, partition)
 CommitDone = Callable[[BaseException | None], None]
@@ -75,17 +74,3 @@ class FramesInput(Protocol):
 
     def close(self) -> None:
         """Leave the group (its partitions move on at once) and release the client."""
-
-
-def open_frames_input(client: str, topic: str, client_kwargs: dict[str, Any], consumer_kwargs: dict[str, Any]) -> FramesInput:
-    """The frames topic's consumer for `client` (WorkerSettings.kafka_consumer)."""
-    if client == "confluent":
-        try:
-            from worker.kafka_input_rdkafka import RdkafkaFramesInput
-        except ImportError as exc:
-            raise ConfigError("LW_KAFKA_CONSUMER=confluent needs confluent-kafka "
-                              f"(pip install 'linewatch[rdkafka]'): {exc}") from exc
-        return RdkafkaFramesInput(topic, client_kwargs, consumer_kwargs)
-    from worker.kafka_input import KafkaPythonInput
-
-    return KafkaPythonInput(topic, client_kwargs, consumer_kwargs)

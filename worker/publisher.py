@@ -9,6 +9,7 @@ for good, goes to the dead-letter topic and is acknowledged once the broker conf
 
 from __future__ import annotations
 
+import json
 import queue
 import time
 from collections import Counter
@@ -16,6 +17,7 @@ from collections import Counter
 import numpy as np
 import structlog
 
+from linewatch import contract as c
 from linewatch.contract import Topics
 from linewatch.errors import PublishError, RecordRefused
 from linewatch.logs import RateLimitedLog
@@ -69,12 +71,15 @@ class Publisher(SupervisedThread):
         drift: DriftReport,
         supervisor: Supervisor,
         max_dead_letter_bytes: int = 8 * 1024 * 1024,
+        results_topic: bool = False,
     ) -> None:
         super().__init__("publisher", supervisor)
         self.outbox, self.checkpoint, self.verdicts = outbox, checkpoint, verdicts
         self.writer, self.sender, self.topics, self.delivery, self.drift = writer, sender, topics, delivery, drift
         self.thresholds = RuntimeThresholds(writer, verdicts.policy.refresh_s)
         self.dead_letters = DeadLetters(delivery, sender, writer, topics, max_dead_letter_bytes)
+        self.results_topic = results_topic
+        self._log = RateLimitedLog(interval_s=10.0)
 
     def abort(self) -> None:
         """Give up retrying (shutdown past its drain deadline): unpublished offsets stay uncommitted."""
@@ -114,6 +119,8 @@ class Publisher(SupervisedThread):
         alerts = [i for i, r in results.items() if isinstance(r, Written) and r.alert]
         if not self._send_alerts(writes, alerts):
             return
+        if self.results_topic and not self._send_results(writes, results):
+            return
         self._count(job, writes, results, alerts)
         for i, item in enumerate(job.items):
             if not isinstance(results[i], RecordRefused):
@@ -133,6 +140,17 @@ class Publisher(SupervisedThread):
         for k, outcome in sent.items():
             if isinstance(outcome, RecordRefused):  # the alert stays in Redis's alert stream
                 log.error("alert refused by kafka", camera=writes[alerts[k]].camera, error=str(outcome))
+        return True
+
+    def _send_results(self, writes: list[FrameWrite], results: dict) -> bool:
+        """The results topic: every stored frame's verdict, acknowledged before the offsets are; False if aborted."""
+        records = [verdict_record(self.topics.results, w) for i, w in enumerate(writes) if isinstance(results[i], Written)]
+        sent = self.delivery.deliver("results", len(records), lambda idx: self.sender.send_all([records[i] for i in idx]))
+        if sent is None:
+            return False
+        for outcome in sent.values():
+            if isinstance(outcome, RecordRefused) and self._log.allow("result_refused") is not None:
+                log.error("verdict refused by kafka; the result stays in Redis", error=str(outcome))
         return True
 
     def _count(self, job: ScoredBatch, writes: list[FrameWrite], results: dict, alerts: list[int]) -> None:
@@ -160,3 +178,16 @@ class Publisher(SupervisedThread):
             metrics.DUPLICATES.inc(duplicates)
         for i in alerts:
             metrics.ALERTS.labels(metrics.camera_label(writes[i].camera)).inc()
+
+
+def verdict_record(topic: str, write: FrameWrite) -> OutRecord:
+    """A frame's compact verdict for the results topic, from the fields stored in Redis."""
+    f = write.fields
+    verdict = c.FrameVerdict(
+        camera=write.camera, frame_id=write.frame_id, seq=int(f["seq"]), capture_ns=int(f["capture_ns"]),
+        verdict=c.VERDICT_NG if write.anomalous else c.VERDICT_OK, score=float(f["score"]),
+        threshold=float(f["threshold"]), model_name=f["model_name"], model_version=f["model_version"],
+        boxes=[tuple(b) for b in json.loads(f["boxes"] or "[]")], emitted_ns=int(f["published_ms"]) * 1_000_000,
+        part=f.get("part", ""),
+    )
+    return OutRecord(topic, write.camera.encode(), verdict.to_json())

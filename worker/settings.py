@@ -164,6 +164,10 @@ class WorkerSettings(KafkaSettings, RedisSettings, ShiftSettings):
         30.0, description="On SIGTERM, longest wait for in-flight frames to publish; the process ends within this + 10 s."
     )
     create_topics: int = Field(0, ge=0, description="Create missing topics with this many partitions at start (0: don't).")
+    results_topic: bool = Field(
+        False, description="Also publish every scored frame's compact verdict (OK/NG) to <base>.results, key = camera, "
+        "acknowledged before the frame's offset is (for linewatch-bridge and other line integrations).",
+    )
 
     @field_validator("batch_buckets")
     @classmethod

@@ -87,6 +87,7 @@ class VerdictBuilder:
             "heat_key": self.keys.heat_at(camera, fid) if keep_frame else "",
             "frame_key": self.keys.frame_at(camera, fid) if keep_frame else "",
             "boxes": boxes_json(mask.boxes) if mask and anomalous else "[]", "worker": self.worker_id,
+            "part": meta.part,
         }
         alert = b""
         if anomalous:
@@ -94,7 +95,7 @@ class VerdictBuilder:
                 camera=camera, frame_seq=meta.seq, capture_ns=meta.capture_ns, score_raw=float(job.scores[i]),
                 score=score, threshold=threshold, model_name=served.name, model_version=served.version,
                 mask_key=mask_key, mask_size=mask.size if mask else (0, 0), boxes=mask.boxes if mask else [],
-                frame_id=fid, emitted_ns=now_ns,
+                frame_id=fid, emitted_ns=now_ns, part=meta.part,
             ).to_json()
         return FrameWrite(
             tp=item.tp, offset=item.offset, fingerprint=item.fingerprint, camera=camera, frame_id=fid,

@@ -177,9 +177,9 @@ def all_passwords(secured: Secured) -> list[str]:
 def tiny_model_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A model store with `tiny@production`: two training steps, enough to score frames (the tests
     set thresholds that make every frame anomalous, so the model's quality does not matter)."""
-    from linewatch.demo import DEMO_AE
     from model_store.quick import train_quick
     from producer.synthetic import SyntheticCamera
+    from programs.demo import DEMO_AE
 
     root = tmp_path_factory.mktemp("secure-models")
     frames = [SyntheticCamera(seed=s, defect_rate=0.0).render(seq)[0] for s in (1, 2) for seq in range(8)]

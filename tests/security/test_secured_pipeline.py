@@ -66,7 +66,7 @@ def test_whole_path_over_sasl_ssl_and_tls(consumer: str, secured: Secured, names
         LW_TORCH_THREADS="1", LW_MAX_WAIT_MS="5", LW_THRESHOLD_REFRESH_S="0.2", LW_LOG_LEVEL="debug",
         LW_KAFKA_CONSUMER=consumer,
     ), logs["worker"])
-    alerts = _start("worker.alerts_consumer", program_env(
+    alerts = _start("bridge.alerts_consumer", program_env(
         secured, "alerts", names, LW_ALERTS_GROUP_ID=names.alerts_group, LW_LOG_LEVEL="debug",
     ), logs["alerts"], "--max-alerts", str(len(CAMERAS)), "--from-beginning")
     try:

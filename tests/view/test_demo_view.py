@@ -7,7 +7,7 @@ import socket
 import httpx
 import pytest
 
-from linewatch.demo import DemoSettings, start_view
+from programs.demo import DemoSettings, start_view
 
 pytestmark = pytest.mark.integration
 
@@ -28,7 +28,7 @@ def test_demo_view_moves_to_a_free_port_when_its_own_is_taken(redis_url: str, re
 
 def test_the_summary_prints_each_alert_once(redis_client, redis_url: str, redis_prefix: str) -> None:
     from linewatch.contract import Alert
-    from linewatch.demo import summary
+    from programs.demo import summary
 
     class Tally:  # the summary reads only the per-camera counts of the demo's alert follower
         counts = {"cam-2": 1}

@@ -77,7 +77,8 @@ function makeTile(camera) {
         h("div", { class: "row small counts", title: "this shift: frames, OK, NG, reject rate; frames/s of the last minute" },
           h("span", { class: "c-frames" }, ""), h("span", { class: "c-ok" }, ""), h("span", { class: "c-ng" }, ""),
           h("span", { class: "c-rate" }, ""), h("span", { class: "c-fps" }, "")),
-        h("div", { class: "row small" }, h("span", { class: "model" }, ""), h("span", { class: "age" }, "")))),
+        h("div", { class: "row small" }, h("span", { class: "model" }, ""), h("span", { class: "part" }, ""),
+          h("span", { class: "age" }, "")))),
   };
   t.frame = t.el.querySelector(".frame");
   t.shot = new LatestImage(shot, (ok) => t.frame.classList.toggle("no-frame", !ok));
@@ -123,6 +124,7 @@ function render(t) {
   t.el.querySelector(".score").title = "normalised score / threshold";
   setScoreBar(t.bar, st.score, st.threshold);
   t.el.querySelector(".model").textContent = st.model;
+  t.el.querySelector(".part").textContent = st.part ? `part ${st.part}` : "";
   t.el.querySelector(".age").textContent = st.published_ms === null ? "" : fmtAge(clock.now() - st.published_ms);
   const marker = t.el.querySelector(".alarm-marker");
   marker.hidden = !alarm;
