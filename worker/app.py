@@ -471,7 +471,14 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: _on_signal(worker))
-    return worker.run()
+    code = worker.run()
+    # Everything that must end cleanly has: offsets committed, clients closed. A drain that ran out
+    # of time leaves the batch thread inside torch; interpreter shutdown then tears torch's thread
+    # pool down under it and the process aborts ("terminate called without an active exception",
+    # exit 134/139 instead of the code decided above). Exit now, with that code.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":

@@ -24,12 +24,3 @@ def test_reduced_fault_harness(scenario: str, kafka_bootstrap: str, redis_url: s
     if scenario == "kills":
         assert any(exit.endswith(":-9") for exit in row.exits)  # the SIGKILL really happened
 
-
-def test_reduced_chaos(kafka_bootstrap: str, redis_url: str, model_root: Path, tmp_path: Path) -> None:
-    """Three minutes of seeded random faults together (bench/faults.py chaos --quick); the full form
-    runs 30 minutes (docs/reliability.md)."""
-    harness = Harness(bootstrap=kafka_bootstrap, redis_url=redis_url, model_root=model_root, out=tmp_path, quick=True)
-    row = SCENARIOS["chaos"](harness)
-    assert row.ok, format_row(row)
-    assert row.good_sent > 0 and row.good_once_pct == 100.0 and row.duplicates == 0 and row.alerts == 1
-    assert row.bad_accounted_pct == 100.0
