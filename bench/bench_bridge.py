@@ -39,7 +39,7 @@ from kafka.admin import KafkaAdminClient
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.faultkit import spawn  # noqa: E402
+from testkit.workers import spawn  # noqa: E402
 from linewatch.settings import KafkaSettings  # noqa: E402
 from linewatch.topics import ensure_topics  # noqa: E402
 from producer.app import synthetic_specs  # noqa: E402

@@ -5,7 +5,7 @@ scenario has topics, a key prefix and a consumer group of its own, and workers r
 processes (`python -m worker.app`) that the harness kills and restarts like a supervisor would.
 Scenarios that stop or fill a service use a private Redis or a private broker.
 
-    fuzz            N structure-aware mutated records (bench/faultkit.py: Fuzzer) among good frames
+    fuzz            N structure-aware mutated records (testkit/fuzz.py: Fuzzer) among good frames
                     from 8 cameras over 8 partitions, two workers
     bombs           a worker's peak memory under PNG/JPEG bombs vs the same number of honest frames
     kills           SIGKILL of a worker at random moments while frames stream (restarted each time)
@@ -56,10 +56,12 @@ sys.path.insert(0, str(REPO))
 import redis  # noqa: E402
 from kafka.admin import KafkaAdminClient  # noqa: E402
 
-from bench.faultkit import (  # noqa: E402
-    Audit, FuzzStream, GoodStream, PrivateKafka, PrivateRedis, ProgressWatch, WorkerPool, audit, create_topics,
-    delete_topics, new_names, read_rss, read_topic, wait_committed,
-)
+from testkit.audit import Audit, audit  # noqa: E402
+from testkit.services import PrivateKafka, PrivateRedis  # noqa: E402
+from testkit.streams import FuzzStream, GoodStream  # noqa: E402
+from testkit.topics import create_topics, delete_topics, new_names, read_topic, wait_committed  # noqa: E402
+from testkit.watch import ProgressWatch  # noqa: E402
+from testkit.workers import WorkerPool, read_rss  # noqa: E402
 from linewatch.contract import Alert  # noqa: E402
 
 PARTITIONS = 8
@@ -231,7 +233,7 @@ def fuzz(h: Harness) -> Row:
 
 def bombs(h: Harness) -> Row:
     """Peak RSS of a worker that takes N bombs vs one that takes N honest frames of the declared size."""
-    from bench.faultkit import jpeg_bomb, png_bomb, read_topic
+    from testkit.fuzz import jpeg_bomb, png_bomb
     from linewatch.contract import H_DLQ_REASON, R_OVERSIZE, R_UNDECODABLE, R_WRONG_DIMENSIONS, FrameMeta, frame_headers
     from kafka import KafkaProducer
     import cv2

@@ -21,14 +21,9 @@ import paho.mqtt.client as mqtt
 from bridge.app import Bridge
 from bridge.settings import BridgeSettings
 from bridge.signing import H_KEY, H_SIGNATURE, H_TIMESTAMP, verify
+from testkit.services import free_port
 
 MOSQUITTO = "/usr/sbin/mosquitto"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_until(check: Any, timeout_s: float, step_s: float = 0.1) -> bool:

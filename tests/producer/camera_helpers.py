@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import select
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -14,16 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from testkit.services import free_port
+
 REPO = Path(__file__).resolve().parents[2]
 SYSTEM_PYTHON = "/usr/bin/python3"  # Debian's: it has gi (GStreamer, Aravis); the venv has not
 INSTALL_HINT = "install the camera test servers with: bash scripts/cameras.sh"
 STAMP_BITS, STAMP_BLOCK, STAMP_ROW = 64, 5, 8  # as scripts/rtsp_server.py draws them
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def stamped_ns(image: np.ndarray) -> int:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -26,6 +25,7 @@ from kafka.errors import KafkaError
 
 from linewatch.settings import KafkaSettings, RedisSettings
 from linewatch.topics import ensure_topics
+from testkit.services import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 LOCAL = REPO / "deploy" / "local"
@@ -42,12 +42,6 @@ def _load_policy() -> ModuleType:
 
 policy = _load_policy()
 Secured = policy.Secured
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _script(command: str, env: dict[str, str], timeout_s: float = 180) -> subprocess.CompletedProcess[str]:
@@ -76,8 +70,8 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secured]:
         "LW_KAFKA_SECURE_CONTROLLER_PORT": str(controller), "LW_REDIS_SECURE_PORT": str(redis_port),
     }
     started = time.monotonic()
-    result = _script("start", env)
-    try:
+    try:  # a start that times out may have started one of the pair: stop it too
+        result = _script("start", env)
         if result.returncode != 0:
             pytest.fail(f"secured services did not start:\n{result.stdout}\n{result.stderr}")
         sys.stderr.write(f"\nsecured services started in {time.monotonic() - started:.1f}s (private, {run_dir})\n")
