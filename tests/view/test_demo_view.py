@@ -44,19 +44,26 @@ def test_the_summary_prints_each_alert_once(redis_client, redis_url: str, redis_
 
 def test_demo_log_lines_go_to_the_file_not_the_terminal(tmp_path, capsys) -> None:
     import logging
-    import sys
 
     import structlog
 
     from linewatch.logs import configure_logging
 
     target = (tmp_path / "demo.log").open("a", encoding="utf-8", buffering=1)
+    # Restore exactly what was configured before: a stream set here (pytest's captured stderr of this
+    # test included) would be closed when later tests log.
+    handlers, level, config = logging.root.handlers[:], logging.root.level, structlog.get_config()
     try:
         configure_logging("info", True, stream=target)
         structlog.get_logger("t").warning("calibration_short_of_target", detail="x")
         logging.getLogger("kafka.coordinator.consumer").warning("group_id is None: disabling auto-commit.")
     finally:
-        configure_logging("warning", False, stream=sys.stderr)  # back to stderr (forced) for the tests that follow
+        for handler in logging.root.handlers[:]:
+            logging.root.removeHandler(handler)
+        for handler in handlers:
+            logging.root.addHandler(handler)
+        logging.root.setLevel(level)
+        structlog.configure(**config)
         target.close()
     text = (tmp_path / "demo.log").read_text()
     assert "calibration_short_of_target" in text and "group_id is None" in text
