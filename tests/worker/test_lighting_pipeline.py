@@ -51,7 +51,7 @@ def lamp_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     threads = torch.get_num_threads()
     torch.set_num_threads(2)  # steps and a fixed thread count: the same model whichever tests ran first
     try:
-        train_quick(frames, root, MODEL, seconds=3600, steps=150, seed=0, kwargs=KWARGS, photometric=0.3)
+        train_quick(frames, root, MODEL, seconds=3600, steps=80, seed=0, kwargs=KWARGS, photometric=0.3)
     finally:
         torch.set_num_threads(threads)
     if cached is not None:
