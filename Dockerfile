@@ -1,14 +1,24 @@
 # syntax=docker/dockerfile:1.7
 # linewatch images. One file, four targets (README: Running the programs; docs/deploy.md):
 #
-#   worker      CUDA runtime base + the CUDA build of torch; ENTRYPOINT linewatch-worker
-#   cpu-worker  python:3.11-slim + the CPU build of torch;  ENTRYPOINT linewatch-worker
-#   producer    the same slim image;                         ENTRYPOINT linewatch-producer
+#   worker      CUDA runtime base + torch;                   ENTRYPOINT linewatch-worker
+#   cpu-worker  BASE_IMAGE (python:3.11-slim) + torch;       ENTRYPOINT linewatch-worker
+#   producer    the same image;                              ENTRYPOINT linewatch-producer
 #               (also runs linewatch-alerts and linewatch-models: override the entry point)
-#   view        the same slim image;                         ENTRYPOINT linewatch-view
+#   view        the same image;                              ENTRYPOINT linewatch-view
 #
 #   docker build --target worker   -t linewatch-worker:dev .
 #   docker build --target producer -t linewatch-producer:dev .
+#
+# Build arguments with public defaults: BASE_IMAGE (any Debian-like image with python3 >= 3.11 and
+# the venv module; deploy/podman/build.sh passes a Debian bookworm made locally with debootstrap),
+# CUDA_IMAGE, TORCH_VERSION and TORCH_INDEX. TORCH_VERSION is the version the tests run
+# (deploy/versions.env; tests/deploy/test_versions.py fails when they drift). TORCH_INDEX defaults
+# to PyPI, where the tests' torch comes from: its Linux wheel is the CUDA build, which also runs on
+# CPU but weighs ~4 GB with its nvidia-* packages. For a small CPU-only image pass
+# --build-arg TORCH_INDEX=https://download.pytorch.org/whl/cpu (a version the tests did not run).
+# Build stages keep pip's cache in /root/.cache/pip: deploy/podman/build.sh mounts a host folder
+# there so a rebuild downloads nothing; without the mount it stays in the discarded build stage.
 #
 # Settings come only from LW_* environment variables: no config file is baked in, and nothing
 # here sets an LW_* variable, so the env file / ConfigMap stays the one source of truth.
@@ -17,34 +27,41 @@
 ARG PYTHON_VERSION=3.11
 # The CUDA torch wheels bring their own cuDNN/cuBLAS (pip packages nvidia-*), so the plain
 # runtime base is enough; it supplies the NVIDIA container-toolkit wiring and driver compat libs.
+ARG BASE_IMAGE=python:${PYTHON_VERSION}-slim
 ARG CUDA_IMAGE=nvidia/cuda:12.4.1-runtime-ubuntu22.04
-ARG TORCH_VERSION=2.5.1
-ARG TORCH_CUDA_INDEX=https://download.pytorch.org/whl/cu124
-ARG TORCH_CPU_INDEX=https://download.pytorch.org/whl/cpu
+ARG TORCH_VERSION=2.15.0
+ARG TORCH_INDEX=https://pypi.org/simple
 ARG APP_UID=10001
 
 # ---- CPU: build the virtual environment -------------------------------------------------------
-FROM python:${PYTHON_VERSION}-slim AS cpu-build
+FROM ${BASE_IMAGE} AS cpu-build
 ARG TORCH_VERSION
-ARG TORCH_CPU_INDEX
-ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
-RUN python -m venv /opt/venv
+ARG TORCH_INDEX
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
+RUN python3 -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
-# torch first, from the CPU index: the project install below then finds torch>=2.2 satisfied
-# and does not pull the (much larger) CUDA build from PyPI. Its own layer, so code edits reuse it.
-RUN pip install --index-url "${TORCH_CPU_INDEX}" "torch==${TORCH_VERSION}"
-COPY pyproject.toml README.md /src/
+# torch first, pinned: the project install below then finds torch>=2.2 satisfied. Its own layer,
+# so code edits reuse it.
+RUN pip install --index-url "${TORCH_INDEX}" "torch==${TORCH_VERSION}"
+# The other dependencies next (from pyproject.toml alone), so a code or README edit reuses this layer too.
+COPY pyproject.toml /src/
+RUN python -c "import tomllib; p = tomllib.load(open('/src/pyproject.toml', 'rb'))['project']; extras = p['optional-dependencies']; print('\\n'.join(p['dependencies'] + extras['rdkafka'] + extras['cameras'] + extras['bridge']))" >/tmp/deps.txt \
+ && pip install -r /tmp/deps.txt
+COPY README.md /src/
 COPY linewatch /src/linewatch
 COPY worker /src/worker
 COPY producer /src/producer
 COPY model_store /src/model_store
 COPY view /src/view
-# A regular (not editable) install: the final stage needs the venv only, not /src. The rdkafka
-# extra lets a worker read frames through librdkafka (LW_KAFKA_CONSUMER=confluent).
-RUN pip install "/src[rdkafka]" && python -c "import linewatch, worker.app, worker.kafka_input_rdkafka, producer.app, model_store.cli, view.app"
+COPY bridge /src/bridge
+COPY programs /src/programs
+# A regular (not editable) install: the final stage needs the venv only, not /src. The extras came
+# with the dependencies above: rdkafka (LW_KAFKA_CONSUMER=confluent), cameras (RTSP through PyAV),
+# bridge (OPC UA, MQTT).
+RUN pip install --no-deps /src && python -c "import linewatch, worker.app, worker.kafka_input_rdkafka, producer.app, model_store.cli, view.server, bridge.app, programs.demo"
 
 # ---- CPU: runtime (producer, alert consumer, model CLI, CPU worker) ---------------------------
-FROM python:${PYTHON_VERSION}-slim AS cpu-runtime
+FROM ${BASE_IMAGE} AS cpu-runtime
 ARG APP_UID
 ENV PATH=/opt/venv/bin:$PATH PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 HOME=/home/linewatch
 RUN useradd --uid "${APP_UID}" --user-group --create-home --home-dir /home/linewatch linewatch \
@@ -55,23 +72,28 @@ USER ${APP_UID}
 
 FROM cpu-runtime AS producer
 # /metrics, /healthz (the sender thread is alive) and /readyz on LW_METRICS_PORT (default 9101).
+# Healthy means ready (/readyz), so `depends_on: condition: service_healthy` waits for it.
 EXPOSE 9101
 HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
-  CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('LW_METRICS_PORT', '9101'), timeout=4)"]
+  CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/readyz' % os.environ.get('LW_METRICS_PORT', '9101'), timeout=4)"]
 ENTRYPOINT ["linewatch-producer"]
 
 FROM cpu-runtime AS view
 # The live view reads Redis only. In a container it must listen beyond loopback: set
 # LW_VIEW_HOST=0.0.0.0 and, since it is then reachable, LW_VIEW_TOKEN or basic auth.
 EXPOSE 8090
+# The view's readiness is /healthz: 200 when Redis answers (it is always open, token or not).
+HEALTHCHECK --interval=15s --timeout=5s --start-period=20s --retries=3 \
+  CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('LW_VIEW_PORT', '8090'), timeout=4)"]
 ENTRYPOINT ["linewatch-view"]
 
 FROM cpu-runtime AS cpu-worker
 EXPOSE 8080
-# Liveness of the worker: /healthz on LW_HTTP_PORT (default 8080). No curl in the image.
-# The start period covers model loading and warm-up, before the endpoint exists.
+# Readiness of the worker: /readyz on LW_HTTP_PORT (default 8080); not ready while the model loads,
+# or when batches or commits stall (LW_STALL_AFTER_S). No curl in the image. The start period covers
+# model loading and warm-up, before the endpoint exists.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=120s --retries=3 \
-  CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('LW_HTTP_PORT', '8080'), timeout=4)"]
+  CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/readyz' % os.environ.get('LW_HTTP_PORT', '8080'), timeout=4)"]
 # SIGTERM drains (LW_DRAIN_TIMEOUT_S); give `docker stop` a longer -t than that.
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["linewatch-worker"]
@@ -79,22 +101,24 @@ ENTRYPOINT ["linewatch-worker"]
 # ---- CUDA: build the virtual environment --------------------------------------------------------
 FROM ${CUDA_IMAGE} AS cuda-build
 ARG TORCH_VERSION
-ARG TORCH_CUDA_INDEX
-ENV DEBIAN_FRONTEND=noninteractive PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
+ARG TORCH_INDEX
+ENV DEBIAN_FRONTEND=noninteractive PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
 # Ubuntu 22.04's python3 is 3.10; the project needs >=3.11 (python3.11 is in jammy's universe).
 RUN apt-get update \
  && apt-get install -y --no-install-recommends python3.11 python3.11-venv ca-certificates \
  && rm -rf /var/lib/apt/lists/*
 RUN python3.11 -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
-RUN pip install --index-url "${TORCH_CUDA_INDEX}" "torch==${TORCH_VERSION}"
+RUN pip install --index-url "${TORCH_INDEX}" "torch==${TORCH_VERSION}"
 COPY pyproject.toml README.md /src/
 COPY linewatch /src/linewatch
 COPY worker /src/worker
 COPY producer /src/producer
 COPY model_store /src/model_store
 COPY view /src/view
-RUN pip install /src && python -c "import linewatch, worker.app, producer.app, model_store.cli, view.app"
+COPY bridge /src/bridge
+COPY programs /src/programs
+RUN pip install /src && python -c "import linewatch, worker.app, producer.app, model_store.cli, view.server, programs.demo"
 
 # ---- CUDA: the GPU worker -------------------------------------------------------------------
 FROM ${CUDA_IMAGE} AS worker
@@ -112,6 +136,6 @@ WORKDIR /app
 USER ${APP_UID}
 EXPOSE 8080
 HEALTHCHECK --interval=15s --timeout=5s --start-period=180s --retries=3 \
-  CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('LW_HTTP_PORT', '8080'), timeout=4)"]
+  CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/readyz' % os.environ.get('LW_HTTP_PORT', '8080'), timeout=4)"]
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["linewatch-worker"]

@@ -1,9 +1,12 @@
 # The README's commands. Everything lands in ignored folders: .venv, .cache (jars), .run (service
 # data and logs), models (the model store).
-.PHONY: demo test setup services stop status bench screenshots
+.PHONY: demo demo-bridge test setup services stop status bench screenshots images containers-check
 
 demo:  ## install, start services, run the end-to-end demo
 	bash scripts/demo.sh
+
+demo-bridge:  ## the demo with linewatch-bridge serving the verdicts over OPC UA and MQTT (mosquitto)
+	bash scripts/demo.sh --bridge
 
 test:  ## the whole suite on real Kafka and Redis (what CI runs)
 	bash scripts/test.sh
@@ -16,6 +19,7 @@ services:
 
 stop:
 	bash deploy/local/services.sh stop
+	bash scripts/mosquitto.sh stop
 
 status:
 	bash deploy/local/services.sh status
@@ -25,3 +29,9 @@ bench:
 
 screenshots:  ## docs/view-*.png from a live pipeline (the README shows one)
 	bash scripts/screenshots.sh
+
+images:  ## every container image, built with podman from a local Debian base (deploy/podman/build.sh)
+	bash deploy/podman/build.sh
+
+containers-check:  ## images + the compose stack end to end with podman, with a summary (docs/deploy.md)
+	bash deploy/podman/check.sh

@@ -55,7 +55,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.bench_engine import keep_full  # noqa: E402
-from bench.faultkit import WorkerPool, delete_topics, spawn  # noqa: E402
+from testkit.topics import delete_topics  # noqa: E402
+from testkit.workers import WorkerPool, spawn  # noqa: E402
 from linewatch.settings import KafkaSettings  # noqa: E402
 from linewatch.topics import ensure_topics  # noqa: E402
 from model_store.quick import train_quick  # noqa: E402

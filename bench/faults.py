@@ -5,7 +5,7 @@ scenario has topics, a key prefix and a consumer group of its own, and workers r
 processes (`python -m worker.app`) that the harness kills and restarts like a supervisor would.
 Scenarios that stop or fill a service use a private Redis or a private broker.
 
-    fuzz            N structure-aware mutated records (bench/faultkit.py: Fuzzer) among good frames
+    fuzz            N structure-aware mutated records (testkit/fuzz.py: Fuzzer) among good frames
                     from 8 cameras over 8 partitions, two workers
     bombs           a worker's peak memory under PNG/JPEG bombs vs the same number of honest frames
     kills           SIGKILL of a worker at random moments while frames stream (restarted each time)
@@ -13,7 +13,11 @@ Scenarios that stop or fill a service use a private Redis or a private broker.
     broker_restart  a private broker stopped and started
     join_leave      a worker joins mid-stream, another leaves
     redis_memory    Redis at its memory limit, then room again
-    alerts_deleted  the alerts topic deleted mid-stream, then created again
+    alerts_deleted  the alerts topic deleted mid-stream, then created again: how soon /readyz names it
+    id_flood        100,000 frames from ever new camera ids (5,000 --quick) between real cameras'
+                    frames: Redis memory and keys, RSS, /metrics size, a real camera's history
+    chaos           30 minutes (3 --quick) of random seeded faults together: kills, Redis frozen,
+                    broker restarts, workers added and removed, id floods, fuzzed records
     soak            constant load for --soak-minutes: worker RSS and Redis memory over time
 
 In every scenario camera cam-1 has a runtime threshold of 0 (every frame anomalous: a persistent
@@ -52,15 +56,24 @@ sys.path.insert(0, str(REPO))
 import redis  # noqa: E402
 from kafka.admin import KafkaAdminClient  # noqa: E402
 
-from bench.faultkit import (  # noqa: E402
-    Audit, FuzzStream, GoodStream, PrivateKafka, PrivateRedis, ProgressWatch, WorkerPool, audit, create_topics,
-    delete_topics, new_names, read_rss, read_topic, wait_committed,
-)
+from testkit.audit import Audit, audit  # noqa: E402
+from testkit.services import PrivateKafka, PrivateRedis  # noqa: E402
+from testkit.streams import FuzzStream, GoodStream  # noqa: E402
+from testkit.topics import create_topics, delete_topics, new_names, read_topic, wait_committed  # noqa: E402
+from testkit.watch import ProgressWatch  # noqa: E402
+from testkit.workers import WorkerPool, read_rss  # noqa: E402
 from linewatch.contract import Alert  # noqa: E402
 
 PARTITIONS = 8
 CAMERAS = 8
 DEFECT_CAMERA = "cam-1"
+NAMED_WITHIN_S = 20.0  # a missing output is named in /readyz within this (docs/reliability.md)
+# An id flood may grow Redis by at most this: LW_PROBATION_MAX_CAMERAS (1000) ids on probation, each
+# with its first frame's result, preview and mask (~10 KB), plus ~60 B of dedupe per flood record.
+FLOOD_BUDGET_MB = 20.0
+# Redis of the chaos scenario at its end: 8 cameras' results (history capped by the harness's
+# workers at the default 10,000 entries, ~0.2 KB each), 1,000 ids on probation, dedupe entries.
+CHAOS_BUDGET_MB = 200.0
 
 
 @dataclass
@@ -220,7 +233,7 @@ def fuzz(h: Harness) -> Row:
 
 def bombs(h: Harness) -> Row:
     """Peak RSS of a worker that takes N bombs vs one that takes N honest frames of the declared size."""
-    from bench.faultkit import jpeg_bomb, png_bomb, read_topic
+    from testkit.fuzz import jpeg_bomb, png_bomb
     from linewatch.contract import H_DLQ_REASON, R_OVERSIZE, R_UNDECODABLE, R_WRONG_DIMENSIONS, FrameMeta, frame_headers
     from kafka import KafkaProducer
     import cv2
@@ -385,21 +398,182 @@ def alerts_deleted(h: Harness) -> Row:
     s.redis.hset(f"{s.prefix}:thresholds", "cam-3", "0.0")  # a new alert is due now, with no topic to take it
     t0 = time.monotonic()
     refused = ""
+    named_at = not_ready_at = None
     while time.monotonic() - t0 < 45 and not refused:
         for n in s.names:
             status, details = s.pool.ready(n)
+            if status == 503 and not_ready_at is None:
+                not_ready_at = time.monotonic()
             if status == 503 and "does not exist" in str(details.get("outputs")):
-                refused = details["outputs"]
+                refused, named_at = details["outputs"], time.monotonic()
         time.sleep(0.5)
     create_topics(s.bootstrap, s.base, PARTITIONS)
     admin.close()
     s.watch.outage(t0, time.monotonic())
     producing.join()
+    named_s = round(named_at - t0, 1) if named_at else None
+    not_ready_s = round(not_ready_at - t0, 1) if not_ready_at else None
     row = Row("alerts_deleted", notes=f"alerts topic deleted, recreated after {time.monotonic() - t0:.0f} s; "
-                                      f"/readyz said: {refused[:80]}")
+                                      f"/readyz 503 after {not_ready_s} s, naming the missing topic after {named_s} s "
+                                      f"(target {NAMED_WITHIN_S:g} s): {refused[:80]}")
     if not refused:
         row.problems.append("no worker reported the missing alerts topic in /readyz")
+    elif named_s is not None and named_s > NAMED_WITHIN_S:
+        row.problems.append(f"the missing topic was named after {named_s} s (target {NAMED_WITHIN_S:g} s)")
     return s.finish(row)
+
+
+def id_flood(h: Harness) -> Row:
+    """A flood of frames from ever new camera ids between the real cameras' frames: Redis memory and
+    keys, worker RSS, /metrics size and a real camera's history before and after."""
+    import urllib.request
+
+    from kafka import KafkaProducer
+    import cv2
+    import numpy as np
+
+    from linewatch.contract import FrameMeta, frame_headers
+
+    ids = 5_000 if h.quick else 100_000
+    private = PrivateRedis(h.out / "id_flood-redis")
+    private.start()
+    try:
+        s = Scenario(h, "id_flood", redis_url=private.url, workers=1)
+        for _ in range(20):  # the real cameras, admitted long before the flood
+            s.good.send_round()
+        s.good.producer.flush(60)
+        wait_committed(s.bootstrap, s.group, s.topic, 120)
+        real = "cam-2"
+
+        def measure() -> dict[str, float]:
+            s.pool.sample_rss()
+            info = s.redis.info("memory")
+            w = next(iter(s.pool.workers.values()))
+            with urllib.request.urlopen(f"http://127.0.0.1:{w.port}/metrics", timeout=5) as reply:
+                metrics_bytes = len(reply.read())
+            return {"redis_mb": round(info["used_memory"] / 2**20, 1), "keys": s.redis.dbsize(),
+                    "rss_mb": round(read_rss(w.proc.pid)[0] / 2**20, 1), "metrics_kb": round(metrics_bytes / 1024, 1),
+                    "real_history": s.redis.xlen(f"{s.prefix}:history:{real}")}
+
+        before = measure()
+        tiny = cv2.imencode(".jpg", np.full((16, 16, 3), 128, np.uint8))[1].tobytes()
+        producer = KafkaProducer(bootstrap_servers=s.bootstrap, linger_ms=20, batch_size=256 * 1024)
+        for i in range(ids):
+            camera = f"flood-{i}"
+            meta = FrameMeta(camera=camera, seq=0, capture_ns=time.time_ns(), encoding="jpeg", width=16, height=16)
+            producer.send(s.topic, key=camera.encode(), value=tiny, headers=frame_headers(meta))
+        producer.flush(120)
+        producer.close()
+        for _ in range(50 // CAMERAS + 1):  # then the real cameras again
+            s.good.send_round()
+        s.good.producer.flush(60)
+        wait_committed(s.bootstrap, s.group, s.topic, 600)
+        after = measure()
+        budget_mb = FLOOD_BUDGET_MB
+        row = Row("id_flood", notes=f"{ids} new ids; before {before}; after {after}; Redis growth target "
+                                    f"<= {budget_mb} MB")
+        if after["redis_mb"] - before["redis_mb"] > budget_mb:
+            row.problems.append(f"Redis grew {after['redis_mb'] - before['redis_mb']:.1f} MB (target <= {budget_mb} MB)")
+        if after["real_history"] < before["real_history"]:
+            row.problems.append(f"the flood deleted history of {real}: {before['real_history']} -> {after['real_history']}")
+        return s.finish(row)
+    finally:
+        private.stop()
+
+
+def chaos(h: Harness, minutes: float | None = None) -> Row:
+    """Faults together, not one at a time: 8 cameras, two or three workers on a private broker and a
+    private Redis; at seeded random moments (every 30-90 s, 10-25 s in --quick) one of: kill a worker,
+    freeze Redis, restart the broker, add or remove a worker, flood new ids, inject fuzzed records.
+    The audit is the harness's: every good frame once, every bad record accounted, one alert."""
+    from kafka import KafkaProducer
+    import cv2
+    import numpy as np
+
+    from linewatch.contract import FrameMeta, frame_headers
+
+    seconds = 60 * (minutes if minutes is not None else (3 if h.quick else 30))
+    gap = (10, 25) if h.quick else (30, 90)
+    fps = 4.0
+    rng = random.Random(h.seed)
+    broker, private = PrivateKafka(h.out / "chaos-kafka"), PrivateRedis(h.out / "chaos-redis")
+    broker.start()
+    private.start()
+    redis_pid = int((private.folder / "redis.pid").read_text())
+    try:
+        s = Scenario(h, "chaos", redis_url=private.url, bootstrap=broker.bootstrap)
+        s.pool.wait_ready(s.names)
+        fuzz_stream = FuzzStream(s.bootstrap, s.topic, s.good, seed=h.seed)
+        producing = _stream(s, int(seconds * fps), fps)
+        tiny = cv2.imencode(".jpg", np.full((16, 16, 3), 128, np.uint8))[1].tobytes()
+        flooded = 0
+        done: list[str] = []
+        spare = iter(range(2, 1000))
+
+        def kill() -> str:
+            victim = rng.choice(list(s.pool.workers))
+            s.pool.signal(victim, signal.SIGKILL)
+            time.sleep(rng.uniform(0.5, 3.0))
+            s.restart(victim)
+            return f"kill {victim}"
+
+        def freeze() -> str:
+            held = rng.uniform(5, 15)
+            t0 = time.monotonic()
+            os.kill(redis_pid, signal.SIGSTOP)
+            time.sleep(held)
+            os.kill(redis_pid, signal.SIGCONT)
+            s.watch.outage(t0, time.monotonic() + 20)
+            return f"freeze redis {held:.0f} s"
+
+        def restart_broker() -> str:
+            t0 = time.monotonic()
+            broker.stop()
+            time.sleep(10)
+            broker.start()
+            s.watch.outage(t0, time.monotonic() + 30)
+            return "restart broker"
+
+        def resize() -> str:
+            if len(s.pool.workers) < 3:
+                name = f"w{next(spare)}"
+                s.pool.start(name)
+                return f"add {name}"
+            victim = rng.choice(list(s.pool.workers))
+            s.pool.signal(victim, signal.SIGTERM)
+            return f"remove {victim}"
+
+        def flood() -> str:
+            nonlocal flooded
+            producer = KafkaProducer(bootstrap_servers=s.bootstrap, linger_ms=20)
+            for _ in range(1000 if h.quick else 5000):
+                camera = f"flood-{flooded}"
+                flooded += 1
+                meta = FrameMeta(camera=camera, seq=0, capture_ns=time.time_ns(), encoding="jpeg", width=16, height=16)
+                producer.send(s.topic, key=camera.encode(), value=tiny, headers=frame_headers(meta))
+            producer.flush(120)
+            producer.close()
+            return "flood"
+
+        def inject() -> str:
+            fuzz_stream.send(100 if h.quick else 300)
+            return "fuzz"
+
+        events = [kill, freeze, restart_broker, resize, flood, inject]
+        end = time.monotonic() + seconds
+        while time.monotonic() + gap[0] < end:
+            time.sleep(rng.uniform(*gap))
+            done.append(rng.choice(events)())
+        producing.join()
+        used_mb = private.client().info("memory")["used_memory"] / 2**20
+        row = Row("chaos", notes=f"{seconds / 60:g} min; events: {', '.join(done)}; {flooded} flood ids; "
+                                 f"Redis {used_mb:.1f} MB at the end (budget {CHAOS_BUDGET_MB:g} MB)")
+        if used_mb > CHAOS_BUDGET_MB:
+            row.problems.append(f"Redis used {used_mb:.1f} MB (budget {CHAOS_BUDGET_MB:g} MB)")
+        return s.finish(row, fuzz_stream)
+    finally:
+        broker.remove()
+        private.stop()
 
 
 def soak(h: Harness, minutes: float) -> Row:
@@ -456,7 +630,8 @@ def key_sizes(client: redis.Redis, prefix: str, camera: str) -> dict[str, int]:
 
 SCENARIOS: dict[str, Callable[[Harness], Row]] = {
     "fuzz": fuzz, "bombs": bombs, "kills": kills, "redis_outage": redis_outage, "broker_restart": broker_restart,
-    "join_leave": join_leave, "redis_memory": redis_memory, "alerts_deleted": alerts_deleted,
+    "join_leave": join_leave, "redis_memory": redis_memory, "alerts_deleted": alerts_deleted, "id_flood": id_flood,
+    "chaos": chaos,
 }
 QUICK = ("fuzz", "kills", "redis_outage")
 
@@ -465,9 +640,9 @@ def ensure_model(root: Path) -> Path:
     """A small autoencoder trained on synthetic normal frames (the tests' recipe), made once."""
     if (root / "synth").is_dir():
         return root
-    from linewatch.demo import DEMO_AE
     from model_store.quick import train_quick
     from producer.synthetic import SyntheticCamera
+    from programs.demo import DEMO_AE
 
     frames = [SyntheticCamera(seed=s, width=128, height=128, defect_rate=0.0).render(q)[0]
               for s in range(1, CAMERAS + 1) for q in range(500, 530)]

@@ -8,9 +8,13 @@ Frame record on the frames topic
     key     camera id (UTF-8), required, so one camera's frames stay ordered in one partition
     value   encoded image: JPEG (default), PNG, or raw uint8 pixels (row-major, BGR or gray)
     headers lw-schema, lw-camera, lw-seq, lw-capture-ns, lw-encoding, lw-width, lw-height,
-            lw-channels (all ASCII, each at most once)
+            lw-channels (all ASCII, each at most once); optional lw-part: the part id (serial, lot,
+            trigger id) the frame shows, printable, 1..MAX_PART_ID chars; records without it stay
+            valid and their results carry part "" (results, history entries and alerts carry `part`)
 
 Alert record on the alerts topic: key = camera id, value = `Alert.to_json()`.
+Result record on the results topic (LW_RESULTS_TOPIC): key = camera id, value =
+`FrameVerdict.to_json()`, one per scored frame (OK and NG), for line integrations (bridge/).
 Dead-letter record: the original key, value and headers plus lw-dlq-* headers.
 
 Frame identity does not trust clocks
@@ -41,6 +45,8 @@ from linewatch.errors import FrameRejected
 
 FRAME_SCHEMA_VERSION = 1
 ALERT_SCHEMA_VERSION = 1
+RESULT_SCHEMA_VERSION = 1
+VERDICT_OK, VERDICT_NG = "OK", "NG"
 
 ENCODINGS = ("jpeg", "png", "raw")
 
@@ -52,6 +58,7 @@ H_ENCODING = "lw-encoding"
 H_WIDTH = "lw-width"
 H_HEIGHT = "lw-height"
 H_CHANNELS = "lw-channels"
+H_PART = "lw-part"  # optional
 
 H_DLQ_REASON = "lw-dlq-reason"
 H_DLQ_DETAIL = "lw-dlq-detail"
@@ -71,6 +78,7 @@ R_PUBLISH_REJECTED = "publish_rejected"  # Redis refused this one frame's result
 
 MAX_DIMENSION = 16384  # beyond any industrial camera; guards allocations from a bad header
 MAX_CAMERA_ID = 128
+MAX_PART_ID = 160  # room for "<camera id>-<seq>" (the producer's counter part ids)
 
 Headers = Sequence[tuple[str, bytes]]
 
@@ -87,6 +95,13 @@ class FrameMeta:
     height: int
     channels: int = 3
     schema: int = FRAME_SCHEMA_VERSION
+    part: str = ""  # "" = the record has no lw-part
+
+
+def valid_camera_id(camera: str) -> bool:
+    """The rule for camera ids: 1-MAX_CAMERA_ID printable characters, no ':' (it separates the parts
+    of Redis key names, so an id can never name another key)."""
+    return 0 < len(camera) <= MAX_CAMERA_ID and camera.isprintable() and ":" not in camera
 
 
 def frame_headers(meta: FrameMeta) -> list[tuple[str, bytes]]:
@@ -101,8 +116,15 @@ def frame_headers(meta: FrameMeta) -> list[tuple[str, bytes]]:
         (H_HEIGHT, str(meta.height).encode()),
         (H_CHANNELS, str(meta.channels).encode()),
     ]
+    if meta.part:
+        headers.append((H_PART, meta.part.encode()))
     parse_frame_record(meta.camera.encode(), headers)
     return headers
+
+
+def valid_part(part: str) -> bool:
+    """A part id as lw-part carries it: printable ASCII, 1..MAX_PART_ID characters."""
+    return 0 < len(part) <= MAX_PART_ID and part.isascii() and part.isprintable()
 
 
 def _shown(raw: object, limit: int = 40) -> str:
@@ -170,7 +192,7 @@ def parse_frame_record(key: bytes | None, headers: Headers | None) -> FrameMeta:
     camera = found.get(H_CAMERA, "")
     if not camera:
         raise FrameRejected(R_MISSING_HEADER, H_CAMERA)
-    if len(camera) > MAX_CAMERA_ID or not camera.isprintable() or ":" in camera:
+    if not valid_camera_id(camera):
         raise FrameRejected(R_BAD_HEADER, f"camera id {_shown(camera)} (printable, no ':', <= {MAX_CAMERA_ID})")
     if key is None:
         raise FrameRejected(R_MISSING_KEY, f"record without a key; the key must be the camera id {camera!r}")
@@ -179,6 +201,9 @@ def parse_frame_record(key: bytes | None, headers: Headers | None) -> FrameMeta:
     encoding = found.get(H_ENCODING, "")
     if encoding not in ENCODINGS:
         raise FrameRejected(R_BAD_HEADER if encoding else R_MISSING_HEADER, f"{H_ENCODING}={_shown(encoding)}")
+    part = found.get(H_PART, "")
+    if H_PART in found and not valid_part(part):
+        raise FrameRejected(R_BAD_HEADER, f"part id {_shown(part)} (printable, 1..{MAX_PART_ID} chars)")
     return FrameMeta(
         camera=camera,
         seq=_int_header(found, H_SEQ, 0, (1 << 63) - 1),
@@ -188,6 +213,7 @@ def parse_frame_record(key: bytes | None, headers: Headers | None) -> FrameMeta:
         height=_int_header(found, H_HEIGHT, 1, MAX_DIMENSION),
         channels=_int_header(found, H_CHANNELS, 1, 4) if H_CHANNELS in found else 3,
         schema=schema,
+        part=part,
     )
 
 
@@ -231,6 +257,7 @@ class Alert:
     frame_id: str = ""
     emitted_ns: int = 0
     schema: int = ALERT_SCHEMA_VERSION
+    part: str = ""  # the frame's lw-part; "" when it had none (alerts written before it existed read as "")
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), separators=(",", ":")).encode()
@@ -245,6 +272,44 @@ class Alert:
         return cls(**data)
 
 
+@dataclass(slots=True)
+class FrameVerdict:
+    """One scored frame's compact verdict on the results topic: what a line (PLC, MES) acts on.
+
+    (camera, frame_id) identifies it; a redelivery carries the same pair, so consumers deduplicate
+    by it. `recipe` and `part` are empty until the frame carries them."""
+
+    camera: str
+    frame_id: str
+    seq: int
+    capture_ns: int
+    verdict: str  # VERDICT_OK or VERDICT_NG
+    score: float  # normalised to [0, 1]
+    threshold: float  # normalised threshold in force; NG when score >= threshold
+    model_name: str
+    model_version: str
+    boxes: list[tuple[int, int, int, int]] = field(default_factory=list)  # x, y, w, h in mask pixels
+    emitted_ns: int = 0
+    recipe: str = ""
+    part: str = ""
+    schema: int = RESULT_SCHEMA_VERSION
+
+    def to_json(self) -> bytes:
+        return json.dumps(asdict(self), separators=(",", ":")).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> "FrameVerdict":
+        data = json.loads(raw)
+        if not isinstance(data, dict) or data.get("schema") != RESULT_SCHEMA_VERSION:
+            raise FrameRejected(R_UNKNOWN_SCHEMA, f"result schema {data.get('schema') if isinstance(data, dict) else None!r}")
+        data["boxes"] = [tuple(b) for b in data.get("boxes", [])]
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}  # newer optional fields: ignored
+        verdict = cls(**known)
+        if verdict.verdict not in (VERDICT_OK, VERDICT_NG) or not verdict.camera or not verdict.frame_id:
+            raise FrameRejected(R_BAD_HEADER, f"result with verdict {verdict.verdict!r}, camera {verdict.camera!r}")
+        return verdict
+
+
 @dataclass(frozen=True, slots=True)
 class Topics:
     """Kafka topic names, derived from one base name so deployments stay consistent."""
@@ -252,10 +317,12 @@ class Topics:
     frames: str
     alerts: str
     dead_letter: str
+    results: str = ""  # per-frame verdicts (LW_RESULTS_TOPIC); from_base always names it
 
     @classmethod
     def from_base(cls, base: str) -> "Topics":
-        return cls(frames=f"{base}.frames", alerts=f"{base}.alerts", dead_letter=f"{base}.frames.dlq")
+        return cls(frames=f"{base}.frames", alerts=f"{base}.alerts", dead_letter=f"{base}.frames.dlq",
+                   results=f"{base}.results")
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,9 +342,17 @@ class RedisKeys:
     alert_state(camera)      hash: debounce window and last alert time, so the next owner of the
                              camera's partition continues them (TTL)
     seen(topic, partition, bucket)  hash: dedupe of scored records by source offset (TTL dedupe_ttl_s)
-    camera_index             sorted set: camera -> last result time (ms); trimmed by age and count
+    camera_index             sorted set: admitted camera -> last result time (ms); trimmed by age and count
+    probation                sorted set: camera ids not admitted yet -> last result time (ms), capped
+    probation_frames         hash: camera on probation -> frames it has sent so far
+    blobs(camera)            sorted set: every per-frame key written for the camera (mask, heat_at,
+                             frame_at) -> write time (ms), capped per camera; deleted with the camera
     drift(camera)            hash: the camera's drift baseline and rolling summary
     recalibrate              stream: drift events (a camera's scores or image statistics left their band)
+    shadow(candidate, camera)  stream: one entry per frame a shadow candidate scored beside production
+                             (SHADOW_FIELDS; MAXLEN ~ SHADOW_MAXLEN, TTL); written by workers with a
+                             shadow running (next round: no worker writes it yet), read by
+                             `linewatch-models shadow report` / `promote --require-shadow`
     Read by workers, written by people and tools:
     thresholds               hash: camera -> normalised threshold override, read by workers at runtime
     feedback                 stream: operator verdicts on alerts (FEEDBACK_FIELDS), written by linewatch-view
@@ -315,6 +390,29 @@ class RedisKeys:
     def drift(self, camera: str) -> str:
         return f"{self.prefix}:drift:{camera}"
 
+    def blobs(self, camera: str) -> str:
+        return f"{self.prefix}:blobs:{camera}"
+
+    def camera_key_parts(self) -> list[tuple[str, str]]:
+        """(head, tail) of every per-camera key, so a key is head + camera + tail: how the worker's
+        Lua script names the keys of a camera it forgets (the names stay defined here only). The
+        blobs set comes last: its members are deleted before it."""
+        per_camera = (self.latest, self.history, self.alert_state, self.frame, self.heat, self.drift, self.blobs)
+        return [tuple(make("\0").split("\0")) for make in per_camera]  # type: ignore[misc]
+
+    def shadow(self, candidate: str, camera: str) -> str:
+        """The shadow stream of one candidate (`name@version`, resolved: never an alias, so one stream
+        holds one version) on one camera. The candidate is written as it is: the model store's names
+        and versions ([A-Za-z0-9_.-], v0001) never contain ':', and one that does is refused here, so
+        the name splits back into prefix, candidate and camera at the ':'s."""
+        if ":" in candidate or "@" not in candidate:
+            raise ValueError(f"shadow candidate must be name@version without ':', got {candidate!r}")
+        return f"{self.prefix}:shadow:{candidate}:{camera}"
+
+    def shadow_pattern(self, candidate: str) -> str:
+        """SCAN pattern of every camera's shadow stream of a candidate (the camera is the part after it)."""
+        return self.shadow(candidate, "*")
+
     @property
     def alerts(self) -> str:
         return f"{self.prefix}:alerts"
@@ -322,6 +420,14 @@ class RedisKeys:
     @property
     def camera_index(self) -> str:
         return f"{self.prefix}:index:cameras"
+
+    @property
+    def probation(self) -> str:
+        return f"{self.prefix}:index:probation"
+
+    @property
+    def probation_frames(self) -> str:
+        return f"{self.prefix}:index:probation-frames"
 
     @property
     def recalibrate(self) -> str:
@@ -346,7 +452,7 @@ def frame_id(partition: int, offset: int) -> str:
 RESULT_FIELDS = (
     "camera", "seq", "frame_id", "capture_ns", "clock_ok", "score_raw", "score", "threshold", "anomalous",
     "model_name", "model_version", "latency_ms", "published_ms", "mask_key", "heat_key", "frame_key", "boxes",
-    "worker",
+    "worker", "part",
 )
 # Extra field of the latest hash only: the frame whose preview is in frame(camera) / heat(camera).
 PREVIEW_FIELD = "preview_frame_id"
@@ -356,6 +462,16 @@ FEEDBACK_FIELDS = ("camera", "frame_id", "verdict", "note", "time_ns", "user")
 VERDICT_CONFIRMED = "confirmed"
 VERDICT_FALSE_ALARM = "false_alarm"
 VERDICTS = (VERDICT_CONFIRMED, VERDICT_FALSE_ALARM)
+
+# Fields of each shadow entry (strings in Redis): one frame scored by production and by a candidate.
+# production_model / candidate scores are normalised scores (0.5 = each model's own threshold in
+# force for the camera); *_anomalous are "1" / "0" as in RESULT_FIELDS; *_ms the model compute time
+# per frame (the batch's forward pass divided by its frames); time_ns when the candidate finished.
+SHADOW_FIELDS = (
+    "camera", "frame_id", "seq", "production_model", "production_score", "production_anomalous",
+    "candidate_score", "candidate_anomalous", "candidate_ms", "production_ms", "time_ns",
+)
+SHADOW_MAXLEN = 50_000  # entries per candidate and camera (MAXLEN ~): a day of one frame every 2 s
 
 # Fields of each recalibrate (drift) event.
 DRIFT_FIELDS = ("camera", "signal", "value", "low", "high", "baseline", "time_ns", "worker")

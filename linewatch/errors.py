@@ -13,6 +13,10 @@
     │   │                      not ready, say why, exit non-zero after a while
     │   └── RecordRefused      permanent for this one record (script error on its data, too large):
     │                          dead-letter it, the line goes on
+    ├── InputError           the frames topic could not be read (worker/frames_input.py)
+    │   ├── InputUnavailable   transient (broker away): retry the poll
+    │   ├── InputRefused       not allowed to read the topic or join the group: not ready, exit after a while
+    │   └── InputBroken        the client failed on a record it could not step over: exit, restart
     └── ServiceUnavailable   a local service (Kafka, Redis) could not be started or reached
 
 Kafka and Redis exceptions are translated into these only in their adapters.
@@ -69,6 +73,22 @@ class RecordRefused(PublishError):
         super().__init__(f"{reason}: {detail}" if detail else reason)
         self.reason = reason
         self.detail = detail
+
+
+class InputError(LinewatchError):
+    """The frames topic could not be read."""
+
+
+class InputUnavailable(InputError):
+    """The broker could not be read this time (transient)."""
+
+
+class InputRefused(InputError):
+    """This worker may not read the frames topic or join its group (permanent until fixed)."""
+
+
+class InputBroken(InputError):
+    """The client failed to parse records and the failing record could not be found."""
 
 
 class ServiceUnavailable(LinewatchError):

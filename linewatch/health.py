@@ -4,6 +4,13 @@ Probes and scrapers are the only clients, so the server is small and bounded: a 
 `workers` threads serves requests, each connection gets `timeout_s` to send its request and
 receive the answer (a client that connects and says nothing cannot hold a thread), and
 connections beyond `backlog` waiting ones are closed at once instead of queueing without limit.
+
+Why not Starlette + uvicorn, which the view runs on (bench/health_server.py, figures in
+docs/benchmarks.md): the worker and producer do not load them otherwise, and they would add about
+2 s of imports and 6 MB to each process for three fixed paths; and uvicorn keeps a connection that
+never sends a request open for ever (no timeout before the first request), while its one bound,
+limit_concurrency, answers the probes themselves 503 once silent clients fill it. Here a silent
+client loses its thread after `timeout_s`.
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
 Each program (worker, producer, alert consumer, demo) has one pydantic-settings class of its own
 that inherits these mixins (all built on BaseProgramSettings, so one prefix and config hold), so a connection option is defined once and read from the same
 environment variable (prefix ``LW_``) by every program. ``check_environment`` rejects ``LW_*``
-variables that no program knows, so a typo fails at start-up instead of being ignored.
+variables that no program knows, so a typo fails at start-up instead of being ignored (each
+program's start-up, linewatch/startup.py, does it).
 
 Settings that may hold a secret (passwords, a Redis URL with credentials) are declared with
 ``secret_field``: each can also be read from a file named by ``LW_<NAME>_FILE``, the way Kubernetes
@@ -13,7 +14,7 @@ secret mounts and Docker secrets provide them, and none is shown by ``repr``.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
@@ -125,7 +126,7 @@ class KafkaSettings(BaseProgramSettings):
     kafka_bootstrap: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers, comma-separated.")
     topic_base: str = Field(
         "linewatch",
-        description="Base name of the topics: <base>.frames, <base>.alerts, <base>.frames.dlq.",
+        description="Base name of the topics: <base>.frames, <base>.alerts, <base>.results, <base>.frames.dlq.",
     )
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
         "PLAINTEXT", description="Kafka security protocol."
@@ -213,10 +214,14 @@ def redact_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{user}@{host}"))
 
 
-def check_environment(*classes: type[BaseSettings], environ: dict[str, str] | None = None) -> None:
+def check_environment(*classes: type[BaseSettings], environ: Mapping[str, str] | None = None) -> None:
     """Raise ConfigError for LW_* variables that none of `classes` defines (a typo, most likely)."""
+    check_variables(known_variables(*classes), environ)
+
+
+def check_variables(known: Collection[str], environ: Mapping[str, str] | None = None) -> None:
+    """Raise ConfigError for LW_* variables of `environ` (default: this process's) not in `known`."""
     environ = dict(os.environ if environ is None else environ)
-    known = known_variables(*classes)
     unknown = sorted(k for k in environ if k.upper().startswith(ENV_PREFIX) and k.upper() not in known)
     if unknown:
         raise ConfigError(f"unknown setting(s) in the environment: {', '.join(unknown)}")

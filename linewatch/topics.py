@@ -1,4 +1,4 @@
-"""Create linewatch's Kafka topics (frames, alerts, dead letters) if they are missing.
+"""Create linewatch's Kafka topics (frames, alerts, results, dead letters) if they are missing.
 
 Idempotent: topics that already exist are left as they are (a warning says so when they have
 fewer partitions than asked for; partitions are never changed behind an operator's back).
@@ -24,7 +24,7 @@ _MESSAGE_HEADROOM_BYTES = 64 * 1024
 def ensure_topics(
     settings: KafkaSettings, partitions: int, replication_factor: int = 1, timeout_s: float = 30.0
 ) -> None:
-    """Make sure <base>.frames, <base>.alerts and <base>.frames.dlq exist; wait until they have leaders."""
+    """Make sure <base>.frames, .alerts, .results and .frames.dlq exist; wait until they have leaders."""
     if partitions < 1 or replication_factor < 1:
         raise ConfigError(f"partitions and replication factor must be >= 1 ({partitions}, {replication_factor})")
     topics = settings.topics
@@ -32,8 +32,17 @@ def ensure_topics(
     wanted = {
         topics.frames: {"max.message.bytes": max_bytes},
         topics.alerts: {},
+        topics.results: {},
         topics.dead_letter: {"max.message.bytes": max_bytes},
     }
+    ensure_named_topics(settings, wanted, partitions, replication_factor, timeout_s)
+
+
+def ensure_named_topics(
+    settings: KafkaSettings, wanted: dict[str, dict[str, str]], partitions: int, replication_factor: int = 1,
+    timeout_s: float = 30.0,
+) -> None:
+    """Make sure the topics named in `wanted` (name -> topic configs) exist; wait until they have leaders."""
     with kafka_connecting(settings, "creating topics"):
         admin = KafkaAdminClient(
             **settings.kafka_client_kwargs(), client_id="linewatch-topics", request_timeout_ms=int(timeout_s * 1000)

@@ -11,6 +11,7 @@ Start reading here:
 - training.py        the generic training loop (time budget, checkpoints, resume)
 - calibration.py     thresholds with a stated false-alarm bound, score normalisation
 - commissioning.py   per-camera thresholds from the scores workers served (calibrate --from-stream)
+- shadow.py          shadow report (candidate beside production) and the gate of `promote --require-shadow`
 - settings.py        ModelsSettings: LW_* defaults of `linewatch-models` (store, target rate)
 - evaluation.py      AUROC / AP and the HTML report; `--shift`: the same under lighting shifts
 - lighting.py        photometric shifts (evaluation set) and the training augmentation (issue 27)

@@ -14,10 +14,11 @@ Image threshold from normal scores only (order statistic; distribution-free):
 With labelled defects: the threshold maximising F1 over normal + defect scores, and the record
 states the false-alarm bound that threshold has on the normals.
 
-Normalised score (published to Redis / alerts):
-    normalised(s) = 1 / (1 + exp(-(s - threshold) / scale)),  scale = (threshold - median) / ln 99
-so the threshold maps to exactly 0.5, the median normal score to 0.01, and the order of raw scores
-is kept. Pixel threshold (masks): q + 0.1 (q - median), q the 0.999 quantile over all pixels of the
+Normalised score (published to Redis / alerts; model_store/store.py normalise_scores):
+    normalised(s) = 1 / (1 + exp(-(s - threshold) / k)),
+    k = scale = (threshold - median) / ln 99 below the threshold, k = max(scale, |threshold| / 4) above it
+so the threshold maps to exactly 0.5, the median normal score to 0.01, the order of raw scores is
+kept, and scores up to about ten times the threshold stay apart in float64. Pixel threshold (masks): q + 0.1 (q - median), q the 0.999 quantile over all pixels of the
 normal maps, or F1-optimal over pixels when defect masks are given.
 
 Evaluation: the false-alarm rate measured on k of n good test images gets the two-sided
@@ -114,10 +115,6 @@ class FarThreshold:
     target: float
     confidence: float
     n_needed: int  # normals needed to certify `target` at all
-
-    @property
-    def meets_target(self) -> bool:
-        return self.bound <= self.target
 
 
 def far_threshold(scores: np.ndarray, target: float = DEFAULT_TARGET_FAR, confidence: float = DEFAULT_CONFIDENCE) -> FarThreshold:

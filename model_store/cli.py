@@ -5,7 +5,12 @@
     linewatch-models calibrate REF --from-stream CAM[,CAM...] [--frames N] [--outliers refuse|exclude|include]
     linewatch-models evaluate REF MVTEC_DIR [--report DIR] [--shift]
     linewatch-models list | show REF | promote REF ALIAS | rollback NAME ALIAS | delete REF
+    linewatch-models shadow report CANDIDATE [--against REF] [--cameras CAM,...] [--json]   (model_store/shadow.py)
+    linewatch-models promote CANDIDATE [--to ALIAS] --require-shadow [--against REF] [--cameras CAM,...]
     linewatch-models export REF --out DIR
+    linewatch-models recipes list | show NAME | history | set NAME --model REF [--roi x,y,w,h ...]
+                     [--threshold T] [--debounce N/M] | delete NAME | assign CAMERA|PATTERN NAME
+                     | unassign CAMERA|PATTERN | revert CHANGE     (model_store/recipes.py)
 
 The store root is --store, else $LW_MODEL_ROOT (the worker's setting), else ./models; the other
 defaults come from LW_* variables too (model_store/settings.py). Output is JSON on stdout where a
@@ -221,16 +226,92 @@ def cmd_show(args: argparse.Namespace) -> None:
     name, version = store.resolve(args.ref)
     out = json.loads(store.manifest(f"{name}@{version}").model_dump_json())
     out["aliases"] = store.aliases(name)
+    out["alias_evidence"] = {a: ev for a in out["aliases"] if (ev := store.alias_evidence(name, a))}  # gated promotions
     out["camera_thresholds"] = store.camera_thresholds(name, version)
     out["evaluations"] = store.evaluations(name, version)
     _emit(out)
 
 
-def cmd_promote(args: argparse.Namespace) -> None:
+def cmd_promote(args: argparse.Namespace) -> int:
+    """Move the alias; with --require-shadow only when the shadow gate passes (exit 3 and the failed conditions if not)."""
     store = _store(args)
     name, version = store.resolve(args.ref)
-    store.promote(name, version, args.alias)
-    _emit({"model": name, "alias": args.alias, "version": version})
+    if args.to and args.alias and args.to != args.alias:
+        raise SystemExit(f"promote: alias given twice ({args.alias!r} and --to {args.to!r})")
+    alias = args.to or args.alias or "production"
+    if not args.require_shadow:
+        store.promote(name, version, alias)
+        _emit({"model": name, "alias": alias, "version": version})
+        return 0
+    report, policy = _shadow_report(args, store, f"{name}@{version}", args.against or f"{name}@{alias}")
+    from model_store.shadow import gate
+
+    passed, failed = gate(report, policy)
+    out: dict[str, Any] = {"model": name, "alias": alias, "version": version, "gate": _gate_json(passed, failed, policy),
+                           "report": report.summary()}
+    if not passed:
+        for f in failed:
+            print(f"promote refused: {f}", file=sys.stderr)
+        _emit({"refused": True, **out})
+        return 3
+    store.promote(name, version, alias, evidence={"shadow": report.summary(), "gate": _gate_json(passed, failed, policy)})
+    _emit(out)
+    return 0
+
+
+def _gate_json(passed: bool, failed: list[Any], policy: Any) -> dict[str, Any]:
+    return {"passed": passed, "failed": [{"condition": f.condition, "figure": f.figure, "bound": f.bound, "detail": f.detail}
+                                         for f in failed],
+            "policy": {"min_frames": policy.min_frames, "far_bound": policy.far_bound, "bound_source": policy.bound_source,
+                       "max_missed_confirmed": policy.max_missed_confirmed, "cameras": list(policy.cameras)}}
+
+
+def _shadow_report(args: argparse.Namespace, store: Any, candidate: str, against: str) -> tuple[Any, Any]:
+    """(Report, GatePolicy) from the shadow streams of the resolved candidate against the resolved production."""
+    import redis
+
+    from linewatch.contract import RedisKeys
+    from linewatch.errors import ServiceUnavailable
+    from model_store.shadow import GatePolicy, build_report, policy_bound, read_feedback, read_pairs, shadow_cameras
+
+    settings = _settings()
+    cand = "{}@{}".format(*store.resolve(candidate))
+    prod_name, prod_version = store.resolve(against)
+    prod = f"{prod_name}@{prod_version}"
+    far, source = policy_bound(store.manifest(prod).calibration, settings.target_far)
+    confidence = args.confidence if args.confidence is not None else settings.calibration_confidence
+    cameras = [c.strip() for c in (args.cameras or "").split(",") if c.strip()]
+    client = redis.Redis.from_url(args.redis_url or settings.redis_url, decode_responses=True, socket_timeout=10,
+                                  **settings.redis_client_kwargs())
+    keys = RedisKeys(args.redis_prefix or settings.redis_prefix)
+    try:
+        pairs, unreadable = read_pairs(client, keys, cand, cameras or shadow_cameras(client, keys, cand),
+                                       args.frames or settings.shadow_frames)
+        verdicts = read_feedback(client, keys)
+    except redis.RedisError as exc:  # unreachable Redis or a key of another type: a reason, not a traceback
+        raise ServiceUnavailable(f"shadow streams of {cand} could not be read: {exc}") from exc
+    finally:
+        client.close()
+    report = build_report(pairs, verdicts, cand, prod, confidence, {"unreadable": unreadable})
+    policy = GatePolicy(settings.shadow_min_frames, far, f"{source} of {prod}", settings.shadow_max_missed_confirmed,
+                        tuple(cameras))
+    return report, policy
+
+
+def cmd_shadow(args: argparse.Namespace) -> int:
+    from model_store.shadow import gate
+
+    store = _store(args)
+    name, _ = store.resolve(args.candidate)
+    report, policy = _shadow_report(args, store, args.candidate, args.against or f"{name}@production")
+    passed, failed = gate(report, policy)
+    if args.json:
+        _emit({**report.to_json(), "gate": _gate_json(passed, failed, policy)})
+        return 0
+    verdict = "passes" if passed else "fails:\n  " + "\n  ".join(str(f) for f in failed)
+    print(f"{report.text()}\n\npromotion gate (min {policy.min_frames} frames per camera, alarm bound <= "
+          f"{policy.far_bound:g} from the {policy.bound_source}) {verdict}")
+    return 0
 
 
 def cmd_rollback(args: argparse.Namespace) -> None:
@@ -250,6 +331,75 @@ def cmd_export(args: argparse.Namespace) -> None:
 
     _threads(args)
     _emit(export_ref(_store(args), args.ref, Path(args.out), args.batch, args.atol))
+
+
+def cmd_recipes(args: argparse.Namespace) -> None:
+    import getpass
+
+    from model_store.recipes import Recipe, RecipeBook, RecipeRefused, Region, route
+
+    store = _store(args)
+    book = RecipeBook(store.backend, resolve=store.resolve)
+    author = args.author or getpass.getuser()
+    action = args.action
+    if action == "list":
+        table = book.table()
+        _emit({"seq": table.seq, "recipes": sorted(table.recipes), "assignments": table.assignments})
+    elif action == "show":
+        table = book.table()
+        if args.name in table.recipes:
+            _emit(table.recipes[args.name].model_dump(mode="json"))
+        else:  # a camera: which recipe routes it
+            _emit({"camera": args.name, "recipe": route(args.name, table.assignments, table.recipes)})
+    elif action == "history":
+        _emit(book.history(args.limit))
+    elif action == "set":
+        try:
+            regions = [Region(**dict(zip("xywh", (int(v) for v in roi.split(","))))) for roi in args.roi]
+            if any(len(roi.split(",")) != 4 for roi in args.roi):
+                raise ValueError("a region is X,Y,W,H")
+            debounce = tuple(int(v) for v in args.debounce.split("/")) if args.debounce else None
+            recipe = Recipe(name=args.name, model=args.model, regions=tuple(regions), threshold=args.threshold,
+                            debounce=debounce, note=args.note)
+        except ValueError as exc:  # pydantic's ValidationError is a ValueError: its text names the field
+            raise RecipeRefused(f"recipe {args.name}: {exc}") from None
+        _emit({"seq": book.set_recipe(recipe, author), "recipe": recipe.model_dump(mode="json")})
+    elif action == "delete":
+        _emit({"seq": book.delete_recipe(args.name, author), "deleted": args.name})
+    elif action == "assign":
+        _emit({"seq": book.assign(args.camera, args.name, author), "assigned": {args.camera: args.name}})
+    elif action == "unassign":
+        _emit({"seq": book.unassign(args.camera, author), "unassigned": args.camera})
+    elif action == "revert":
+        _emit({"seq": book.revert(args.change, author), "reverted": args.change})
+
+
+def _recipe_parser(sub: Any) -> None:
+    r = sub.add_parser("recipes", help="the line's recipes: which model and regions each camera's frames go through")
+    r.add_argument("--author", default=None, help="recorded with the change (default: the login name)")
+    rs = r.add_subparsers(dest="action", required=True)
+    rs.add_parser("list", help="recipes and assignments")
+    show = rs.add_parser("show", help="a recipe, or the recipe a camera is routed to")
+    show.add_argument("name", help="recipe name or camera id")
+    h = rs.add_parser("history", help="the newest changes, newest first")
+    h.add_argument("--limit", type=int, default=50)
+    st = rs.add_parser("set", help="create or replace a recipe (the model reference must resolve in the store)")
+    st.add_argument("name")
+    st.add_argument("--model", required=True, help="name@alias or name@version")
+    st.add_argument("--roi", action="append", default=[], metavar="X,Y,W,H", help="region of interest in frame pixels; repeatable")
+    st.add_argument("--threshold", type=_rate, default=None, help="normalised threshold override")
+    st.add_argument("--debounce", default=None, metavar="N/M", help="alert when N of the last M frames are anomalous")
+    st.add_argument("--note", default="")
+    d = rs.add_parser("delete", help="delete a recipe (refused while assigned)")
+    d.add_argument("name")
+    a = rs.add_parser("assign", help="route a camera id or glob pattern (press-*) to a recipe")
+    a.add_argument("camera")
+    a.add_argument("name")
+    u = rs.add_parser("unassign", help="remove a camera's or pattern's assignment")
+    u.add_argument("camera")
+    rv = rs.add_parser("revert", help="restore the table as it was before a change (a new change)")
+    rv.add_argument("change", type=int)
+    r.set_defaults(fn=cmd_recipes)
 
 
 # ---- parser ---------------------------------------------------------------------------------
@@ -323,10 +473,22 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("show", help="a version's manifest")
     s.add_argument("ref")
     s.set_defaults(fn=cmd_show)
-    pr = sub.add_parser("promote", help="point an alias at a version (atomic)")
+    pr = sub.add_parser("promote", help="point an alias at a version (atomic); --require-shadow: only past the shadow gate")
     pr.add_argument("ref", help="name@version")
-    pr.add_argument("alias", nargs="?", default="production")
+    pr.add_argument("alias", nargs="?", default=None, help="alias to move (default production)")
+    pr.add_argument("--to", default=None, metavar="ALIAS", help="the alias to move, as a flag")
+    pr.add_argument("--require-shadow", action="store_true",
+                    help="refuse (exit 3) unless the shadow report passes the gate; the report summary goes into the alias history")
+    _shadow_flags(pr, "production: the alias's current version")
     pr.set_defaults(fn=cmd_promote)
+
+    sh = sub.add_parser("shadow", help="a candidate scored beside production on live frames (workers write it next round)")
+    shs = sh.add_subparsers(dest="shadow_cmd", required=True)
+    rep = shs.add_parser("report", help="agreement, alarm rate, operator-marked frames, compute: a table, or --json")
+    rep.add_argument("candidate", help="name@version or name@alias of the candidate")
+    rep.add_argument("--json", action="store_true", help="JSON instead of the table")
+    _shadow_flags(rep, "<candidate name>@production")
+    rep.set_defaults(fn=cmd_shadow)
     rb = sub.add_parser("rollback", help="move an alias back to its previous version")
     rb.add_argument("name")
     rb.add_argument("alias", nargs="?", default="production")
@@ -341,7 +503,19 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--batch", type=int, default=2)
     x.add_argument("--atol", type=float, default=1e-4)
     x.set_defaults(fn=cmd_export)
+    _recipe_parser(sub)
     return p
+
+
+def _shadow_flags(p: argparse.ArgumentParser, against_default: str) -> None:
+    p.add_argument("--against", default=None, metavar="REF", help=f"production version compared with (default {against_default})")
+    p.add_argument("--cameras", default=None, metavar="CAM[,CAM...]",
+                   help="cameras to report (and the gate to require); default every camera with a shadow stream")
+    p.add_argument("--frames", type=int, default=None, help="newest shadow entries per camera (default $LW_SHADOW_FRAMES, 20000)")
+    p.add_argument("--confidence", type=_rate, default=None,
+                   help="confidence of the alarm-rate interval and bound (default $LW_CALIBRATION_CONFIDENCE, 0.95)")
+    p.add_argument("--redis-url", default=None, help="Redis with the shadow streams (default $LW_REDIS_URL)")
+    p.add_argument("--redis-prefix", default=None, help="key prefix (default $LW_REDIS_PREFIX, lw)")
 
 
 def _promise_flags(p: argparse.ArgumentParser) -> None:

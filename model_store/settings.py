@@ -1,4 +1,5 @@
-"""`linewatch-models` settings: the store, the false-alarm promise, the live results to calibrate from.
+"""`linewatch-models` settings: the store, the false-alarm promise, the live results to calibrate from,
+the shadow gate.
 
 Command-line flags override these (`--store`, `--target-far`, `--confidence`, `--frames`,
 `--redis-url`, `--redis-prefix`).
@@ -30,4 +31,16 @@ class ModelsSettings(RedisSettings):
     )
     calibration_frames: int = Field(
         3000, ge=2, description="Frames per camera `calibrate --from-stream` reads (the newest served by the model version)."
+    )
+    shadow_min_frames: int = Field(
+        1000, ge=1,
+        description="Gate of `promote --require-shadow`: frames the shadow report must hold for every camera "
+        "(with no candidate alarm, about 3000 frames certify a 1-in-1,000 bound at 95 %).",
+    )
+    shadow_frames: int = Field(
+        20000, ge=1, description="Newest shadow entries per camera `shadow report` and `promote --require-shadow` read."
+    )
+    shadow_max_missed_confirmed: int = Field(
+        0, ge=0,
+        description="Gate: operator-confirmed defects production caught that the candidate may miss (0: none).",
     )

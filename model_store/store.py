@@ -6,7 +6,9 @@ Layout (local backend):
     <root>/<model>/<version>/camera_thresholds.json  mutable side file: per-camera overrides
     <root>/<model>/<version>/camera_calibrations.json  mutable side file: how each stream-fitted override came about
     <root>/<model>/<version>/evaluations.json  mutable side file: latest metrics per test set
-    <root>/<model>/aliases/<alias>.json            {"version": ..., "history": [...]}, os.replace'd
+    <root>/<model>/aliases/<alias>.json            {"version": ..., "history": [...], "evidence": [...]}, os.replace'd
+                                                   (evidence: what a gated promotion was shown, e.g. the
+                                                   shadow report summary; absent in older files)
 
 References: "name@version", "name@alias", or "name" (= name@production). Versions are v0001,
 v0002, ...; a version's directory appears complete or not at all. Loading verifies the manifest
@@ -121,10 +123,6 @@ class LoadedModel:
     def pixel_threshold(self) -> float:
         return self._cal().pixel_threshold
 
-    def threshold_for(self, camera: str, default: float = 0.5) -> float:
-        """Normalised threshold for a camera: its override, else `default`."""
-        return self.camera_thresholds.get(camera, default)
-
     def preprocess(self, frames: list[np.ndarray]) -> torch.Tensor:
         """BGR uint8 frames (HxWx3 or HxW gray) -> model input [B, C, H, W] float on `device`."""
         return frames_to_tensor(frames, self.input_size, self.channels, self.device)
@@ -173,6 +171,9 @@ class ModelStore:
         history = data.get("history", [])
         if not isinstance(history, list) or not all(isinstance(v, str) and _VERSION_RE.match(v) for v in history):
             raise ModelIntegrityError(f"alias file {name}@{alias} has an invalid history")
+        evidence = data.get("evidence", [])
+        if not isinstance(evidence, list) or not all(isinstance(e, dict) for e in evidence):
+            raise ModelIntegrityError(f"alias file {name}@{alias} has an invalid evidence list")
         return data
 
     def alias_history(self, ref: str) -> list[str]:
@@ -183,6 +184,10 @@ class ModelStore:
             return []
         data = self._read_alias(_check_name("model name", name), _check_name("alias", tag))
         return [*data.get("history", []), data["version"]]
+
+    def alias_evidence(self, name: str, alias: str = DEFAULT_ALIAS) -> list[dict[str, Any]]:
+        """Evidence records of gated promotions of an alias, oldest first ([] for older alias files)."""
+        return list(self._read_alias(_check_name("model name", name), _check_name("alias", alias)).get("evidence", []))
 
     def resolve(self, ref: str) -> tuple[str, str]:
         """'name@version' | 'name@alias' | 'name' (= production) -> (name, version)."""
@@ -228,8 +233,11 @@ class ModelStore:
             return manifest
         raise RuntimeError(f"could not allocate a version for {name}")
 
-    def promote(self, name: str, version: str, alias: str = DEFAULT_ALIAS, verify: bool = True) -> None:
-        """Point `alias` at `version` atomically; the old target goes on the alias's history.
+    def promote(
+        self, name: str, version: str, alias: str = DEFAULT_ALIAS, verify: bool = True, evidence: dict[str, Any] | None = None
+    ) -> None:
+        """Point `alias` at `version` atomically; the old target goes on the alias's history, and
+        `evidence` (what the promotion was shown, e.g. a shadow report summary) on its evidence list.
 
         With `verify` (the default) the version is loaded first exactly as a worker will load it
         (hash, architecture, weights, one forward pass): an alias never points at a version no
@@ -248,7 +256,10 @@ class ModelStore:
         history = list(cur.get("history", []))
         if cur["version"] and cur["version"] != version:
             history.append(cur["version"])
-        self._write_alias(name, alias, version, history)
+        records = list(cur.get("evidence", []))
+        if evidence is not None:
+            records.append({**evidence, "version": version, "previous": cur["version"], "time": dt.datetime.now(dt.UTC).isoformat()})
+        self._write_alias(name, alias, version, history, records)
         log.info("alias_moved", model=name, alias=alias, version=version, previous=cur["version"])
 
     def rollback(self, name: str, alias: str = DEFAULT_ALIAS) -> str:
@@ -258,13 +269,15 @@ class ModelStore:
         while history:
             prev = history.pop()
             if self.backend.exists(f"{name}/{prev}/manifest.json"):  # skip deleted versions
-                self._write_alias(name, alias, prev, history)
+                self._write_alias(name, alias, prev, history, cur.get("evidence", []))
                 log.info("alias_rolled_back", model=name, alias=alias, version=prev, previous=cur["version"])
                 return prev
         raise ModelNotFound(f"{name}@{alias} has no earlier version to roll back to")
 
-    def _write_alias(self, name: str, alias: str, version: str, history: list[str]) -> None:
-        body = {"version": version, "history": history[-50:], "updated": dt.datetime.now(dt.UTC).isoformat()}
+    def _write_alias(self, name: str, alias: str, version: str, history: list[str], evidence: list[dict[str, Any]] | None = None) -> None:
+        body: dict[str, Any] = {"version": version, "history": history[-50:], "updated": dt.datetime.now(dt.UTC).isoformat()}
+        if evidence:
+            body["evidence"] = evidence[-50:]
         self.backend.write_atomic(f"{name}/aliases/{alias}.json", json.dumps(body, indent=2).encode())
 
     def delete(self, name: str, version: str, force: bool = False) -> None:

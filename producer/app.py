@@ -1,6 +1,8 @@
 """linewatch-producer: cameras -> encode -> Kafka frames topic. This module wires the parts.
 
-    start()   metrics endpoint, Kafka producer, queues, sender thread, one capture thread per camera
+    start()   metrics endpoint, Kafka producer, queues, sender thread, one capture thread per camera,
+              the trigger endpoint (cameras with trigger=http); then waits for every camera's first
+              open (LW_CAMERA_START_TIMEOUT_S) and fails with the camera's error if one does not open
     drain()   stop capturing, send what is queued, flush Kafka; True when nothing was left behind
     stop()    stop everything now and close the Kafka producer
 
@@ -22,18 +24,18 @@ from collections.abc import Callable, Mapping, Sequence
 import structlog
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
-from pydantic import ValidationError
 
 from linewatch.connect import kafka_connecting
-from linewatch.errors import ConfigError, LinewatchError, ServiceUnavailable
+from linewatch.errors import LinewatchError, ServiceUnavailable
 from linewatch.health import HealthServer
-from linewatch.logs import configure_logging
-from linewatch.programs import check_program_environment
+from linewatch.startup import EXIT_BAD_SETTINGS, program_settings
 from producer.capture import CameraCapture, CaptureOptions, FrameQueues, OutgoingFrame
 from producer.metrics import ProducerMetrics
 from producer.sender import AckCallback, KafkaProducerLike, KafkaSender
 from producer.settings import CameraSpec, ProducerSettings
 from producer.sources import FrameSource, open_source
+from producer.stream import StreamOptions
+from producer.trigger import TriggerBoard, TriggerServer
 
 log = structlog.get_logger("producer.app")
 
@@ -80,6 +82,11 @@ class ProducerApp:
         self.metrics = ProducerMetrics()
         self._producer = producer
         self._source_factory = source_factory
+        if source_factory is open_source:  # network streams get this producer's timeouts and transport
+            stream = StreamOptions(settings.stream_open_timeout_s, settings.stream_read_timeout_s, settings.stream_transport)
+            self._source_factory = lambda spec: open_source(spec, stream, settings.stream_backend)
+        self.triggers: TriggerBoard | None = None
+        self._trigger_http: TriggerServer | None = None
         self._on_ack = on_ack
         self._stop_capture = threading.Event()
         self._captures: list[CameraCapture] = []
@@ -119,12 +126,38 @@ class ProducerApp:
             backoff_min_s=s.reconnect_backoff_min_s,
             backoff_max_s=s.reconnect_backoff_max_s,
         )
+        triggered = [spec.id for spec in s.cameras if spec.trigger == "http"]
+        if triggered:
+            self.triggers = TriggerBoard(triggered, self.metrics.registry)
+            self._trigger_http = TriggerServer(s.trigger_host, s.trigger_port, self.triggers)
+            self._trigger_http.start()
         for spec in s.cameras:
-            capture = CameraCapture(spec, self._source_factory(spec), queues, options, self.metrics, self._stop_capture)
+            capture = CameraCapture(
+                spec, self._source_factory(spec), queues, options, self.metrics, self._stop_capture, self.triggers
+            )
             self._captures.append(capture)
             capture.start()
         self._started = True
         log.info("start_step", step="cameras", cameras=cameras, encoding=s.encoding, drop_policy=s.drop_policy)
+        self._check_cameras_open(s.camera_start_timeout_s)
+
+    def _check_cameras_open(self, timeout_s: float) -> None:
+        """Wait for each camera's first open; a camera that cannot open is a start failure with its cause."""
+        if not timeout_s:
+            return
+        deadline = time.monotonic() + timeout_s
+        for capture in self._captures:
+            while not capture.opened.wait(0.05):
+                if not capture.is_alive() or time.monotonic() >= deadline:
+                    break
+            if capture.opened.is_set() or (not capture.is_alive() and capture.error is None):
+                continue
+            cause = capture.last_open_error or (repr(capture.error) if capture.error else "no error reported")
+            raise ServiceUnavailable(
+                f"camera {capture.spec.id} ({capture.spec.source}) did not open within {timeout_s:g} s "
+                f"(LW_CAMERA_START_TIMEOUT_S): {cause}"
+            )
+        log.info("start_step", step="cameras_open", cameras=len(self._captures))
 
     def finished(self) -> bool:
         """True when every capture thread has ended (max_frames reached, finite source ended, error)."""
@@ -181,6 +214,8 @@ class ProducerApp:
             except KafkaError as exc:
                 log.warning("kafka_close_failed", error=str(exc))
         log.info("stop_step", step="kafka_producer")
+        if self._trigger_http is not None:
+            self._trigger_http.stop()
         if self._http is not None:
             self._http.stop()
             log.info("stop_step", step="metrics")
@@ -330,7 +365,9 @@ def _parser() -> argparse.ArgumentParser:
             "the options below override them."
         ),
     )
-    parser.add_argument("--cameras", help='LW_CAMERAS: JSON list of {"id","source","fps","loop"} or synthetic:N')
+    parser.add_argument(
+        "--cameras", help='LW_CAMERAS: JSON list of {"id","source","fps","loop","trigger","part"} or synthetic:N'
+    )
     parser.add_argument("--max-frames", type=int, help="LW_MAX_FRAMES: stop each camera after N frames (0 = unlimited)")
     parser.add_argument("--target-fps", type=float, help="LW_TARGET_FPS: frames/s for every camera (0 = each camera's own)")
     parser.add_argument("--encoding", choices=["jpeg", "png", "raw"], help="LW_ENCODING")
@@ -346,16 +383,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     overrides = {
         name: getattr(args, name)
         for name in ("cameras", "max_frames", "target_fps", "encoding", "topic_base", "metrics_port")
-        if getattr(args, name) is not None
     }
-    try:
-        check_program_environment()  # one environment file may serve every program
-        settings = ProducerSettings(**overrides)
-        settings.check()
-    except (ValidationError, ConfigError) as exc:
-        print(f"linewatch-producer: bad settings: {exc}", file=sys.stderr)
-        return 2
-    configure_logging(settings.log_level, settings.log_json)
+    settings = program_settings("linewatch-producer", ProducerSettings, overrides, check=ProducerSettings.check)
+    if settings is None:
+        return EXIT_BAD_SETTINGS
 
     stop = threading.Event()
 

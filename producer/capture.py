@@ -2,28 +2,35 @@
 
     CameraCapture   source -> (pace) -> resize -> encode -> FrameMeta headers -> FrameQueues
     FrameQueues     bounded per-camera queues with drop_oldest or block; every drop is counted
-    Backoff         exponential reconnect delays between min and max
+
+A source that stops delivering costs a reconnect (with linewatch/backoff.py's Backoff); the outage is
+counted when frames come back (linewatch_producer_source_gaps_total, _gap_seconds_total,
+_frames_missed_total). A camera with trigger=http reads one frame per trigger (producer/trigger.py)
+and stamps the trigger's part id.
 """
 
 from __future__ import annotations
 
 import collections
-import random
 import threading
 import time
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import cv2
 import numpy as np
 import structlog
 
 from linewatch.contract import FrameMeta, frame_headers
+from linewatch.backoff import Backoff
 from linewatch.errors import ConfigError
 from linewatch.logs import RateLimitedLog
 from producer.metrics import ProducerMetrics
 from producer.settings import CameraSpec
-from producer.sources import CameraLost, FrameSource
+from producer.sources import CameraLost, FrameSource, SourceFrame
+
+if TYPE_CHECKING:
+    from producer.trigger import TriggerBoard
 
 log = structlog.get_logger("producer.capture")
 
@@ -130,29 +137,6 @@ class FrameQueues:
             return sum(len(q) for q in self._queues.values())
 
 
-class Backoff:
-    """Exponential delays: min, 2*min, 4*min ... capped at max; `jitter` shaves up to that fraction off."""
-
-    def __init__(
-        self, min_s: float, max_s: float, factor: float = 2.0, jitter: float = 0.1, rng: random.Random | None = None
-    ) -> None:
-        if min_s <= 0 or max_s < min_s or factor < 1 or not 0 <= jitter < 1:
-            raise ConfigError(f"backoff needs 0 < min <= max, factor >= 1, 0 <= jitter < 1 (min={min_s}, max={max_s})")
-        self.min_s, self.max_s, self.factor, self.jitter = min_s, max_s, factor, jitter
-        self._rng = rng or random.Random()
-        self._attempt = 0
-
-    def next(self) -> float:
-        delay = min(self.max_s, self.min_s * self.factor**self._attempt)
-        self._attempt += 1
-        if self.jitter:  # spread reconnects of many cameras that failed together (one switch went down)
-            delay *= 1.0 - self._rng.uniform(0.0, self.jitter)
-        return delay
-
-    def reset(self) -> None:
-        self._attempt = 0
-
-
 @dataclass(frozen=True, slots=True)
 class CaptureOptions:
     """What every camera thread needs from the settings (one small object, not a long argument list)."""
@@ -201,8 +185,14 @@ class CameraCapture(threading.Thread):
         options: CaptureOptions,
         metrics: ProducerMetrics,
         stop: threading.Event,
+        triggers: TriggerBoard | None = None,
     ) -> None:
         super().__init__(name=f"capture-{spec.id}", daemon=True)
+        self.triggers = triggers if spec.trigger == "http" else None
+        self.opened = threading.Event()  # set at the first successful open (the app's start check waits on it)
+        self.last_open_error = ""
+        self._last_frame_at: float | None = None  # monotonic time of the last frame emitted
+        self._outage = False  # a live source was lost after delivering; counted when frames come back
         self.spec, self.source, self.queues, self.options, self.metrics = spec, source, queues, options, metrics
         self.stop_event = stop
         self.backoff = Backoff(options.backoff_min_s, options.backoff_max_s)
@@ -228,30 +218,36 @@ class CameraCapture(threading.Thread):
         period = 1.0 / fps if fps > 0 else 0.0
         self._log.info("capture_started", fps=fps, live=self.source.live)
         next_due = time.monotonic()
+        part: str | None = None  # the trigger being served; kept across a reconnect so no trigger is lost
         while not self.stop_event.is_set():
             if self.options.max_frames and self.seq >= self.options.max_frames:
                 self._log.info("capture_finished", reason="max_frames", frames=self.seq)
                 return
+            if self.triggers is not None and part is None:
+                part = self.triggers.wait(self.spec.id, self.stop_event)
+                if part is None:
+                    return  # stopped while waiting
             try:
                 frame = self.source.read()
                 if frame is None:
                     self._log.info("capture_finished", reason="end_of_source", frames=self.seq)
                     return
                 now = time.monotonic()
-                if period and self.source.live:
+                if period and self.source.live and self.triggers is None:
                     # A live camera delivers at its own pace: skip frames to slow it down, never sleep
                     # (sleeping would let the device buffer fill and add latency).
                     if now < next_due:
                         continue
                     next_due = max(next_due + period, now)
-                self._emit(frame.image, frame.defective)
+                self._emit(frame, part or frame.part)
+                part = None
             except Exception as exc:  # noqa: BLE001 - a source or encoder failure costs a reconnect, not the camera
                 self._lost(exc)
                 if not self._connect(after_loss=True):
                     return
                 next_due = time.monotonic()
                 continue
-            if period and not self.source.live:
+            if period and not self.source.live and self.triggers is None:
                 next_due += period
                 delay = next_due - time.monotonic()
                 if delay > 0:
@@ -263,6 +259,10 @@ class CameraCapture(threading.Thread):
         """Count and log a failure of the source or the encoder, then close the source for a reconnect."""
         self.metrics.camera_errors.labels(self.spec.id).inc()
         self.metrics.connected.labels(self.spec.id).set(0)
+        if self._last_frame_at is not None and not self._outage:  # lost after delivering: an outage
+            self._outage = True
+            if self.triggers is not None:  # a triggered camera idles between parts: the outage starts now
+                self._last_frame_at = time.monotonic()
         suppressed = self._open_log.allow(f"lost:{type(exc).__name__}")
         if suppressed is not None:
             kind = "camera_lost" if isinstance(exc, (CameraLost, cv2.error)) else "camera_failed"
@@ -272,7 +272,30 @@ class CameraCapture(threading.Thread):
         except Exception as close_exc:  # noqa: BLE001 - a broken source may fail to close too; reopen anyway
             self._log.warning("camera_close_failed", error=str(close_exc))
 
-    def _emit(self, image: np.ndarray, defective: bool | None) -> None:
+    def _count_frame(self, skipped: int) -> None:
+        """Per frame: newest-frame skips, the source's last-frame time, and an outage that just ended."""
+        now = time.monotonic()
+        camera = self.spec.id
+        if skipped:
+            self.metrics.skipped.labels(camera).inc(skipped)
+        if self._outage and self._last_frame_at is not None:
+            gap = now - self._last_frame_at
+            fps = self.source.native_fps or effective_fps(self.spec, self.source, self.options.target_fps)
+            self.metrics.gaps.labels(camera).inc()
+            self.metrics.gap_seconds.labels(camera).inc(gap)
+            # A triggered camera misses parts, not frames: what the PLC sent meanwhile waits in the board.
+            missed = max(0, round(gap * fps) - 1) if fps and self.triggers is None else 0
+            self.metrics.frames_missed.labels(camera).inc(missed)
+            self._log.warning("source_gap", seconds=round(gap, 3), frames_missed_estimate=missed, seq=self.seq)
+        self._outage = False
+        self._last_frame_at = now
+        self.metrics.last_frame.labels(camera).set(time.time())
+
+    def _emit(self, frame: SourceFrame, part: str) -> None:
+        self._count_frame(frame.skipped)
+        image, defective = frame.image, frame.defective
+        if not part and self.spec.part == "counter":
+            part = f"{self.spec.id}-{self.seq}"
         capture_ns = time.time_ns()
         if self.options.resize and image.shape[1::-1] != self.options.resize:
             image = cv2.resize(image, self.options.resize, interpolation=cv2.INTER_AREA)
@@ -286,6 +309,7 @@ class CameraCapture(threading.Thread):
             width=width,
             height=height,
             channels=1 if image.ndim == 2 else image.shape[2],
+            part=part,
         )
         frame = OutgoingFrame(self.spec.id, self.seq, value, frame_headers(meta), defective)
         self.seq += 1
@@ -306,6 +330,7 @@ class CameraCapture(threading.Thread):
                 self.source.open()
             except Exception as exc:  # noqa: BLE001 - whatever a source raises, try again after a back-off
                 failures += 1
+                self.last_open_error = f"{type(exc).__name__}: {exc}"
                 suppressed = self._open_log.allow(self.spec.id)
                 if suppressed is not None:
                     self._log.warning("camera_open_failed", error=str(exc), failures=failures, suppressed=suppressed)
@@ -313,6 +338,7 @@ class CameraCapture(threading.Thread):
             if after_loss or failures:
                 self._log.info("camera_reconnected", failed_attempts=failures)
             self.backoff.reset()
+            self.opened.set()
             self.metrics.connected.labels(self.spec.id).set(1)
             return True
         return False

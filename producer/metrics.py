@@ -47,6 +47,36 @@ class ProducerMetrics:
             label,
             registry=registry,
         )
+        self.gaps = Counter(
+            "linewatch_producer_source_gaps_total",
+            "Outages of a live source: frames stopped, the source was reopened, frames came again.",
+            label,
+            registry=registry,
+        )
+        self.gap_seconds = Counter(
+            "linewatch_producer_source_gap_seconds_total",
+            "Seconds without frames across those outages (last frame before to first frame after).",
+            label,
+            registry=registry,
+        )
+        self.frames_missed = Counter(
+            "linewatch_producer_source_frames_missed_total",
+            "Frames the camera would have sent during outages (gap seconds x the camera's rate; estimate).",
+            label,
+            registry=registry,
+        )
+        self.skipped = Counter(
+            "linewatch_producer_frames_skipped_total",
+            "Frames decoded but replaced by a newer one before capture took them (newest-frame delivery; no lag).",
+            label,
+            registry=registry,
+        )
+        self.last_frame = Gauge(
+            "linewatch_producer_last_frame_timestamp_seconds",
+            "Unix time of the camera's last frame (time() minus this = seconds without frames).",
+            label,
+            registry=registry,
+        )
         self.queue_depth = Gauge(
             "linewatch_producer_queue_depth", "Encoded frames waiting to be sent.", label, registry=registry
         )
@@ -63,7 +93,10 @@ class ProducerMetrics:
 
     def init_camera(self, camera: str) -> None:
         """Create every series of `camera` at 0 so dashboards see zeros, not gaps."""
-        for metric in (self.captured, self.dropped, self.sent, self.send_errors, self.reconnects, self.camera_errors):
+        for metric in (
+            self.captured, self.dropped, self.sent, self.send_errors, self.reconnects, self.camera_errors,
+            self.gaps, self.gap_seconds, self.frames_missed, self.skipped,
+        ):
             metric.labels(camera)
         self.queue_depth.labels(camera).set(0)
         self.connected.labels(camera).set(0)

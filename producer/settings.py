@@ -24,7 +24,8 @@ class CameraSpec(BaseModel):
     """One camera: an id (the Kafka key) and where its frames come from.
 
     source forms: ``synthetic://?seed=1&defect_rate=0.05`` (see producer/synthetic.py),
-    a video file path, a device index (``0``), an ``rtsp://``/``http(s)://`` URL, or
+    a video file path, a device index (``0``) or ``/dev/videoN``, an ``rtsp://``/``http(s)://`` URL
+    (PyAV, producer/stream.py), ``genicam://<ip|device id>?...`` (Aravis, producer/genicam.py), or
     ``folder:///path/to/images`` / an existing directory (images in name order).
     """
 
@@ -38,6 +39,14 @@ class CameraSpec(BaseModel):
         description="Frames per second to send; None = the source's own rate, 0 = as fast as possible.",
     )
     loop: bool = Field(True, description="Restart finite sources (files, folders) at their end.")
+    trigger: Literal["none", "http"] = Field(
+        "none",
+        description="none: free-running at fps; http: one frame per POST /trigger (LW_TRIGGER_PORT), carrying its part id.",
+    )
+    part: Literal["none", "counter"] = Field(
+        "none",
+        description="Part id of frames without one from a trigger: none, or counter (<camera>-<seq>: one part per frame).",
+    )
 
     @field_validator("id")
     @classmethod
@@ -91,7 +100,8 @@ class ProducerSettings(KafkaSettings):
         default_factory=list,
         description=(
             'Cameras as JSON, e.g. [{"id":"cam-1","source":"synthetic://?seed=1&defect_rate=0.05",'
-            '"fps":10,"loop":true}], or synthetic:N for N synthetic cameras.'
+            '"fps":10,"loop":true}], or synthetic:N for N synthetic cameras. Optional per camera: "trigger":"http" '
+            '(one frame per POST /trigger), "part":"counter" (part id <camera>-<seq>); sources: README "Cameras".'
         ),
     )
     encoding: str = Field("jpeg", description="Frame encoding on the wire: jpeg, png or raw.")
@@ -107,6 +117,32 @@ class ProducerSettings(KafkaSettings):
     )
     reconnect_backoff_min_s: float = Field(0.5, gt=0, description="First delay before reopening a lost camera, seconds.")
     reconnect_backoff_max_s: float = Field(30.0, gt=0, description="Longest delay between reconnect attempts, seconds.")
+    camera_start_timeout_s: float = Field(
+        20.0,
+        ge=0,
+        description=(
+            "At start, how long each camera may take to open the first time before the producer exits with "
+            "the camera's error (a wrong URL or a missing device fails fast, not later); 0 = keep retrying."
+        ),
+    )
+    stream_backend: Literal["pyav", "opencv"] = Field(
+        "pyav",
+        description="Reader of rtsp/http/udp URLs: pyav (timeouts, TCP/UDP, newest frame; the cameras extra) or opencv.",
+    )
+    stream_open_timeout_s: float = Field(10.0, gt=0, description="PyAV streams: longest wait to connect and get the stream's description, seconds.")
+    stream_read_timeout_s: float = Field(
+        5.0, gt=0, description="PyAV streams: a stream silent this long is lost and reconnected (with back-off), seconds."
+    )
+    stream_transport: Literal["tcp", "udp"] = Field(
+        "tcp", description="RTSP transport: tcp (interleaved, survives lossy links and NAT) or udp (lower latency, drops packets)."
+    )
+    trigger_port: int = Field(
+        0,
+        ge=0,
+        le=65535,
+        description="Port of POST /trigger?camera=..&part=.. for cameras with trigger=http (one frame per trigger); 0 = none.",
+    )
+    trigger_host: str = Field("127.0.0.1", description="Address the trigger endpoint binds (a PLC gateway's network).")
     linger_ms: int = Field(5, ge=0, description="Kafka producer linger.ms: how long a batch waits for more frames.")
     drain_timeout_s: float = Field(30.0, gt=0, description="On shutdown, how long to wait for queued frames to reach Kafka.")
     metrics_port: int = Field(
@@ -133,5 +169,7 @@ class ProducerSettings(KafkaSettings):
             raise ConfigError("no cameras: set LW_CAMERAS (JSON list or synthetic:N)")
         if self.reconnect_backoff_max_s < self.reconnect_backoff_min_s:
             raise ConfigError("LW_RECONNECT_BACKOFF_MAX_S must be >= LW_RECONNECT_BACKOFF_MIN_S")
+        if self.trigger_port == 0 and any(spec.trigger == "http" for spec in self.cameras):
+            raise ConfigError("cameras with trigger=http need LW_TRIGGER_PORT (the POST /trigger endpoint)")
         if bool(self.resize_width) != bool(self.resize_height):
             raise ConfigError("set both LW_RESIZE_WIDTH and LW_RESIZE_HEIGHT, or neither")

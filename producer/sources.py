@@ -7,53 +7,34 @@ when the device or stream fails (the capture loop then reconnects with backoff).
     open_source(spec)        picks one of:
     SyntheticSource          synthetic://?seed=..  (producer/synthetic.py; knows each frame's truth)
     ImageFolderSource        folder:///dir or an existing directory, images in name order
-    VideoCaptureSource       video file, device index ("0") or rtsp:// / http(s):// URL (OpenCV)
+    VideoCaptureSource       video file or device index ("0", /dev/video0: USB/V4L2) through OpenCV
+    StreamSource             rtsp:// / http(s):// / udp:// URLs through PyAV (producer/stream.py):
+                             timeouts, TCP/UDP, newest frame only (LW_STREAM_BACKEND=opencv: OpenCV)
+    AravisSource             genicam://<device id> GigE Vision / USB3 Vision (producer/genicam.py)
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
 import cv2
-import numpy as np
 
-from linewatch.errors import ServiceUnavailable
 from producer.settings import CameraSpec
 from producer.synthetic import SCHEME as SYNTHETIC_SCHEME
 from producer.synthetic import SyntheticCamera
 
+from producer.frame_source import CameraLost, FrameSource, SourceFrame
+
+if TYPE_CHECKING:
+    from producer.stream import StreamOptions
+
+__all__ = ["CameraLost", "FrameSource", "SourceFrame", "open_source"]
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 SYNTHETIC_DEFAULT_FPS = 10.0  # synthetic and folder sources have no rate of their own
 _LIVE_SCHEMES = ("rtsp", "rtsps", "http", "https", "udp", "tcp")
-
-
-class CameraLost(ServiceUnavailable):
-    """A camera or stream could not be opened or stopped delivering frames."""
-
-
-@dataclass(slots=True)
-class SourceFrame:
-    """One frame as read: BGR (or gray) uint8 pixels, and the ground truth when the source knows it."""
-
-    image: np.ndarray
-    defective: bool | None = None
-
-
-class FrameSource(Protocol):
-    name: str
-    live: bool  # True: frames arrive at the device's pace (skip to slow down); False: read on demand
-
-    @property
-    def native_fps(self) -> float | None: ...
-
-    def open(self) -> None: ...
-
-    def read(self) -> SourceFrame | None: ...
-
-    def close(self) -> None: ...
 
 
 class SyntheticSource:
@@ -130,7 +111,9 @@ class VideoCaptureSource:
         self.target = target
         self.loop = loop
         # A path is a file even before it exists; device indexes and stream URLs are live.
-        self.is_file = isinstance(target, str) and urlsplit(target).scheme.lower() not in _LIVE_SCHEMES
+        self.is_file = (
+            isinstance(target, str) and urlsplit(target).scheme.lower() not in _LIVE_SCHEMES and _device_path(target) is None
+        )
         self.live = not self.is_file
         self._cap: cv2.VideoCapture | None = None
         self._fps: float | None = None
@@ -141,6 +124,11 @@ class VideoCaptureSource:
 
     def open(self) -> None:
         self.close()
+        device = _device_path(self.target)
+        if device is not None and not Path(device).exists():
+            # OpenCV only says "cannot open"; a missing node is the usual cause (unplugged, wrong index,
+            # a container without --device).
+            raise CameraLost(f"video device {device} does not exist (unplugged, wrong index, or not passed to the container)")
         cap = cv2.VideoCapture(self.target)
         if not cap.isOpened():
             cap.release()
@@ -171,19 +159,36 @@ class VideoCaptureSource:
             self._cap = None
 
 
-def open_source(spec: CameraSpec) -> FrameSource:
-    """The source a camera spec names (not opened yet: the capture loop opens it, with retries)."""
+def _device_path(target: str | int) -> str | None:
+    """The V4L2 node a device target names (index 0 -> /dev/video0), None for files and URLs."""
+    if isinstance(target, int):
+        return f"/dev/video{target}"
+    return target if target.startswith("/dev/video") else None
+
+
+def open_source(spec: CameraSpec, stream: "StreamOptions | None" = None, backend: str = "pyav") -> FrameSource:
+    """The source a camera spec names (not opened yet: the capture loop opens it, with retries).
+
+    `stream` and `backend` apply to network URLs: PyAV with those timeouts, or OpenCV."""
     source = spec.source.strip()
     scheme = urlsplit(source).scheme.lower()
     if scheme == SYNTHETIC_SCHEME:
         return SyntheticSource(source)
+    if scheme == "genicam":
+        from producer.genicam import AravisSource
+
+        return AravisSource.from_url(source)
     if scheme == "folder":
         parts = urlsplit(source)
         return ImageFolderSource(Path(unquote(parts.netloc + parts.path)), loop=spec.loop)
     if source.isdigit():
         return VideoCaptureSource(int(source), loop=spec.loop)
     if scheme in _LIVE_SCHEMES:
-        return VideoCaptureSource(source, loop=spec.loop)
+        if backend == "opencv":
+            return VideoCaptureSource(source, loop=spec.loop)
+        from producer.stream import StreamSource
+
+        return StreamSource(source, stream)
     if scheme == "file":
         parts = urlsplit(source)
         source = unquote(parts.netloc + parts.path)

@@ -6,4 +6,5 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/setup.sh
 bash deploy/local/services.sh start
+for arg in "$@"; do [[ $arg == --bridge ]] && bash scripts/mosquitto.sh start; done  # MQTT broker for the bridge
 exec .venv/bin/linewatch-demo "$@"

@@ -25,10 +25,10 @@ from kafka.admin import KafkaAdminClient
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from linewatch.demo import DemoSettings, ensure_default_model  # noqa: E402
 from linewatch.logs import configure_logging  # noqa: E402
 from linewatch.settings import KafkaSettings, RedisSettings  # noqa: E402
 from linewatch.topics import ensure_topics  # noqa: E402
+from programs.demo import DemoSettings, ensure_default_model  # noqa: E402
 from tests.view.conftest import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
 from view.server import ViewServer  # noqa: E402
 from view.settings import ViewSettings  # noqa: E402

@@ -5,6 +5,8 @@ set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/setup.sh || exit 1
 bash scripts/browser.sh || exit 1  # Debian's chromium for the view's browser tests
+bash scripts/cameras.sh || exit 1  # Debian's GStreamer RTSP server and Aravis for the camera tests
+bash scripts/mosquitto.sh install || exit 1  # Debian's mosquitto for the bridge's MQTT tests (tests/bridge)
 kafka_was_up=0; redis_was_up=0
 bash deploy/local/kafka.sh status >/dev/null 2>&1 && kafka_was_up=1
 bash deploy/local/redis.sh status >/dev/null 2>&1 && redis_was_up=1

@@ -55,7 +55,7 @@ def redis_url() -> str:
 
 @pytest.fixture
 def topic_base(kafka_bootstrap: str) -> str:
-    """A fresh set of topics (<base>.frames with 4 partitions, .alerts, .frames.dlq), deleted afterwards."""
+    """A fresh set of topics (<base>.frames with 4 partitions, .alerts, .results, .frames.dlq), deleted afterwards."""
     base = f"test-{uuid.uuid4().hex[:12]}"
     settings = KafkaSettings(kafka_bootstrap=kafka_bootstrap, topic_base=base)
     ensure_topics(settings, partitions=4)
@@ -63,7 +63,7 @@ def topic_base(kafka_bootstrap: str) -> str:
     admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
     try:
         t = settings.topics
-        admin.delete_topics([t.frames, t.alerts, t.dead_letter])
+        admin.delete_topics([t.frames, t.alerts, t.results, t.dead_letter])
     except Exception:  # noqa: BLE001 - cleanup only; a leftover topic harms no other test
         pass
     finally:
@@ -99,9 +99,9 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def model_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A model store holding `synth@production`: a small autoencoder really trained on synthetic normal frames."""
-    from linewatch.demo import DEMO_AE
     from model_store.quick import train_quick
     from producer.synthetic import SyntheticCamera
+    from programs.demo import DEMO_AE
 
     root = tmp_path_factory.mktemp("models")
     cache = os.environ.get("LINEWATCH_TEST_MODEL_CACHE")  # a developer's shortcut: train once, reuse

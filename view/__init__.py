@@ -1,13 +1,14 @@
 """linewatch-view: the live inspection screen. Start reading here:
 
-- app.py       routes and the `linewatch-view` entry point (what each URL returns)
+- app.py       routes: what each URL returns
 - live.py      the poller and the per-browser coalescing behind /api/events
 - review.py    the alert review queue: newest alerts, verdicts from the feedback stream
 - store.py     every Redis read, and the one write (feedback)
 - results.py   Redis fields -> JSON for the browser (pure, defensive)
 - overlay.py   heatmap / mask / outline overlays (pure)
 - auth.py      token or basic auth, and the security headers on every response
-- server.py    uvicorn in the foreground or in a thread (demo, tests, benchmark)
+- server.py    the `linewatch-view` program: start-up, uvicorn in the foreground or in a thread
+               (demo, tests, benchmark)
 - settings.py  ViewSettings (LW_VIEW_*)
 - static/      the three pages; common.js inserts Redis data as text only
 """

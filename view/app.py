@@ -1,9 +1,12 @@
-"""`linewatch-view`: the live inspection screen (camera wall, camera page, alert review) on Starlette.
+"""The live inspection screen (camera wall, camera page, alert review) on Starlette: its routes.
+
+The `linewatch-view` program (start-up, uvicorn) is view/server.py.
 
 Routes (all reads come from Redis; the only write is POST /api/feedback):
     /  /camera?id=<camera>  /review         the three pages (static HTML; data arrives as JSON)
     /api/events                             server-sent events: camera states, alert queue (view.live)
     /api/cameras  /api/history  /api/entry  /api/alerts  /api/config
+    /part  /api/part?id=<part id>           a part's verdicts: every result whose lw-part is that id
     /img/preview  /img/frame  /img/overlay  JPEG frames and PNG overlays (view.overlay)
     POST /api/feedback                      an operator's verdict -> <prefix>:feedback
     /healthz                                200 when Redis answers, else 503
@@ -14,10 +17,8 @@ the contract's rules before any key is built from them.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
-import sys
 import threading
 import time
 from contextlib import asynccontextmanager
@@ -34,9 +35,8 @@ from starlette.responses import FileResponse, JSONResponse, Response, StreamingR
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from linewatch.contract import VERDICTS
-from linewatch.errors import LinewatchError, ServiceUnavailable
-from linewatch.logs import configure_logging
+from linewatch.contract import MAX_PART_ID, VERDICTS, valid_part
+from linewatch.errors import ServiceUnavailable
 from view import overlay
 from view.auth import AccessGuard
 from view.live import Hub, now_ms
@@ -176,6 +176,25 @@ async def alerts(request: Request) -> Response:
                         headers=NO_STORE)
 
 
+async def part(request: Request) -> Response:
+    """Every result of a part (its lw-part id), newest first, searched in each camera's newest
+    `view_part_search_depth` history entries, a page at a time. The cost is a scan (a worker-written
+    part index would make it a lookup); the default depth covers about an hour of a triggered line at
+    one part per second per camera."""
+    settings, store, _, queue = _state(request)
+    wanted = request.query_params.get("id", "")
+    if not valid_part(wanted):
+        raise HTTPException(400, f"id: a part id (printable ASCII, 1-{MAX_PART_ID} characters) is required")
+    found = []
+    for camera in await store.cameras():
+        for entry_id, fields in await store.matching(camera, "part", wanted, settings.view_part_search_depth):
+            detail = frame_detail(camera, entry_id, fields)
+            detail["verdict"] = queue.verdict(camera, detail["frame_id"]) if valid_id(detail["frame_id"]) else None
+            found.append(detail)
+    found.sort(key=lambda d: d["t"], reverse=True)
+    return JSONResponse({"part": wanted, "results": found, "searched": settings.view_part_search_depth}, headers=NO_STORE)
+
+
 # ---- images ----------------------------------------------------------------------------------------
 
 def _image(data: bytes | None, media_type: str, what: str, cache: str = "no-store") -> Response:
@@ -311,6 +330,8 @@ def create_app(settings: ViewSettings, closing: threading.Event | None = None) -
         Route("/", _page("index.html")),
         Route("/camera", _page("camera.html")),
         Route("/review", _page("review.html")),
+        Route("/part", _page("part.html")),
+        Route("/api/part", part),
         Route("/healthz", healthz),
         Route("/api/config", config),
         Route("/api/cameras", cameras),
@@ -329,39 +350,3 @@ def create_app(settings: ViewSettings, closing: threading.Event | None = None) -
     app.state.settings = settings
     app.state.closing = closing or threading.Event()
     return AccessGuard(app, settings)
-
-
-def _parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="linewatch-view",
-        description="Live inspection screen in the browser: camera wall with heatmaps, score timelines, alert "
-        "review with feedback. Reads Redis only; writes only <prefix>:feedback. Settings: LW_* environment "
-        "variables (README: Settings, linewatch-view).",
-    )
-    parser.add_argument("--host", dest="view_host", help="address to bind (LW_VIEW_HOST, default 127.0.0.1)")
-    parser.add_argument("--port", dest="view_port", type=int, help="port (LW_VIEW_PORT, default 8090)")
-    return parser.parse_args(argv)
-
-
-def main(argv: list[str] | None = None) -> int:
-    from linewatch.programs import check_program_environment
-
-    args = _parse_args(argv)
-    try:
-        check_program_environment()  # any linewatch program's variable is fine; a typo is not
-        settings = ViewSettings(**{k: v for k, v in vars(args).items() if v is not None})
-    except (LinewatchError, ValueError) as exc:
-        print(f"linewatch-view: bad settings: {exc}", file=sys.stderr)
-        return 2
-    configure_logging(settings.log_level, settings.log_json)
-    if settings.exposed_without_auth:
-        log.warning("the view listens beyond loopback without auth: set LW_VIEW_TOKEN or basic auth",
-                    host=settings.view_host)
-    from view.server import serve
-
-    serve(settings)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -13,16 +13,15 @@ import math
 import re
 from typing import Any, Mapping
 
-from linewatch.contract import MAX_CAMERA_ID, PREVIEW_FIELD, Alert
+from linewatch.contract import PREVIEW_FIELD, Alert, valid_camera_id
 from linewatch.errors import FrameRejected
 
 # "<partition>-<offset>" (contract.frame_id) and Redis stream IDs ("<ms>-<seq>") share one shape.
 _ID = re.compile(r"\d{1,20}-\d{1,20}")
 
 
-def valid_camera(camera: str) -> bool:
-    """The contract's rule for camera ids (printable, no ':', bounded), so a request cannot name other keys."""
-    return 0 < len(camera) <= MAX_CAMERA_ID and camera.isprintable() and ":" not in camera
+# The contract's rule for camera ids, so a request cannot name other keys.
+valid_camera = valid_camera_id
 
 
 def valid_id(value: str) -> bool:
@@ -105,6 +104,7 @@ def camera_state(camera: str, fields: Mapping[str, str]) -> dict[str, Any]:
         "latency_ms": _float(fields.get("latency_ms")),
         "preview": fields.get(PREVIEW_FIELD, "") if valid_id(fields.get(PREVIEW_FIELD, "")) else "",
         "worker": fields.get("worker", ""),
+        "part": fields.get("part", ""),
     }
 
 
@@ -119,6 +119,7 @@ def timeline_point(entry_id: str, fields: Mapping[str, str]) -> dict[str, Any]:
         "frame_id": fields.get("frame_id", ""),
         "seq": _int(fields.get("seq")),
         "frame": bool(fields.get("frame_key")),
+        "part": fields.get("part", ""),
     }
 
 

@@ -1,18 +1,24 @@
-"""Running the view under uvicorn: in the foreground (`linewatch-view`) or in a thread (the demo,
-tests, benchmarks and the screenshot command)."""
+"""`linewatch-view`: the view's routes (view/app.py) under uvicorn, in the foreground (`main`) or in a
+thread (`ViewServer`: the demo, tests, benchmarks and the screenshot command)."""
 
 from __future__ import annotations
 
+import argparse
+import sys
 import threading
 import time
 from types import FrameType
 
+import structlog
 import uvicorn
 
 from linewatch.errors import ServiceUnavailable
+from linewatch.startup import EXIT_BAD_SETTINGS, program_settings
 from view.app import create_app
 from view.live import HEARTBEAT_S
 from view.settings import ViewSettings
+
+log = structlog.get_logger(__name__)
 
 # Open event streams end at their next heartbeat once the server is stopping; this is the margin.
 GRACEFUL_S = HEARTBEAT_S + 2
@@ -86,3 +92,30 @@ class ViewServer:
 
     def __exit__(self, *_: object) -> None:
         self.stop()
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="linewatch-view",
+        description="Live inspection screen in the browser: camera wall with heatmaps, score timelines, alert "
+        "review with feedback. Reads Redis only; writes only <prefix>:feedback. Settings: LW_* environment "
+        "variables (README: Settings, linewatch-view).",
+    )
+    parser.add_argument("--host", dest="view_host", help="address to bind (LW_VIEW_HOST, default 127.0.0.1)")
+    parser.add_argument("--port", dest="view_port", type=int, help="port (LW_VIEW_PORT, default 8090)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    settings = program_settings("linewatch-view", ViewSettings, vars(_parse_args(argv)))
+    if settings is None:
+        return EXIT_BAD_SETTINGS
+    if settings.exposed_without_auth:
+        log.warning("the view listens beyond loopback without auth: set LW_VIEW_TOKEN or basic auth",
+                    host=settings.view_host)
+    serve(settings)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

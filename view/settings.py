@@ -36,6 +36,10 @@ class ViewSettings(RedisSettings):
         description="Most points a timeline returns; normal frames are thinned beyond it, anomalous ones always kept.",
     )
     view_alerts_kept: int = Field(500, ge=10, le=10_000, description="Newest alerts the review queue considers.")
+    view_part_search_depth: int = Field(
+        5000, ge=100, le=200_000,
+        description="Part search (/part): newest history entries searched per camera, read 1000 at a time.",
+    )
     view_note_max: int = Field(500, ge=0, le=10_000, description="Longest feedback note accepted, in characters.")
     view_feedback_maxlen: int = Field(
         100_000, ge=1000, description="Approximate length cap of the feedback stream (XADD MAXLEN ~)."

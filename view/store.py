@@ -100,6 +100,23 @@ class Store:
             raw = await self.client.xrevrange(self.keys.history(camera), max="+", min=start, count=count)
         return _entries(raw)[::-1]
 
+    async def matching(self, camera: str, field: str, value: str, depth: int, page: int = 1000) -> list[Entry]:
+        """History entries of `camera` whose `field` equals `value`, among its newest `depth` entries.
+
+        Read a page at a time, newest first, so a deep search holds one page in memory, not `depth`."""
+        found: list[Entry] = []
+        newest, seen = "+", 0
+        async with _redis_errors("history"):
+            while seen < depth:
+                raw = await self.client.xrevrange(self.keys.history(camera), max=newest, min="-", count=min(page, depth - seen))
+                if not raw:
+                    break
+                entries = _entries(raw)
+                found.extend(e for e in entries if e[1].get(field) == value)
+                seen += len(entries)
+                newest = f"({entries[-1][0]}"
+        return found
+
     async def entry(self, camera: str, entry_id: str) -> dict[str, str] | None:
         async with _redis_errors("history entry"):
             raw = await self.client.xrange(self.keys.history(camera), min=entry_id, max=entry_id, count=1)

@@ -2,19 +2,22 @@
 
 Start reading here:
 - app.py           wiring, the consumer loop, start / drain / stop, exit codes, `linewatch-worker`
-- kafka_input.py   the frames topic: poll, pause, commit; steps over records the client cannot parse
-- kafka_input_rdkafka.py  the same through librdkafka (LW_KAFKA_CONSUMER=confluent, optional)
+- frames_input.py  the one interface to the frames topic (poll, pause, commit); inputs.py picks a client
+- kafka_input.py   it on kafka-python; steps over records the client cannot parse
+- kafka_input_rdkafka.py  it on librdkafka (LW_KAFKA_CONSUMER=confluent, optional)
 - records.py       Item / Rejected / ScoredBatch / STOP: what crosses the threads
 - decode.py        bytes -> size checked before decoding (imagesize.py) -> model input (thread pool)
 - batching.py      dynamic batches across cameras; model swap between batches
 - engine.py        CPU path and overlapped CUDA path (pinned buffers, streams, events, AMP, buckets)
 - serving.py       the served model, its hot reload, fallback when a version will not load
-- publisher.py     the publish thread: verdicts, masks, previews; retries by error kind; dead letters
+- verdicts.py      a scored batch -> each frame's result, mask, pictures, alert candidate (pure)
+- delivery.py      writes acknowledged: retries by error kind, output health; the dead-letter topic
+- publisher.py     the publish thread: verdicts -> Redis -> alerts -> acknowledged offsets
 - sinks.py         the Redis (one idempotent Lua script per frame, debounce inside) and Kafka adapters
 - checkpoint.py    acknowledgements, commit timing, rebalance hand-over, final commit
 - offsets.py       the pure "which offset may be committed" rule
 - supervision.py   dead threads end the process; output health (transient / refused) and exit codes
-- scoring.py, previews.py, camera_state.py, metrics.py, settings.py, alerts_consumer.py
+- scoring.py, previews.py, drift.py, camera_state.py, metrics.py, settings.py (the alert consumer moved to bridge/alerts_consumer.py)
 """
 
 import os as _os

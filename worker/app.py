@@ -24,7 +24,7 @@ import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import redis
 import structlog
@@ -35,27 +35,27 @@ from kafka.errors import KafkaError
 from linewatch import contract as c
 from linewatch.connect import check_redis, kafka_connecting
 from linewatch.contract import parse_frame_record
-from linewatch.errors import FrameRejected, LinewatchError
+from linewatch.errors import FrameRejected, InputBroken, InputRefused, InputUnavailable, LinewatchError
 from linewatch.health import HealthServer
-from linewatch.logs import RateLimitedLog, configure_logging
-from linewatch.programs import check_program_environment
+from linewatch.logs import RateLimitedLog
+from linewatch.startup import EXIT_BAD_SETTINGS, program_settings
 from model_store.store import ModelStore
 from worker import metrics
 from worker.batching import BatchPolicy, Batcher
 from worker.checkpoint import Checkpoint
 from worker.decode import DecodeLimits, decode_chunk
-from worker.drift import DriftPolicy, DriftWatch
+from worker.drift import DriftPolicy, DriftReport, DriftWatch
 from worker.engine import Engine, pick_device
-from worker.kafka_input import FramesInput, InputBroken, InputRefused, InputUnavailable, Unreadable, open_frames_input
-from worker.publisher import ClockCheck, Pictures, Publisher, Verdicts
+from worker.frames_input import FramesInput, Unreadable
+from worker.inputs import open_frames_input
+from worker.delivery import Delivery
+from worker.publisher import Publisher
+from worker.verdicts import ClockCheck, Pictures, VerdictBuilder, VerdictPolicy
 from worker.records import STOP, Item
 from worker.serving import ModelHolder
 from worker.settings import WorkerSettings
 from worker.sinks import Debounce, KafkaSender, KafkaTopicCheck, ResultWriter, Retention
 from worker.supervision import EXIT_DEAD_PART, EXIT_OUTPUTS, OutputHealth, Supervisor
-
-if TYPE_CHECKING:
-    from worker.kafka_input_rdkafka import RdkafkaFramesInput
 
 log = structlog.get_logger(__name__)
 
@@ -64,19 +64,46 @@ FULL_PAUSE_AFTER_S = 2.0
 COMMIT_STUCK_FACTOR = 3  # commits failing for this many stall_after_s end the process
 LOOP_STUCK_AFTER_S = 120.0  # one turn of the consumer loop never takes this long unless something hangs
 OUTPUT_LOG_EVERY_S = 60.0
+# A write unanswered this long makes the worker not ready at once; the client's own timeout (15 s for
+# Kafka sends) then names the cause. Healthy writes take milliseconds.
+OUTPUT_WAIT_NOT_READY_S = 5.0
 HARD_EXIT_GRACE_S = 8.0  # SIGTERM -> exit within drain_timeout_s + 10 s, whatever the state
 
 
 class Worker:
+    """One worker process's parts. What needs no connection is made here; `start()` connects
+    (model, Kafka clients) and starts the threads."""
+
     def __init__(self, settings: WorkerSettings, store: ModelStore | None = None) -> None:
-        self.s = settings
+        s = self.s = settings
         self.store = store or ModelStore(settings.model_root)
         self.topics = settings.topics
         self.supervisor = Supervisor()
         self.health = OutputHealth()
         self.inbox: queue.Queue[object] = queue.Queue()
         self.outbox: queue.Queue[object] = queue.Queue()
-        self.input: FramesInput | RdkafkaFramesInput | None = None
+        self.device = pick_device(s.device)
+        self.holder = ModelHolder(
+            self.store, s.model,
+            lambda module, spec: Engine(module, spec, self.device, s.amp, s.buckets, s.cuda_streams, s.cuda_graphs,
+                                        s.compile),
+            s.model_poll_s,
+        )
+        self.limits = DecodeLimits(max_bytes=s.kafka_max_message_bytes, max_pixels=s.max_frame_pixels)
+        self.decode_pool = ThreadPoolExecutor(s.decode_threads, thread_name_prefix="decode")
+        self.batcher = Batcher(
+            inbox=self.inbox, outbox=self.outbox, holder=self.holder,
+            policy=BatchPolicy(s.max_batch, s.max_wait_ms / 1000), supervisor=self.supervisor,
+        )
+        # redis-py and the topic check connect on first use.
+        self.redis = redis.Redis.from_url(s.redis_url, **s.redis_client_kwargs(), socket_timeout=5, socket_connect_timeout=5)
+        self.topic_check = KafkaTopicCheck(s.kafka_client_kwargs())
+        self.writer = ResultWriter(self.redis, s.keys, self._retention(), Debounce(s.debounce_n, s.debounce_m, s.alert_cooldown_s))
+        # Made by start(): they connect to Kafka as they are made.
+        self.producer: KafkaProducer | None = None
+        self.input: FramesInput | None = None
+        self.checkpoint: Checkpoint | None = None
+        self.publisher: Publisher | None = None
         self.http: HealthServer | None = None
         self._stop = threading.Event()
         self._draining = False
@@ -94,15 +121,7 @@ class Worker:
         # Defence in depth behind the header check: OpenCV itself refuses larger images.
         os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(s.max_frame_pixels))
         metrics.camera_label.max_cameras = s.metrics_max_cameras
-        device = pick_device(s.device)
-        self.holder = ModelHolder(
-            self.store, s.model,
-            lambda module, spec: Engine(module, spec, device, s.amp, s.buckets, s.cuda_streams, s.cuda_graphs, s.compile),
-            s.model_poll_s,
-        )
         self.holder.load_initial()
-        self.limits = DecodeLimits(max_bytes=s.kafka_max_message_bytes, max_pixels=s.max_frame_pixels)
-        self.decode_pool = ThreadPoolExecutor(s.decode_threads, thread_name_prefix="decode")
         kafka_kwargs = s.kafka_client_kwargs()
         if s.create_topics:
             from linewatch.topics import ensure_topics
@@ -112,8 +131,6 @@ class Worker:
             **kafka_kwargs, acks="all", linger_ms=5, max_request_size=s.kafka_max_message_bytes + 65536,
             max_block_ms=10_000, client_id=f"{s.worker_id}-out",
         )
-        self.redis = redis.Redis.from_url(s.redis_url, **s.redis_client_kwargs(), socket_timeout=5, socket_connect_timeout=5)
-        self.topic_check = KafkaTopicCheck(kafka_kwargs)
         self.input = open_frames_input(s.kafka_consumer, self.topics.frames, kafka_kwargs, {
             "group_id": s.group_id, "client_id": s.worker_id, "max_poll_records": s.max_poll_records,
             "session_timeout_ms": s.session_timeout_ms, "heartbeat_interval_ms": s.session_timeout_ms // 4,
@@ -121,22 +138,7 @@ class Worker:
             "fetch_max_bytes": max(52428800, s.kafka_max_message_bytes * 2),
         })
         self.checkpoint = Checkpoint(self.input.commit, self.input.commit_async)
-        self.batcher = Batcher(
-            inbox=self.inbox, outbox=self.outbox, holder=self.holder,
-            policy=BatchPolicy(s.max_batch, s.max_wait_ms / 1000), supervisor=self.supervisor,
-        )
-        self.publisher = Publisher(
-            outbox=self.outbox, checkpoint=self.checkpoint,
-            writer=ResultWriter(self.redis, s.keys, self._retention(), Debounce(s.debounce_n, s.debounce_m, s.alert_cooldown_s)),
-            sender=KafkaSender(self.producer, self.topic_check), topics=self.topics, keys=s.keys,
-            verdicts=Verdicts(s.threshold, dict(s.camera_thresholds), s.masks, s.threshold_refresh_s),
-            pictures=Pictures(s.previews, s.preview_width, s.preview_interval_ms / 1000, s.max_cameras),
-            clock=ClockCheck(s.clock_max_ahead_s, s.clock_max_age_s),
-            drift=DriftWatch(DriftPolicy(s.drift_window, s.drift_every, s.drift_image_pct, s.drift_score_rise), s.max_cameras),
-            health=self.health,
-            supervisor=self.supervisor, worker_id=s.worker_id, retry_max_s=s.publish_retry_max_s,
-            max_dead_letter_bytes=s.kafka_max_message_bytes,
-        )
+        self.publisher = self._publisher(self.checkpoint, KafkaSender(self.producer, self.topic_check))
         self.input.subscribe(self.checkpoint.released)
         self.batcher.start()
         self.publisher.start()
@@ -150,14 +152,30 @@ class Worker:
         gc.freeze()
         current = self.holder.current
         log.info("worker started", worker=s.worker_id, group=s.group_id, topic=self.topics.frames,
-                 model=f"{current.name}@{current.version}" if current else None, device=str(device))
+                 model=f"{current.name}@{current.version}" if current else None, device=str(self.device))
+
+    def _publisher(self, checkpoint: Checkpoint, sender: KafkaSender) -> Publisher:
+        s = self.s
+        drift = DriftWatch(DriftPolicy(s.drift_window, s.drift_every, s.drift_image_pct, s.drift_score_rise), s.max_cameras)
+        return Publisher(
+            outbox=self.outbox, checkpoint=checkpoint, writer=self.writer, sender=sender, topics=self.topics,
+            verdicts=VerdictBuilder(
+                s.keys, VerdictPolicy(s.threshold, dict(s.camera_thresholds), s.masks, s.threshold_refresh_s),
+                Pictures(s.previews, s.preview_width, s.preview_interval_ms / 1000, s.max_cameras),
+                ClockCheck(s.clock_max_ahead_s, s.clock_max_age_s), s.worker_id,
+            ),
+            delivery=Delivery(self.health, s.publish_retry_max_s),
+            drift=DriftReport(drift, self.writer.recalibrate_events, s.worker_id),
+            supervisor=self.supervisor, max_dead_letter_bytes=s.kafka_max_message_bytes, results_topic=s.results_topic,
+        )
 
     def _retention(self) -> Retention:
         s = self.s
         return Retention(
             result_ttl_s=s.result_ttl_s, history_ttl_s=s.history_ttl_s, history_maxlen=s.history_maxlen,
             mask_ttl_s=s.mask_ttl_s, frame_ttl_s=s.frame_ttl_s, dedupe_ttl_s=s.dedupe_ttl_s,
-            alerts_maxlen=s.alerts_maxlen, cameras_max=s.max_cameras,
+            alerts_maxlen=s.alerts_maxlen, cameras_max=s.max_cameras, probation_max=s.probation_max_cameras,
+            admit_frames=s.camera_admit_frames, blobs_max=s.max_blobs_per_camera,
         )
 
     def request_stop(self) -> None:
@@ -244,7 +262,8 @@ class Worker:
         self.holder.stop()
         if self.input is not None:
             self.input.close()
-        self.producer.close(timeout=5)
+        if self.producer is not None:
+            self.producer.close(timeout=5)
         self.topic_check.close()
         self.decode_pool.shutdown(wait=False, cancel_futures=True)
         self.redis.close()
@@ -304,8 +323,8 @@ class Worker:
         A full pipeline (the in-flight limit) first only stops polling: a burst drains in
         milliseconds, and what kafka-python has fetched stays. Pausing the partitions is kept for a
         pipeline that stays full FULL_PAUSE_AFTER_S, and for outputs that are down: kafka-python
-        drops what it had fetched for paused partitions, to fetch it again after the resume (at
-        930 frames/s on 2 cores the old rule paused and resumed 31 times in 25 s).
+        drops what it had fetched for paused partitions, to fetch it again after the resume, so
+        pausing on every full moment would fetch the same records over and over under load.
         """
         assert self.input is not None
         now = time.monotonic() if now is None else now
@@ -365,14 +384,13 @@ class Worker:
             metrics.LAG.labels(topic, str(partition)).set(lag)
 
     def _outputs_detail(self) -> str:
-        failing = self.health.failing()
-        if not failing:
-            return "ok"
-        return "; ".join(f"{'refused' if f.refused else 'unavailable'}: {f.target}: {f.cause}" for f in failing)
+        parts = [f"{'refused' if f.refused else 'unavailable'}: {f.target}: {f.cause}" for f in self.health.failing()]
+        parts += [f"waiting: {target}: no answer for {age:.0f} s" for target, age in self.health.waiting(OUTPUT_WAIT_NOT_READY_S)]
+        return "; ".join(parts) or "ok"
 
     def liveness(self) -> tuple[bool, dict]:
         age = time.monotonic() - self._heartbeat
-        threads = self.batcher.is_alive() and self.publisher.is_alive()
+        threads = self.batcher.is_alive() and self.publisher is not None and self.publisher.is_alive()
         ok = age < 60 and threads and not self.supervisor.failed.is_set()
         return ok, {"loop_age_s": round(age, 2), "threads_alive": threads, "failed": self.supervisor.cause}
 
@@ -384,6 +402,7 @@ class Worker:
         stalled = [f"{t}:{p}" for t, p in self.checkpoint.stalled(self.s.stall_after_s)]
         ok = (
             current is not None and assigned > 0 and not batch_stalled and not stalled and self.health.ok
+            and not self.health.waiting(OUTPUT_WAIT_NOT_READY_S)
             and self._input_refused_since is None and not self._draining and not self.supervisor.failed.is_set()
         )
         return ok, {
@@ -433,15 +452,9 @@ def _hard_exit() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parse_args(argv)
-    try:
-        check_program_environment()
-        overrides = {k: v for k, v in vars(args).items() if v is not None}
-        settings = WorkerSettings(**overrides)
-    except (LinewatchError, ValueError) as exc:
-        print(f"linewatch-worker: bad settings: {exc}", file=sys.stderr)
-        return 2
-    configure_logging(settings.log_level, settings.log_json)
+    settings = program_settings("linewatch-worker", WorkerSettings, vars(_parse_args(argv)))
+    if settings is None:
+        return EXIT_BAD_SETTINGS
     worker = Worker(settings)
     try:
         # Credentials and TLS are checked first, so a wrong one is named instead of timing out later.
@@ -453,7 +466,14 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: _on_signal(worker))
-    return worker.run()
+    code = worker.run()
+    # Everything that must end cleanly has: offsets committed, clients closed. A drain that ran out
+    # of time leaves the batch thread inside torch; interpreter shutdown then tears torch's thread
+    # pool down under it and the process aborts ("terminate called without an active exception",
+    # exit 134/139 instead of the code decided above). Exit now, with that code.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":

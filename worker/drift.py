@@ -22,11 +22,19 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Callable
 
 import cv2
 import numpy as np
+import structlog
 
+from linewatch.errors import PublishError
+from linewatch.logs import RateLimitedLog
+from worker import metrics
 from worker.camera_state import CameraTable
+from worker.records import ScoredBatch
+
+log = structlog.get_logger(__name__)
 
 SIGNALS = ("brightness", "contrast", "score_median")
 
@@ -61,8 +69,8 @@ class _Camera:
 def image_stats(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per frame of a uint8 [B, H, W, C] batch: (mean brightness, contrast), each [B], 0..255.
 
-    OpenCV reads the uint8 pixels in place; a float copy of the whole batch (the earlier way) cost
-    the publish thread many times more, the most at paper size (256 px)."""
+    OpenCV reads the uint8 pixels in place: a float copy of the whole batch would cost the publish
+    thread many times more, the most at paper size (256 px)."""
     stats = [cv2.meanStdDev(frame.reshape(-1, 1)) for frame in pixels]
     return (np.array([mean[0, 0] for mean, _ in stats], np.float32),
             np.array([std[0, 0] for _, std in stats], np.float32))
@@ -115,3 +123,51 @@ class DriftWatch:
             return float("-inf"), baseline + self.policy.score_rise
         margin = abs(baseline) * self.policy.image_pct / 100.0
         return baseline - margin, baseline + margin
+
+
+Summary = tuple[str, dict[str, float], int, str]  # camera, summary, time (ms), worker
+
+
+class DriftReport:
+    """The publish thread's side of the drift watch: summaries due with a batch, events after it.
+
+    Summaries are stored with the batch's results (worker/sinks.py returns the baseline in force);
+    events are best effort: drift is advice to people, never a reason to hold frames back."""
+
+    def __init__(self, watch: DriftWatch, record_events: Callable[[list[dict[str, str]]], None], worker_id: str) -> None:
+        self.watch, self.record_events, self.worker_id = watch, record_events, worker_id
+        self._log = RateLimitedLog(interval_s=10.0)
+
+    def due(self, job: ScoredBatch, normalised: np.ndarray, now_ns: int) -> list[Summary]:
+        """Feed the batch to the watch; the summaries due now, ready to store with the batch."""
+        brightness, contrast = image_stats(job.pixels)
+        due = []
+        for i, item in enumerate(job.items):
+            camera = item.meta.camera  # type: ignore[union-attr]
+            if self.watch.observe(camera, float(normalised[i]), float(brightness[i]), float(contrast[i])):
+                due.append((camera, self.watch.summary(camera), now_ns // 1_000_000, self.worker_id))
+        return due
+
+    def report(self, due: list[Summary], baselines: list[dict[str, float] | PublishError], now_ns: int) -> None:
+        """Compare the stored summaries with their baselines; record what left its band."""
+        events: list[dict[str, str]] = []
+        for (camera, summary, _, _), baseline in zip(due, baselines):
+            label = metrics.camera_label(camera)
+            for signal, value in summary.items():
+                metrics.DRIFT.labels(label, signal).set(value)
+            if isinstance(baseline, PublishError):
+                continue
+            for e in self.watch.check(camera, summary, baseline):
+                metrics.RECALIBRATE_EVENTS.labels(label, e.signal).inc()
+                log.warning("camera drifted; recalibrate", camera=camera, signal=e.signal, value=round(e.value, 4),
+                            band=[round(e.low, 4), round(e.high, 4)])
+                events.append({"camera": camera, "signal": e.signal, "value": f"{e.value:.6g}", "low": f"{e.low:.6g}",
+                               "high": f"{e.high:.6g}", "baseline": f"{e.baseline:.6g}", "time_ns": str(now_ns),
+                               "worker": self.worker_id})
+        if not events:
+            return
+        try:
+            self.record_events(events)
+        except PublishError as exc:
+            if self._log.allow("drift") is not None:
+                log.warning("drift events not stored", error=str(exc))

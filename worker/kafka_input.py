@@ -4,7 +4,7 @@ kafka-python parses records inside `poll()`. Header names that are not UTF-8 are
 worker/kafka_compat.py (and refused by the contract); a record it still cannot parse (a batch
 whose checksum fails, a broken record structure) makes `poll()` raise, and a second `poll()` over
 the same data can spin forever inside the client. So when `poll()` raises a parse error,
-`FramesInput`:
+`KafkaPythonInput`:
 1. finds the partition and offset it failed on: the consumer's position of each assigned
    partition is where reading stopped; a short-lived probe consumer reads one record there, and
    the partition whose probe fails too is the culprit;
@@ -14,15 +14,14 @@ the same data can spin forever inside the client. So when `poll()` raises a pars
 3. seeks the main consumer one past that offset, so the record is stepped over, never retried
    in place, and hands it back as an `Unreadable` for the dead-letter topic. Its offset is
    committed only after the dead letter is confirmed, like any rejected frame.
-Kafka's exceptions are translated here (InputUnavailable / InputRefused) and nowhere else, and in
-worker/kafka_input_rdkafka.py, the same interface on librdkafka (`open_frames_input` picks one).
+Kafka's exceptions are translated here (InputUnavailable / InputRefused / InputBroken) and nowhere
+else; worker/kafka_input_rdkafka.py is the same interface (worker/frames_input.py) on librdkafka.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 import structlog
 from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
@@ -35,42 +34,15 @@ from kafka.errors import (
 )
 from kafka.structs import OffsetAndMetadata
 
-from linewatch.errors import ConfigError, LinewatchError, ServiceUnavailable
+from linewatch.errors import InputBroken, InputRefused, InputUnavailable, ServiceUnavailable
 from worker import kafka_compat
-
-if TYPE_CHECKING:
-    from worker.kafka_input_rdkafka import RdkafkaFramesInput
+from worker.frames_input import TP, Unreadable
 
 log = structlog.get_logger(__name__)
 
-TP = tuple[str, int]
 _PROBE_POLL_MS = 300
 _PROBE_ROUNDS = 10  # a record that exists arrives within a few fetches
-
-
-class InputUnavailable(LinewatchError):
-    """The broker could not be read this time (transient)."""
-
-
-class InputRefused(LinewatchError):
-    """This worker may not read the frames topic or join its group (permanent until fixed)."""
-
-
-class InputBroken(LinewatchError):
-    """The client failed to parse records and the failing record could not be found."""
-
-
-@dataclass(slots=True)
-class Unreadable:
-    """A record the client could not parse, stepped over."""
-
-    tp: TP
-    offset: int
-    detail: str
-    key: bytes | None = None
-    value: bytes = b""
-    headers: list[tuple[str, bytes]] = field(default_factory=list)
-    timestamp_ms: int = -1
+_CLOSE_TIMEOUT_MS = 5000
 
 
 class _Listener(ConsumerRebalanceListener):
@@ -94,8 +66,8 @@ def is_parse_error(exc: BaseException) -> bool:
     return isinstance(exc, CorruptRecordError) or (isinstance(exc, Exception) and not isinstance(exc, KafkaError))
 
 
-class FramesInput:
-    """The worker's consumer of the frames topic. Used from the consumer thread only."""
+class KafkaPythonInput:
+    """worker/frames_input.FramesInput on kafka-python. Used from the consumer thread only."""
 
     def __init__(self, topic: str, client_kwargs: dict[str, Any], consumer_kwargs: dict[str, Any]) -> None:
         self.topic = topic
@@ -222,8 +194,8 @@ class FramesInput:
         return Unreadable((tp.topic, tp.partition), offset, detail + " (nothing recoverable)")
 
     # -- flow control and commits -----------------------------------------------------------------
-    def assignment(self) -> set[TopicPartition]:
-        return self.consumer.assignment()
+    def assignment(self) -> set[TP]:
+        return {(tp.topic, tp.partition) for tp in self.consumer.assignment()}
 
     def pause_all(self) -> bool:
         """Pause every assigned partition (newly assigned ones too); True if any was running."""
@@ -281,11 +253,11 @@ class FramesInput:
                 out[(tp.topic, tp.partition)] = max(0, end - position)
         return out
 
-    def close(self, timeout_s: float = 5.0) -> None:
+    def close(self) -> None:
         if self._strict_probe is not None:
             self._strict_probe.close(autocommit=False)
         # Leaves the group: its partitions move on at once.
-        self.consumer.close(autocommit=False, timeout_ms=int(timeout_s * 1000))
+        self.consumer.close(autocommit=False, timeout_ms=_CLOSE_TIMEOUT_MS)
 
 
 def _side_reader(client_kwargs: dict[str, Any], check_crcs: bool, client_id: str, **extra: Any) -> KafkaConsumer:
@@ -313,16 +285,3 @@ def read_range(client_kwargs: dict[str, Any], tp: TP, start: int, end: int, chec
         return found
     finally:
         reader.close(autocommit=False)
-
-
-def open_frames_input(client: str, topic: str, client_kwargs: dict[str, Any],
-                      consumer_kwargs: dict[str, Any]) -> FramesInput | RdkafkaFramesInput:
-    """The frames topic's consumer for `client` (WorkerSettings.kafka_consumer)."""
-    if client == "confluent":
-        try:
-            from worker.kafka_input_rdkafka import RdkafkaFramesInput
-        except ImportError as exc:
-            raise ConfigError("LW_KAFKA_CONSUMER=confluent needs confluent-kafka "
-                              f"(pip install 'linewatch[rdkafka]'): {exc}") from exc
-        return RdkafkaFramesInput(topic, client_kwargs, consumer_kwargs)
-    return FramesInput(topic, client_kwargs, consumer_kwargs)

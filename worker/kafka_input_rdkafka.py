@@ -23,9 +23,10 @@ from typing import Any, Callable, NamedTuple
 import structlog
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
-from linewatch.errors import ServiceUnavailable
+from linewatch.errors import InputRefused, InputUnavailable, ServiceUnavailable
 from linewatch.logs import RateLimitedLog
-from worker.kafka_input import TP, InputRefused, InputUnavailable, Unreadable, is_parse_error, read_range
+from worker.frames_input import TP, Unreadable
+from worker.kafka_input import is_parse_error, read_range  # kafka-python re-reads what librdkafka cannot hand over
 
 log = structlog.get_logger(__name__)
 _client_log = logging.getLogger("rdkafka")  # librdkafka's own log lines
@@ -69,7 +70,7 @@ def rdkafka_config(client_kwargs: dict[str, Any], consumer_kwargs: dict[str, Any
 
 
 class RdkafkaFramesInput:
-    """FramesInput's interface on librdkafka. Used from the consumer thread only."""
+    """worker/frames_input.FramesInput on librdkafka. Used from the consumer thread only."""
 
     def __init__(self, topic: str, client_kwargs: dict[str, Any], consumer_kwargs: dict[str, Any]) -> None:
         self.topic = topic
@@ -302,7 +303,7 @@ class RdkafkaFramesInput:
                 out[(p.topic, p.partition)] = max(0, high - p.offset)
         return out
 
-    def close(self, timeout_s: float = 5.0) -> None:
+    def close(self) -> None:
         self.consumer.close()  # leaves the group: its partitions move on at once
 
 

@@ -112,6 +112,19 @@ class WorkerSettings(KafkaSettings, RedisSettings):
         description="Cameras kept in Redis (index, latest, history, preview) and in per-camera worker state; "
         "beyond it the least recently seen camera is forgotten and its keys deleted.",
     )
+    camera_admit_frames: int = Field(
+        3, ge=1,
+        description="A new camera id is on probation until it has sent this many frames: its results are written, but "
+        "it is not on the camera wall, and a flood of new ids evicts only other ids on probation, never an admitted camera.",
+    )
+    probation_max_cameras: int = Field(
+        1000, ge=1, description="Camera ids on probation kept at once; beyond it the least recently seen is forgotten "
+        "with its keys.",
+    )
+    max_blobs_per_camera: int = Field(
+        2000, ge=1, description="Per-frame keys (masks, pictures of anomalous frames) kept per camera; beyond it the "
+        "oldest are deleted before their TTL.",
+    )
     metrics_max_cameras: int = Field(
         256, ge=1, description="Cameras with metric series of their own; later ones are counted under camera=\"_other\"."
     )
@@ -150,6 +163,10 @@ class WorkerSettings(KafkaSettings, RedisSettings):
         30.0, description="On SIGTERM, longest wait for in-flight frames to publish; the process ends within this + 10 s."
     )
     create_topics: int = Field(0, ge=0, description="Create missing topics with this many partitions at start (0: don't).")
+    results_topic: bool = Field(
+        False, description="Also publish every scored frame's compact verdict (OK/NG) to <base>.results, key = camera, "
+        "acknowledged before the frame's offset is (for linewatch-bridge and other line integrations).",
+    )
 
     @field_validator("batch_buckets")
     @classmethod

@@ -5,12 +5,23 @@ PublishError (linewatch/errors.py): OutputUnavailable (transient: retry), Output
 (permanent for every record: say so, give up after a while) and RecordRefused (permanent for
 this record: dead-letter it).
 
-A frame's Redis writes are one Lua script (`_WRITE_FRAME`), atomic and idempotent: it first
-looks the record's source offset up in the dedupe hash (RedisKeys.seen). A replay changes
-nothing and returns the alert decision made the first time, so an alert lost to a crash between
-the Redis write and the Kafka send is sent again (consumers deduplicate on camera + frame_id).
-The debounce window and the last alert time of a camera live in Redis (RedisKeys.alert_state),
-updated in the same script, so the next owner of a camera's partition continues them.
+A batch's Redis writes are one Lua script call (`_WRITE_FRAMES`), atomic, with each frame written
+idempotently: the script first looks the record's source offset up in the dedupe hash
+(RedisKeys.seen). A replay changes nothing and returns the alert decision made the first time, so
+an alert lost to a crash between the Redis write and the Kafka send is sent again (consumers
+deduplicate on camera + frame_id). The debounce window and the last alert time of a camera live in
+Redis (RedisKeys.alert_state), updated in the same script, so the next owner of a camera's
+partition continues them.
+
+Redis memory stays bounded whatever camera ids senders invent (the budget formula is in
+docs/reliability.md):
+- a new camera id is on probation (RedisKeys.probation, capped at `probation_max`) until it has
+  sent `admit_frames` frames; then it is admitted to the camera index (capped at `cameras_max`).
+  A flood of one-frame ids only ever evicts other probation ids, never an admitted camera;
+- every per-frame key of a camera (masks, pictures of anomalous frames) is listed in its blobs set
+  (RedisKeys.blobs), capped at `blobs_max` per camera (oldest deleted first);
+- a camera that leaves either tier is forgotten with all its keys, blobs included. The key names
+  come from RedisKeys.camera_key_parts: the script never spells a key name itself.
 """
 
 from __future__ import annotations
@@ -25,7 +36,7 @@ import redis
 from redis import exceptions as rx
 from kafka import KafkaAdminClient, KafkaProducer
 from kafka.errors import KafkaError, KafkaTimeoutError, MessageSizeTooLargeError
-from kafka.errors import TopicAuthorizationFailedError
+from kafka.errors import TopicAuthorizationFailedError, UnknownTopicOrPartitionError
 
 from linewatch import contract as c
 from linewatch.contract import RedisKeys
@@ -41,14 +52,54 @@ SEEN_BUCKET = 128  # offsets per dedupe hash: small hashes stay in Redis's compa
 # a batch touches many, and linewatch runs on a single Redis (not a cluster).
 _COMMON = (
     "dedupe_ttl", "history_maxlen", "history_ttl", "result_ttl", "mask_ttl", "frame_ttl", "state_ttl",
-    "debounce_n", "debounce_m", "cooldown_ms", "now_ms", "cameras_max", "alerts_maxlen", "prefix",
-    "camera_index", "alerts",
+    "debounce_n", "debounce_m", "cooldown_ms", "now_ms", "cameras_max", "alerts_maxlen", "camera_parts",
+    "camera_index", "alerts", "probation", "probation_frames", "probation_max", "admit_frames", "blobs_max",
 )
 _PER_FRAME = ("meta", "mask_png", "heat_png", "frame_jpeg", "preview_jpeg", "preview_heat", "alert_json")
-_META_KEYS = ("seen", "history", "latest", "alert_state", "mask", "heat_at", "frame_at", "preview_frame", "preview_heat")
 
 _WRITE_FRAMES = "\n".join(f"local {name} = ARGV[{i + 1}]" for i, name in enumerate(_COMMON)) + f"""
 local FIELDS = {{{", ".join(repr(f) for f in c.RESULT_FIELDS)}}}
+local PARTS = cjson.decode(camera_parts)
+local blob_ttl = math.max(tonumber(mask_ttl), tonumber(frame_ttl))
+
+-- A camera known to the index stays there; a new id is on probation until it sent admit_frames frames.
+local function admit(cam)
+  if redis.call('ZSCORE', camera_index, cam) then
+    redis.call('ZADD', camera_index, now_ms, cam)
+    return
+  end
+  if redis.call('HINCRBY', probation_frames, cam, 1) >= tonumber(admit_frames) then
+    redis.call('ZREM', probation, cam)
+    redis.call('HDEL', probation_frames, cam)
+    redis.call('ZADD', camera_index, now_ms, cam)
+  else
+    redis.call('ZADD', probation, now_ms, cam)
+  end
+end
+
+local function del_all(keys)
+  for i = 1, #keys, 500 do redis.call('DEL', unpack(keys, i, math.min(i + 499, #keys))) end
+end
+
+-- Every key of a camera, its per-frame blobs included (PARTS[#PARTS] is the blobs set).
+local function forget(cam)
+  local blobs = PARTS[#PARTS][1] .. cam .. PARTS[#PARTS][2]
+  del_all(redis.call('ZRANGE', blobs, 0, -1))
+  for _, part in ipairs(PARTS) do redis.call('DEL', part[1] .. cam .. part[2]) end
+end
+
+-- Scores order blobs by write, also within one call's millisecond (1024 steps fit a double exactly).
+local written = 0
+local function keep_blob(blobs, key)
+  written = math.min(written + 1, 1023)
+  redis.call('ZADD', blobs, tonumber(now_ms) + written / 1024, key)
+  redis.call('EXPIRE', blobs, blob_ttl)
+  local excess = redis.call('ZCARD', blobs) - tonumber(blobs_max)
+  if excess > 0 then
+    del_all(redis.call('ZRANGE', blobs, 0, excess - 1))
+    redis.call('ZREMRANGEBYRANK', blobs, 0, excess - 1)
+  end
+end
 
 local function write_frame(meta, mask_png, heat_png, frame_jpeg, preview_jpeg, preview_heat, alert_json)
   local k = meta.keys
@@ -57,6 +108,7 @@ local function write_frame(meta, mask_png, heat_png, frame_jpeg, preview_jpeg, p
     local fp, decided = string.match(seen, '^(.*)|(%d)$')
     if fp == meta.fp then return {{0, tonumber(decided)}} end
   end
+  admit(meta.cam)
   local state = redis.call('HMGET', k.alert_state, 'recent', 'last_alert_ms')
   local recent = (state[1] or '') .. meta.an
   if #recent > tonumber(debounce_m) then recent = string.sub(recent, -tonumber(debounce_m)) end
@@ -82,14 +134,24 @@ local function write_frame(meta, mask_png, heat_png, frame_jpeg, preview_jpeg, p
     redis.call('HSET', k.latest, '{c.PREVIEW_FIELD}', meta.fid)
   end
   redis.call('EXPIRE', k.latest, result_ttl)
-  if mask_png ~= '' then redis.call('SET', k.mask, mask_png, 'EX', mask_ttl) end
-  if heat_png ~= '' then redis.call('SET', k.heat_at, heat_png, 'EX', frame_ttl) end
-  if frame_jpeg ~= '' then redis.call('SET', k.frame_at, frame_jpeg, 'EX', frame_ttl) end
-  redis.call('ZADD', camera_index, now_ms, meta.cam)
+  if mask_png ~= '' then redis.call('SET', k.mask, mask_png, 'EX', mask_ttl); keep_blob(k.blobs, k.mask) end
+  if heat_png ~= '' then redis.call('SET', k.heat_at, heat_png, 'EX', frame_ttl); keep_blob(k.blobs, k.heat_at) end
+  if frame_jpeg ~= '' then redis.call('SET', k.frame_at, frame_jpeg, 'EX', frame_ttl); keep_blob(k.blobs, k.frame_at) end
   if alert == 1 then redis.call('XADD', alerts, 'MAXLEN', '~', alerts_maxlen, '*', 'alert', alert_json) end
   redis.call('HSET', k.seen, meta.field, meta.fp .. '|' .. alert)
   redis.call('EXPIRE', k.seen, dedupe_ttl)
   return {{1, alert}}
+end
+
+-- Beyond `cap`, forget the least recently seen members of a tier with their keys.
+local function trim(tier, cap, counts)
+  local excess = redis.call('ZCARD', tier) - tonumber(cap)
+  if excess <= 0 then return end
+  for _, gone in ipairs(redis.call('ZRANGE', tier, 0, excess - 1)) do
+    forget(gone)
+    if counts then redis.call('HDEL', counts, gone) end
+  end
+  redis.call('ZREMRANGEBYRANK', tier, 0, excess - 1)
 end
 
 local out = {{}}
@@ -104,18 +166,16 @@ for base = {len(_COMMON)}, #ARGV - 1, {len(_PER_FRAME)} do
     out[#out + 1] = tostring(res)
   end
 end
--- Cameras: forget those not seen for result_ttl, and beyond cameras_max the least recently seen
--- ones with their keys (a flood of made-up ids must not grow Redis without bound).
-redis.call('ZREMRANGEBYSCORE', camera_index, '-inf', '(' .. (tonumber(now_ms) - 1000 * tonumber(result_ttl)))
-local n = redis.call('ZCARD', camera_index)
-if n > tonumber(cameras_max) then
-  for _, gone in ipairs(redis.call('ZRANGE', camera_index, 0, n - tonumber(cameras_max) - 1)) do
-    for _, kind in ipairs({{'history', 'latest', 'alertstate', 'frame', 'heat', 'drift'}}) do
-      redis.call('DEL', prefix .. ':' .. kind .. ':' .. gone)
-    end
-  end
-  redis.call('ZREMRANGEBYRANK', camera_index, 0, n - tonumber(cameras_max) - 1)
+-- Cameras silent for result_ttl leave both tiers (their keys expire by their own TTLs).
+local idle = '(' .. (tonumber(now_ms) - 1000 * tonumber(result_ttl))
+redis.call('ZREMRANGEBYSCORE', camera_index, '-inf', idle)
+local quiet = redis.call('ZRANGEBYSCORE', probation, '-inf', idle)
+if #quiet > 0 then
+  redis.call('HDEL', probation_frames, unpack(quiet))
+  redis.call('ZREMRANGEBYSCORE', probation, '-inf', idle)
 end
+trim(camera_index, cameras_max, nil)
+trim(probation, probation_max, probation_frames)
 return out
 """
 
@@ -147,6 +207,9 @@ class Retention:
     dedupe_ttl_s: int = 86400
     alerts_maxlen: int = 10000
     cameras_max: int = 1000
+    probation_max: int = 1000  # camera ids not admitted yet, kept at once
+    admit_frames: int = 3  # frames a new camera id sends before it is admitted to the index
+    blobs_max: int = 2000  # per-frame keys (masks, pictures) kept per camera
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,13 +274,14 @@ def redis_error(exc: redis.RedisError) -> PublishError:
 
 
 class ResultWriter:
-    """Writes a batch of frames to Redis in one round trip, one script call per frame."""
+    """Writes a batch of frames to Redis in one round trip: one script call for the batch."""
 
     def __init__(self, client: redis.Redis, keys: RedisKeys, retention: Retention, debounce: Debounce) -> None:
         self.client = client
         self.keys = keys
         self.retention = retention
         self.debounce = debounce
+        self._camera_parts = json.dumps(keys.camera_key_parts())
         # SHA1 of the scripts, computed here; loaded into Redis on the first NOSCRIPT answer.
         self._batch_sha = hashlib.sha1(_WRITE_FRAMES.encode()).hexdigest()
         self._drift_sha = hashlib.sha1(_RECORD_DRIFT.encode()).hexdigest()
@@ -229,7 +293,7 @@ class ResultWriter:
             "seen": k.seen(topic, partition, w.offset // SEEN_BUCKET), "history": k.history(w.camera),
             "latest": k.latest(w.camera), "alert_state": k.alert_state(w.camera), "mask": k.mask(w.camera, w.frame_id),
             "heat_at": k.heat_at(w.camera, w.frame_id), "frame_at": k.frame_at(w.camera, w.frame_id),
-            "preview_frame": k.frame(w.camera), "preview_heat": k.heat(w.camera),
+            "preview_frame": k.frame(w.camera), "preview_heat": k.heat(w.camera), "blobs": k.blobs(w.camera),
         }
         meta = {
             "keys": keys, "field": str(w.offset), "fp": w.fingerprint, "cam": w.camera, "fid": w.frame_id,
@@ -243,7 +307,8 @@ class ResultWriter:
         state_ttl = max(r.result_ttl_s, int(2 * d.cooldown_s) + 1)
         return [
             r.dedupe_ttl_s, r.history_maxlen, r.history_ttl_s, r.result_ttl_s, r.mask_ttl_s, r.frame_ttl_s, state_ttl,
-            d.n, d.m, int(d.cooldown_s * 1000), now_ms, r.cameras_max, r.alerts_maxlen, k.prefix, k.camera_index, k.alerts,
+            d.n, d.m, int(d.cooldown_s * 1000), now_ms, r.cameras_max, r.alerts_maxlen, self._camera_parts,
+            k.camera_index, k.alerts, k.probation, k.probation_frames, r.probation_max, r.admit_frames, r.blobs_max,
         ]
 
     def write(self, frames: list[FrameWrite], drift: list[tuple[str, dict[str, float], int, str]] = ()) -> tuple[
@@ -393,8 +458,9 @@ def kafka_error(exc: KafkaError, topic: str, topic_exists: TopicCheck) -> Publis
         return RecordRefused("too_large", f"kafka refused the record as too large ({text[:200]})")
     if isinstance(exc, TopicAuthorizationFailedError) or "AUTHORIZATION" in text.upper():
         return OutputRefused(f"kafka: not authorised to write topic {topic} ({text[:200]})")
-    if isinstance(exc, KafkaTimeoutError) and "metadata" in str(exc).lower():
-        # A missing topic and an unreachable broker both look like a metadata timeout here.
+    if isinstance(exc, (KafkaTimeoutError, UnknownTopicOrPartitionError)):
+        # A missing topic and an unreachable broker both look like a timeout here: a send to a topic
+        # deleted after its metadata was cached times out in the record's future, not in metadata.
         if topic_exists(topic) is False:
             return OutputRefused(f"kafka: topic {topic} does not exist (or this worker may not describe it)")
         return OutputUnavailable(f"kafka: {text[:200]}")

@@ -74,11 +74,30 @@ class OutputState:
 
 
 class OutputHealth:
-    """Thread-safe record of failing outputs; empty when every output works."""
+    """Thread-safe record of failing outputs; empty when every output works.
+
+    It also knows which output a write is waiting on and since when (`sending`): a send that has
+    not been answered for seconds is reported (`waiting`) before its client gives up, so readiness
+    turns false at once instead of after the client's own timeout."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._failing: dict[str, OutputState] = {}
+        self._sending: dict[str, float] = {}
+
+    def sending(self, target: str) -> None:
+        with self._lock:
+            self._sending.setdefault(target, time.monotonic())
+
+    def answered(self, target: str) -> None:
+        with self._lock:
+            self._sending.pop(target, None)
+
+    def waiting(self, after_s: float) -> list[tuple[str, float]]:
+        """Outputs whose current write has waited longer than `after_s` for an answer, with the wait."""
+        now = time.monotonic()
+        with self._lock:
+            return [(t, now - since) for t, since in self._sending.items() if now - since > after_s]
 
     def down(self, target: str, error: PublishError) -> None:
         refused = isinstance(error, OutputRefused)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import fnmatch
 
+from producer.settings import ProducerSettings
+from view.settings import ViewSettings
 from worker.settings import WorkerSettings
 
 from .conftest import ROOT, console_scripts, dockerfile_instructions, exec_form
@@ -61,15 +63,21 @@ def test_final_stages_carry_no_build_tools() -> None:
         assert "rm -rf /var/lib/apt/lists" in text or "apt-get" not in text
 
 
-def test_worker_healthcheck_hits_liveness_on_the_default_port() -> None:
+def test_healthchecks_hit_readiness_on_the_default_ports() -> None:
+    """Healthy means ready: /readyz of the worker and producer, the view's /healthz (Redis answers)."""
     stages = _stages()
-    port = WorkerSettings.model_fields["http_port"].default
-    for target in ("worker", "cpu-worker"):
+    expected = {
+        "worker": ("/readyz", "LW_HTTP_PORT", WorkerSettings.model_fields["http_port"].default),
+        "cpu-worker": ("/readyz", "LW_HTTP_PORT", WorkerSettings.model_fields["http_port"].default),
+        "producer": ("/readyz", "LW_METRICS_PORT", ProducerSettings.model_fields["metrics_port"].default),
+        "view": ("/healthz", "LW_VIEW_PORT", ViewSettings.model_fields["view_port"].default),
+    }
+    for target, (path, variable, port) in expected.items():
         check = _resolved(stages, target, "HEALTHCHECK")
         assert check is not None, target
         command = exec_form(check.split("CMD", 1)[1])
         assert command[:2] == ["python", "-c"]  # no curl in the image
-        assert "/healthz" in command[2] and f"'LW_HTTP_PORT', '{port}'" in command[2]
+        assert path in command[2] and f"'{variable}', '{port}'" in command[2], target
         compile(command[2], "<healthcheck>", "exec")
 
 

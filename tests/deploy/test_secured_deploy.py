@@ -15,7 +15,7 @@ import pytest
 
 from linewatch.settings import known_variables
 from producer.settings import ProducerSettings
-from worker.alerts_consumer import AlertConsumerSettings
+from bridge.alerts_consumer import AlertConsumerSettings
 from worker.settings import WorkerSettings
 
 from .conftest import COMPOSE_DIR, K8S_DIR, ROOT, find, kustomize_resources, load_yaml_docs, pod_containers, read_env_file

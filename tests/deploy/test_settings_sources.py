@@ -11,14 +11,15 @@ from pydantic import BaseModel
 
 from linewatch.settings import check_environment, known_variables
 from producer.settings import ProducerSettings
-from worker.alerts_consumer import AlertConsumerSettings
+from bridge.alerts_consumer import AlertConsumerSettings
+from view.settings import ViewSettings
 from worker.settings import WorkerSettings
 
 from .conftest import COMPOSE_DIR, K8S_DIR, kustomize_resources, load_yaml_docs, pod_containers, read_env_file
 
 # What the programs themselves accept at start-up (worker/app.py and producer/app.py check these):
 # a variable per field, and LW_<NAME>_FILE for the fields that may hold a secret.
-PROGRAMS = (WorkerSettings, ProducerSettings, AlertConsumerSettings)
+PROGRAMS = (WorkerSettings, ProducerSettings, AlertConsumerSettings, ViewSettings)
 KNOWN = known_variables(*PROGRAMS)
 
 ENV_FILES = {

@@ -4,15 +4,14 @@ files exist in the tree, so tests never import from conftest)."""
 from __future__ import annotations
 
 import threading
-import time
 from typing import Any
 
 import numpy as np
-from kafka import KafkaConsumer, TopicPartition
 from kafka.future import Future
 
 from producer.settings import CameraSpec, ProducerSettings
 from producer.sources import CameraLost, SourceFrame
+from testkit.topics import read_topic
 
 
 def make_settings(**kwargs: Any) -> ProducerSettings:
@@ -110,18 +109,6 @@ class FlakySource:
 
 
 def consume_all(settings: ProducerSettings, expected: int, timeout_s: float = 60.0) -> list:
-    consumer = KafkaConsumer(**settings.kafka_client_kwargs(), group_id=None, enable_auto_commit=False,
-                             auto_offset_reset="earliest", max_partition_fetch_bytes=settings.kafka_max_message_bytes)
-    try:
-        topic = settings.topics.frames
-        partitions = consumer.partitions_for_topic(topic) or set()
-        consumer.assign([TopicPartition(topic, p) for p in sorted(partitions)])
-        consumer.seek_to_beginning()
-        records: list = []
-        deadline = time.monotonic() + timeout_s
-        while len(records) < expected and time.monotonic() < deadline:
-            for batch in consumer.poll(timeout_ms=500).values():
-                records.extend(batch)
-        return records
-    finally:
-        consumer.close()
+    """The producer's frames topic read back, as its own settings reach the broker."""
+    return read_topic(settings.kafka_client_kwargs(), settings.topics.frames, expected, timeout_s,
+                      max_partition_fetch_bytes=settings.kafka_max_message_bytes)

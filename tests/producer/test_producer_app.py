@@ -1,12 +1,8 @@
 from __future__ import annotations
 
 import json
-import urllib.error
-
-import socket
 import threading
 import time
-import urllib.request
 
 import cv2
 import numpy as np
@@ -17,6 +13,8 @@ from linewatch.contract import parse_frame_record
 from producer.app import ProducerApp, main, produce_synthetic, synthetic_specs
 from producer.settings import CameraSpec
 from producer.synthetic import SyntheticCamera
+from testkit.probes import http_get
+from testkit.services import free_port
 
 from producer_helpers import FakeKafkaProducer, FlakySource, make_settings
 
@@ -109,12 +107,6 @@ def test_stop_without_drain_is_prompt_for_an_endless_camera() -> None:
     assert app.counts("cam-1").sent > 5 and not app.errors
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_metrics_endpoint_reports_zero_drops_per_camera() -> None:
     port = free_port()
     settings = make_settings(cameras=synthetic_specs(2, size=64), max_frames=3, metrics_port=port)
@@ -123,9 +115,11 @@ def test_metrics_endpoint_reports_zero_drops_per_camera() -> None:
     try:
         app.wait(10)
         app.drain(5)
-        body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+        status, reply = http_get(port, "/metrics")
     finally:
         app.stop()
+    body = reply.decode()
+    assert status == 200
     assert 'linewatch_producer_frames_dropped_total{camera="cam-1"} 0.0' in body
     assert 'linewatch_producer_camera_errors_total{camera="cam-1"} 0.0' in body
     assert 'linewatch_producer_frames_dropped_total{camera="cam-2"} 0.0' in body
@@ -138,13 +132,11 @@ def test_liveness_follows_the_sender_thread() -> None:
     app = ProducerApp(settings, producer=FakeKafkaProducer())
     app.start()
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as reply:
-            assert reply.status == 200 and json.loads(reply.read())["sender_alive"] is True
+        status, body = http_get(port, "/healthz")
+        assert status == 200 and json.loads(body)["sender_alive"] is True
         app._sender.abort()  # the sender thread ends: the producer is no longer alive
         app._sender.join(5)
-        with pytest.raises(urllib.error.HTTPError) as info:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5)
-        assert info.value.code == 503
+        assert http_get(port, "/healthz")[0] == 503
     finally:
         app.stop()
 

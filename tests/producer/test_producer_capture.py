@@ -11,8 +11,8 @@ import structlog.testing
 
 from linewatch.contract import parse_frame_record
 from linewatch.errors import ConfigError
+from linewatch.backoff import Backoff
 from producer.capture import (
-    Backoff,
     CameraCapture,
     CaptureOptions,
     FrameQueues,

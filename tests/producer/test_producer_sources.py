@@ -8,6 +8,7 @@ import pytest
 
 from producer.settings import CameraSpec
 from producer.sources import CameraLost, ImageFolderSource, SyntheticSource, VideoCaptureSource, open_source
+from producer.stream import StreamSource
 from producer.synthetic import SyntheticCamera
 
 
@@ -22,7 +23,10 @@ def test_open_source_dispatch(tmp_path: Path) -> None:
     device = open_source(spec("0"))
     assert isinstance(device, VideoCaptureSource) and device.target == 0 and device.live
     stream = open_source(spec("rtsp://10.0.0.9/line1"))
-    assert isinstance(stream, VideoCaptureSource) and stream.live
+    assert isinstance(stream, StreamSource) and stream.live  # PyAV: timeouts, newest frame
+    assert isinstance(open_source(spec("rtsp://10.0.0.9/line1"), backend="opencv"), VideoCaptureSource)
+    v4l2 = open_source(spec("/dev/video7"))
+    assert isinstance(v4l2, VideoCaptureSource) and v4l2.live
     video = open_source(spec(str(tmp_path / "clip.avi")))
     assert isinstance(video, VideoCaptureSource) and not video.live
 
@@ -90,6 +94,13 @@ def test_video_file_rewinds_when_looping(tmp_path: Path) -> None:
     once.open()
     assert [once.read() is not None for _ in range(5)] == [True] * 4 + [False]
     once.close()
+
+
+def test_missing_video_device_fails_with_the_cause() -> None:
+    # No USB camera on this machine or CI: a device index / node that does not exist names the node.
+    for target in (57, "/dev/video57"):
+        with pytest.raises(CameraLost, match=r"/dev/video57 does not exist"):
+            VideoCaptureSource(target).open()
 
 
 def test_unopenable_video_is_camera_lost(tmp_path: Path) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -26,6 +25,7 @@ from kafka.errors import KafkaError
 
 from linewatch.settings import KafkaSettings, RedisSettings
 from linewatch.topics import ensure_topics
+from testkit.services import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 LOCAL = REPO / "deploy" / "local"
@@ -42,12 +42,6 @@ def _load_policy() -> ModuleType:
 
 policy = _load_policy()
 Secured = policy.Secured
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _script(command: str, env: dict[str, str], timeout_s: float = 180) -> subprocess.CompletedProcess[str]:
@@ -76,8 +70,8 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secured]:
         "LW_KAFKA_SECURE_CONTROLLER_PORT": str(controller), "LW_REDIS_SECURE_PORT": str(redis_port),
     }
     started = time.monotonic()
-    result = _script("start", env)
-    try:
+    try:  # a start that times out may have started one of the pair: stop it too
+        result = _script("start", env)
         if result.returncode != 0:
             pytest.fail(f"secured services did not start:\n{result.stdout}\n{result.stderr}")
         sys.stderr.write(f"\nsecured services started in {time.monotonic() - started:.1f}s (private, {run_dir})\n")
@@ -177,9 +171,9 @@ def all_passwords(secured: Secured) -> list[str]:
 def tiny_model_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A model store with `tiny@production`: two training steps, enough to score frames (the tests
     set thresholds that make every frame anomalous, so the model's quality does not matter)."""
-    from linewatch.demo import DEMO_AE
     from model_store.quick import train_quick
     from producer.synthetic import SyntheticCamera
+    from programs.demo import DEMO_AE
 
     root = tmp_path_factory.mktemp("secure-models")
     frames = [SyntheticCamera(seed=s, defect_rate=0.0).render(seq)[0] for s in (1, 2) for seq in range(8)]

@@ -13,9 +13,9 @@ from linewatch.connect import check_redis
 from linewatch.errors import ConfigError, ServiceUnavailable
 from linewatch.logs import configure_logging
 from linewatch.settings import KafkaSettings, RedisSettings, check_environment, known_variables, redact_url
-from linewatch.settings_doc import program_classes
 from producer.settings import ProducerSettings
-from worker.alerts_consumer import AlertConsumerSettings
+from programs.registry import program_classes
+from bridge.alerts_consumer import AlertConsumerSettings
 from worker.settings import WorkerSettings
 
 PASSWORD = "pw-7f3a9c1e-never-print-me"

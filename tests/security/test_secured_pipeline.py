@@ -9,17 +9,17 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from linewatch.connect import redis_client
 from linewatch.settings import RedisSettings
+from testkit.probes import http_get
+from testkit.services import free_port
 from tests.worker.helpers import CONSUMERS
 
-from .conftest import REPO, Names, Secured, all_passwords, free_port, program_env, role_settings
+from .conftest import REPO, Names, Secured, all_passwords, program_env, role_settings
 
 pytestmark = pytest.mark.integration
 
@@ -30,16 +30,6 @@ FRAMES_PER_CAMERA = 12
 def _start(module: str, env: dict[str, str], log: Path, *args: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", module, *args], cwd=REPO, env=env,
                             stdout=log.open("wb"), stderr=subprocess.STDOUT)
-
-
-def _http(port: int, path: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
-    except OSError:
-        return 0, ""
 
 
 def _stop(process: subprocess.Popen) -> int:
@@ -66,7 +56,7 @@ def test_whole_path_over_sasl_ssl_and_tls(consumer: str, secured: Secured, names
         LW_TORCH_THREADS="1", LW_MAX_WAIT_MS="5", LW_THRESHOLD_REFRESH_S="0.2", LW_LOG_LEVEL="debug",
         LW_KAFKA_CONSUMER=consumer,
     ), logs["worker"])
-    alerts = _start("worker.alerts_consumer", program_env(
+    alerts = _start("bridge.alerts_consumer", program_env(
         secured, "alerts", names, LW_ALERTS_GROUP_ID=names.alerts_group, LW_LOG_LEVEL="debug",
     ), logs["alerts"], "--max-alerts", str(len(CAMERAS)), "--from-beginning")
     try:
@@ -99,9 +89,11 @@ def test_whole_path_over_sasl_ssl_and_tls(consumer: str, secured: Secured, names
         alert_lines = [p for p in printed if "camera" in p and "frame_id" in p]
         assert sorted(a["camera"] for a in alert_lines) == list(CAMERAS)
 
-        status, ready = _http(http_port, "/readyz")
+        status, body = http_get(http_port, "/readyz")
+        ready = body.decode()
         assert status == 200, ready
-        status, metrics = _http(http_port, "/metrics")
+        status, body = http_get(http_port, "/metrics")
+        metrics = body.decode()
         assert status == 200 and "linewatch_worker" in metrics
     finally:
         worker_code = _stop(worker)

@@ -48,7 +48,7 @@ def _other_ca(tmp: Path) -> Path:
     return tmp / "other" / "secure" / "ca.pem"
 
 
-PROGRAMS = {"producer": "producer.app", "worker": "worker.app", "alerts": "worker.alerts_consumer"}
+PROGRAMS = {"producer": "producer.app", "worker": "worker.app", "alerts": "bridge.alerts_consumer"}
 
 
 @pytest.fixture(scope="module")

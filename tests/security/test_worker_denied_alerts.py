@@ -8,29 +8,20 @@ import json
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
 from kafka.admin import ResourceType
 
-from .conftest import REPO, Names, Secured, all_passwords, free_port, policy, program_env
+from testkit.probes import readiness
+from testkit.services import free_port
+
+from .conftest import REPO, Names, Secured, all_passwords, policy, program_env
 
 pytestmark = pytest.mark.integration
 
 FATAL_AFTER_S = 20
 EXIT_PERMANENT_OUTPUT_ERROR = 3
-
-
-def _readyz(port: int) -> tuple[int, dict]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
-    except OSError:
-        return 0, {}
 
 
 def test_worker_without_the_alert_topic_acl_says_so_and_exits(secured: Secured, names: Names, tiny_model_root: Path,
@@ -67,7 +58,7 @@ def test_worker_without_the_alert_topic_acl_says_so_and_exits(secured: Secured, 
         deadline = time.monotonic() + 180
         status, body = 0, {}
         while time.monotonic() < deadline and worker.poll() is None:
-            status, body = _readyz(port)
+            status, body = readiness(port)
             if status == 503 and "authoriz" in json.dumps(body.get("outputs", "")).lower():
                 break
             time.sleep(0.5)

@@ -60,7 +60,7 @@ class ShapesWriter:
 
     def result(
         self, camera: str, seq: int, score: float, *, threshold: float = 0.5, images: bool = True,
-        preview: bool = True, published_ms: int | None = None, boxes: list[list[int]] | None = None,
+        preview: bool = True, published_ms: int | None = None, boxes: list[list[int]] | None = None, part: str = "",
     ) -> Written:
         """One scored frame: history entry, latest hash, index; mask/heat/frame images as a worker keeps them."""
         k = self.keys
@@ -81,7 +81,7 @@ class ShapesWriter:
             "mask_key": k.mask(camera, frame_id) if images else "",
             "heat_key": k.heat_at(camera, frame_id) if images and anomalous else "",
             "frame_key": k.frame_at(camera, frame_id) if images and anomalous else "",
-            "boxes": json.dumps(boxes), "worker": "shapes-writer",
+            "boxes": json.dumps(boxes), "worker": "shapes-writer", "part": part,
         }
         assert tuple(fields) == RESULT_FIELDS
         pipe = self.client.pipeline(transaction=True)
@@ -110,6 +110,6 @@ class ShapesWriter:
             score_raw=float(f["score_raw"]), score=float(f["score"]), threshold=float(f["threshold"]),
             model_name=f["model_name"], model_version=f["model_version"], mask_key=f["mask_key"],
             mask_size=(MAP, MAP), boxes=[tuple(b) for b in json.loads(f["boxes"])], frame_id=written.frame_id,
-            emitted_ns=time.time_ns(),
+            emitted_ns=time.time_ns(), part=f["part"],
         )
         return self.client.xadd(self.keys.alerts, {"alert": alert.to_json()}, maxlen=10_000, approximate=True).decode()

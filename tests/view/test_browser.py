@@ -161,3 +161,23 @@ def test_sixty_four_cameras(writer: ShapesWriter, view, page) -> None:
     expect(page.locator('.tile[data-camera="line7-cam7"] .verdict')).to_have_text("NG")
     assert time.monotonic() - started < 15  # sanity bound only; the benchmark measures the delay
     _no_script_ran(page)
+
+
+def test_part_search_page_finds_a_part_and_the_wall_shows_it(writer: ShapesWriter, view, page) -> None:
+    writer.result("cam-1", 1, 0.2, part="SN-0007")
+    writer.result("cam-2", 1, 0.9, part="SN-0007")
+    writer.result("cam-3", 1, 0.2, part=HOSTILE)  # part ids come from senders too: text only
+    page.goto(view.url)
+    expect(page.locator('.tile[data-camera="cam-1"] .part')).to_have_text("part SN-0007")
+    expect(page.locator('.tile[data-camera="cam-3"] .part')).to_have_text(f"part {HOSTILE}")
+    _no_script_ran(page)
+    page.get_by_role("link", name="Part search").click()
+    page.locator("#part-id").fill("SN-0007")
+    page.get_by_role("button", name="Find").click()
+    expect(page.locator("#results .card")).to_have_count(2)
+    expect(page.locator("#results .card.ng .cam")).to_have_text("cam-2")
+    page.wait_for_function("() => document.querySelector('#results .card.ng img.shot')?.naturalWidth > 0")
+    assert "id=SN-0007" in page.url  # a search is a link someone can send
+    page.goto(f"{view.url}/part?id=nothing-here")
+    expect(page.locator("#status")).to_contain_text("No result for part nothing-here")
+    _no_script_ran(page)

@@ -7,7 +7,7 @@ import socket
 import httpx
 import pytest
 
-from linewatch.demo import DemoSettings, start_view
+from programs.demo import DemoSettings, start_view
 
 pytestmark = pytest.mark.integration
 

@@ -35,7 +35,7 @@ def test_camera_state_reads_a_full_hash() -> None:
     state = camera_state("cam-1", fields)
     assert state == {"camera": "cam-1", "frame_id": "2-99", "seq": 41, "score": 0.73, "threshold": 0.5,
                      "anomalous": True, "model": "draem@7", "published_ms": 1700000000123, "latency_ms": 12.5,
-                     "preview": "2-97", "worker": "w1"}
+                     "preview": "2-97", "worker": "w1", "part": ""}
 
 
 def test_camera_state_survives_junk() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from view.app import main
+from view.server import main
 from view.settings import ViewSettings
 
 

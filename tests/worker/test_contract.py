@@ -84,3 +84,30 @@ def test_dead_letter_headers_keep_the_original_and_say_why() -> None:
     assert found[c.H_DLQ_REASON] == b"undecodable"
     assert found[c.H_DLQ_SOURCE] == b"t:0:5"
     assert found[c.H_CAMERA] == b"cam-1"
+
+
+def test_part_header_is_optional_and_round_trips() -> None:
+    assert parse_frame_record(KEY, frame_headers(META)).part == ""  # records without lw-part stay valid
+    assert c.H_PART not in dict(frame_headers(META))
+    with_part = FrameMeta(**{**{f: getattr(META, f) for f in META.__slots__}, "part": "SN-0001/lot 7"})
+    headers = frame_headers(with_part)
+    assert dict(headers)[c.H_PART] == b"SN-0001/lot 7"
+    assert parse_frame_record(KEY, headers) == with_part
+
+
+@pytest.mark.parametrize("bad", [b"", b"x" * (c.MAX_PART_ID + 1), b"tab\there", b"line\nbreak", "caf\u00e9".encode()])
+def test_bad_part_ids_are_refused_like_camera_ids(bad: bytes) -> None:
+    with pytest.raises(FrameRejected) as rejected:
+        parse_frame_record(KEY, frame_headers(META) + [(c.H_PART, bad)])
+    assert rejected.value.reason == c.R_BAD_HEADER
+
+
+def test_alerts_without_part_read_as_empty() -> None:
+    alert = Alert(camera="cam-1", frame_seq=1, capture_ns=1, score_raw=0.1, score=0.6, threshold=0.5, model_name="m",
+                  model_version="1", mask_key="k", mask_size=(8, 8), part="SN-1")
+    assert Alert.from_json(alert.to_json()).part == "SN-1"
+    import json
+    old = json.loads(alert.to_json())
+    del old["part"]  # an alert written before lw-part existed
+    assert Alert.from_json(json.dumps(old).encode()).part == ""
+    assert c.RESULT_FIELDS[-1] == "part"

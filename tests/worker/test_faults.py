@@ -23,3 +23,4 @@ def test_reduced_fault_harness(scenario: str, kafka_bootstrap: str, redis_url: s
         assert row.bad_sent >= 900 and row.bad_accounted_pct == 100.0 and row.must_reject_pct == 100.0
     if scenario == "kills":
         assert any(exit.endswith(":-9") for exit in row.exits)  # the SIGKILL really happened
+

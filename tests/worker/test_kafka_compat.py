@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 
 import pytest
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaProducer
 
-from bench.faultkit import RawName
 from linewatch import contract as c
 from linewatch.errors import FrameRejected
 from linewatch.settings import KafkaSettings
 from linewatch.topics import ensure_topics
+from testkit.fuzz import RawName
+from testkit.topics import read_topic
 from worker import kafka_compat
 
 pytestmark = pytest.mark.integration
@@ -28,15 +28,7 @@ def test_records_after_a_bad_header_name_in_the_same_batch_are_read(kafka_bootst
         producer.send(topic, key=b"k", value=b"v%d" % i, headers=headers, partition=0)
     producer.flush()
     producer.close()
-    consumer = KafkaConsumer(bootstrap_servers=kafka_bootstrap, group_id=None, enable_auto_commit=False)
-    consumer.assign([TopicPartition(topic, 0)])
-    consumer.seek_to_beginning()
-    records: list = []
-    deadline = time.monotonic() + 20
-    while len(records) < 3 and time.monotonic() < deadline:
-        for batch in consumer.poll(timeout_ms=300).values():
-            records.extend(batch)
-    consumer.close()
+    records = read_topic(kafka_bootstrap, topic, 3, timeout_s=20)
     assert [r.value for r in records] == [b"v0", b"v1", b"v2"]
     name = records[1].headers[0][0]
     assert isinstance(name, c.UndecodableName) and name.raw == b"lw-\xff\xfe"  # the bytes survive

@@ -10,12 +10,15 @@ from dataclasses import replace
 import cv2
 import numpy as np
 import pytest
-from kafka import KafkaConsumer, KafkaProducer
+from kafka import KafkaProducer
 
 from linewatch import contract as c
 from linewatch.contract import Alert, FrameMeta, frame_headers
 from producer.app import produce_synthetic
 from producer.synthetic import SyntheticCamera
+from testkit.probes import wait_ready
+from testkit.services import PrivateRedis, free_port
+from testkit.topics import committed_total, read_topic
 from tests.worker.helpers import CONSUMERS, history, running_worker, wait_for_results, worker_process
 from prometheus_client import REGISTRY
 
@@ -24,18 +27,6 @@ pytestmark = pytest.mark.integration
 
 def _producer_settings(kafka_bootstrap: str, topic_base: str) -> dict:
     return {"kafka_bootstrap": kafka_bootstrap, "topic_base": topic_base}
-
-
-def _consume_all(kafka_bootstrap: str, topic: str, expected: int, timeout_s: float = 30) -> list:
-    consumer = KafkaConsumer(topic, bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest",
-                             group_id=None, consumer_timeout_ms=1000)
-    records: list = []
-    deadline = time.monotonic() + timeout_s
-    while len(records) < expected and time.monotonic() < deadline:
-        for batch in consumer.poll(timeout_ms=500).values():
-            records.extend(batch)
-    consumer.close()
-    return records
 
 
 def test_every_frame_gets_one_result_in_order(kafka_bootstrap, topic_base, redis_prefix, redis_client, worker_settings) -> None:
@@ -67,7 +58,7 @@ def test_persistent_defect_gives_one_alert(kafka_bootstrap, topic_base, redis_pr
     # A 20-second model on a busy CPU is no DRAEM: ask for what the debounce needs, not perfection.
     assert len(flagged & defective) >= 0.4 * len(defective), f"model missed defects: flagged {sorted(flagged)}"
     assert len(flagged - defective) <= 3, f"false alarms on normal frames: {sorted(flagged - defective)}"
-    alerts = [Alert.from_json(r.value) for r in _consume_all(kafka_bootstrap, f"{topic_base}.alerts", 1, timeout_s=10)]
+    alerts = [Alert.from_json(r.value) for r in read_topic(kafka_bootstrap, f"{topic_base}.alerts", 1, timeout_s=10)]
     assert [a.camera for a in alerts] == ["cam-1"]  # one alert for 25 defective frames, none for cam-2
     alert = alerts[0]
     assert 20 <= alert.frame_seq < 45 and alert.score >= alert.threshold and alert.boxes
@@ -107,7 +98,7 @@ def test_bad_frames_are_dead_lettered_and_good_ones_scored(kafka_bootstrap, topi
     producer.close()
     with running_worker(worker_settings(kafka_max_message_bytes=256 * 1024)) as worker:
         wait_for_results(redis_client, redis_prefix, ["cam-1", "cam-2"], good.sent)
-        dead = _consume_all(kafka_bootstrap, f"{topic_base}.frames.dlq", len(cases))
+        dead = read_topic(kafka_bootstrap, f"{topic_base}.frames.dlq", len(cases), timeout_s=30)
         deadline = time.monotonic() + 20
         while worker.checkpoint.in_flight() and time.monotonic() < deadline:
             time.sleep(0.2)
@@ -145,17 +136,6 @@ def _duplicates() -> float:
     return REGISTRY.get_sample_value("linewatch_worker_duplicate_results_total") or 0.0
 
 
-def _ready(port: int) -> bool:
-    import urllib.error
-    import urllib.request
-
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as reply:
-            return reply.status == 200
-    except (urllib.error.URLError, OSError):
-        return False
-
-
 @pytest.mark.parametrize("consumer", CONSUMERS)
 def test_sigkilled_worker_loses_nothing(consumer, kafka_bootstrap, topic_base, redis_prefix, redis_client, worker_settings,
                                         tmp_path) -> None:
@@ -164,7 +144,7 @@ def test_sigkilled_worker_loses_nothing(consumer, kafka_bootstrap, topic_base, r
     cams = [f"cam-{i}" for i in range(1, 5)]
     frames = 120
     group = f"g-{uuid.uuid4().hex[:8]}"
-    ports = {"worker-a": _free_port(), "worker-b": _free_port()}
+    ports = {"worker-a": free_port(), "worker-b": free_port()}
     procs = {
         name: worker_process(worker_settings(group_id=group, worker_id=name, max_batch=4, http_port=port,
                                              http_host="127.0.0.1", kafka_consumer=consumer), tmp_path / f"{name}.log")
@@ -172,10 +152,7 @@ def test_sigkilled_worker_loses_nothing(consumer, kafka_bootstrap, topic_base, r
     }
     try:
         # Ready means "model loaded and partitions assigned": both ready = the group split the partitions.
-        deadline = time.monotonic() + 120
-        while not all(_ready(p) for p in ports.values()) and time.monotonic() < deadline:
-            time.sleep(0.5)
-        assert all(_ready(p) for p in ports.values()), "both workers never became ready with partitions"
+        assert wait_ready(ports.values(), 120), "both workers never became ready with partitions"
         result: dict = {}
         producing = threading.Thread(target=lambda: result.setdefault("sent", produce_synthetic(
             _producer_settings(kafka_bootstrap, topic_base), cameras=4, frames_per_camera=frames, fps=15, defect_rate=0.0)))
@@ -202,49 +179,6 @@ def test_sigkilled_worker_loses_nothing(consumer, kafka_bootstrap, topic_base, r
     assert procs["worker-b"].returncode == 0, (tmp_path / "worker-b.log").read_text()[-3000:]
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class PrivateRedis:
-    """A redis-server of the test's own, so it can be taken down without harming other tests."""
-
-    def __init__(self, folder) -> None:
-        self.port = _free_port()
-        self.folder = folder
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        import subprocess
-
-        import redis as redis_lib
-
-        subprocess.run(["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--daemonize", "yes",
-                        "--dir", str(self.folder), "--dbfilename", "dump.rdb", "--save", "",
-                        "--pidfile", str(self.folder / "redis.pid")], check=True)
-        client = redis_lib.Redis.from_url(self.url)
-        for _ in range(100):
-            try:
-                client.ping()
-                return
-            except redis_lib.ConnectionError:
-                time.sleep(0.05)
-        raise RuntimeError("private redis did not start")
-
-    def stop(self) -> None:
-        """SHUTDOWN SAVE: the data survives the outage, as with a persistent production Redis."""
-        import redis as redis_lib
-
-        try:
-            redis_lib.Redis.from_url(self.url).shutdown(save=True)
-        except redis_lib.ConnectionError:
-            pass  # the server closes the connection as it exits
-
-
 @pytest.mark.parametrize("consumer", CONSUMERS)
 def test_redis_outage_pauses_then_recovers(consumer, kafka_bootstrap, topic_base, redis_prefix, worker_settings, tmp_path) -> None:
     import redis as redis_lib
@@ -267,7 +201,7 @@ def test_redis_outage_pauses_then_recovers(consumer, kafka_bootstrap, topic_base
             time.sleep(1.0)
             assert worker.liveness()[0]  # the consumer loop keeps polling while paused
             assert worker.input.paused(), "partitions were not paused during the outage"
-            assert _committed(kafka_bootstrap, worker.s.group_id) == first.sent  # nothing unpublished committed
+            assert committed_total(kafka_bootstrap, worker.s.group_id) == first.sent  # nothing unpublished committed
             private.start()
             total = first.sent + second.sent
             assert wait_for_results(client, redis_prefix, cams, total, timeout_s=60) == total
@@ -277,7 +211,7 @@ def test_redis_outage_pauses_then_recovers(consumer, kafka_bootstrap, topic_base
             assert not worker.input.paused(), "partitions were not resumed after the outage"
         for cam in cams:
             assert [int(e["seq"]) for e in history(client, redis_prefix, cam)] == _two_runs(15)
-        assert _committed(kafka_bootstrap, worker.s.group_id) == first.sent + second.sent
+        assert committed_total(kafka_bootstrap, worker.s.group_id) == first.sent + second.sent
     finally:
         private.stop()
 
@@ -285,17 +219,6 @@ def test_redis_outage_pauses_then_recovers(consumer, kafka_bootstrap, topic_base
 def _two_runs(n: int) -> list[int]:
     """Two produce_synthetic calls restart seq at 0; results are in the order they were written: 0..n-1, 0..n-1."""
     return list(range(n)) + list(range(n))
-
-
-def _committed(kafka_bootstrap: str, group: str) -> int:
-    """Sum of the group's committed offsets (= records done, on topics that start at offset 0)."""
-    from kafka.admin import KafkaAdminClient
-
-    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
-    try:
-        return sum(meta.offset for meta in admin.list_group_offsets(group)[group].values())
-    finally:
-        admin.close()
 
 
 def test_worker_refuses_to_start_without_its_topic(worker_settings) -> None:

@@ -12,17 +12,18 @@ from dataclasses import replace
 from pathlib import Path
 
 import cv2
-import numpy as np
 import pytest
 import redis as redis_lib
 from prometheus_client import REGISTRY
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient
 
-from bench.faultkit import RawName
 from linewatch import contract as c
 from linewatch.contract import FrameMeta, frame_headers
 from producer.synthetic import SyntheticCamera
+from testkit.fuzz import RawName, png_bomb
+from testkit.services import PrivateRedis
+from testkit.topics import committed_total, read_topic
 from tests.worker.helpers import CONSUMERS, history, running_worker, wait_for_results
 
 pytestmark = pytest.mark.integration
@@ -49,17 +50,6 @@ def _send_good(producer: KafkaProducer, topic: str, seqs: range, clock) -> None:
         _send(producer, topic, CAMERA.encode(), _jpeg(seq), frame_headers(_meta(seq, clock(seq))))
 
 
-def _dead_letters(bootstrap: str, topic: str, expected: int, timeout_s: float = 20) -> list:
-    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None)
-    found: list = []
-    deadline = time.monotonic() + timeout_s
-    while len(found) < expected and time.monotonic() < deadline:
-        for batch in consumer.poll(timeout_ms=300).values():
-            found.extend(batch)
-    consumer.close()
-    return found
-
-
 def _committed(bootstrap: str, group: str, topic: str) -> int:
     admin = KafkaAdminClient(bootstrap_servers=bootstrap)
     try:
@@ -67,24 +57,6 @@ def _committed(bootstrap: str, group: str, topic: str) -> int:
         return offsets[TopicPartition(topic, 0)].offset if TopicPartition(topic, 0) in offsets else 0
     finally:
         admin.close()
-
-
-def _committed_total(bootstrap: str, group: str) -> int:
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-    try:
-        return sum(meta.offset for meta in admin.list_group_offsets(group).get(group, {}).values())
-    finally:
-        admin.close()
-
-
-def _png_bomb() -> bytes:
-    """A tiny PNG that declares 30000 x 30000 pixels in its own header (2.7 GB once decoded)."""
-    small = cv2.imencode(".png", np.zeros((8, 8), np.uint8))[1].tobytes()
-    ihdr_data = (30000).to_bytes(4, "big") * 2 + small[24:29]
-    import zlib
-
-    crc = zlib.crc32(b"IHDR" + ihdr_data).to_bytes(4, "big")
-    return small[:16] + ihdr_data + crc + small[33:]
 
 
 def _bad_record(case: str) -> tuple[bytes | None, bytes, list]:
@@ -99,7 +71,7 @@ def _bad_record(case: str) -> tuple[bytes | None, bytes, list]:
         return CAMERA.encode(), _jpeg(0), [(RawName(b"lw-\xff\xfe"), b"x")] + frame_headers(_meta(0, now))
     if case == "PNG bomb":
         meta = replace(_meta(0, now), encoding="png")
-        return CAMERA.encode(), _png_bomb(), frame_headers(meta)
+        return CAMERA.encode(), png_bomb(30000, 30000), frame_headers(meta)
     raise AssertionError(case)
 
 
@@ -141,7 +113,7 @@ def test_one_bad_record_then_fifty_good_frames(case, consumer, kafka_bootstrap, 
         assert first["clock_ok"] == "0" and first["latency_ms"] == ""
         assert all(e["clock_ok"] == "1" for e in history(redis_client, redis_prefix, CAMERA)[1:])
     else:
-        dead = _dead_letters(kafka_bootstrap, f"{topic_base}.frames.dlq", 1)
+        dead = read_topic(kafka_bootstrap, f"{topic_base}.frames.dlq", 1, timeout_s=20)
         assert [dict(r.headers)[c.H_DLQ_REASON].decode() for r in dead] == [reason]
         assert dict(dead[0].headers)[c.H_DLQ_SOURCE].decode() == f"{topic}:0:0"
 
@@ -187,7 +159,7 @@ def test_a_record_failing_its_checksum_is_stepped_over_with_what_could_be_recove
         f.write(b"X")
     with running_worker(worker_settings(kafka_consumer=consumer)):
         assert wait_for_results(redis_client, redis_prefix, [CAMERA], 10) == 10
-        dead = _dead_letters(kafka_bootstrap, f"{topic_base}.frames.dlq", 1)
+        dead = read_topic(kafka_bootstrap, f"{topic_base}.frames.dlq", 1, timeout_s=20)
     assert [int(e["seq"]) for e in history(redis_client, redis_prefix, CAMERA)] == list(range(1, 11))
     headers = dict(dead[0].headers)
     assert headers[c.H_DLQ_REASON] == c.R_UNPARSEABLE.encode()
@@ -213,13 +185,13 @@ def test_a_replay_is_invisible_and_alerts_are_not_lost(
     replay_group = f"replay-{topic_base}"
     with running_worker(worker_settings(group_id=replay_group, debounce_n=3, debounce_m=5, alert_cooldown_s=3600)):
         deadline = time.monotonic() + 60
-        while _committed_total(kafka_bootstrap, replay_group) < sent.sent and time.monotonic() < deadline:
+        while committed_total(kafka_bootstrap, replay_group) < sent.sent and time.monotonic() < deadline:
             time.sleep(0.2)
     assert REGISTRY.get_sample_value("linewatch_worker_duplicate_results_total") == duplicates + sent.sent
     after = {cam: history(redis_client, redis_prefix, cam) for cam in ("cam-1", "cam-2")}
     assert after == before  # not one entry added or changed
     assert redis_client.xlen(f"{redis_prefix}:alerts") == 1
-    alerts = _dead_letters(kafka_bootstrap, f"{topic_base}.alerts", 2, timeout_s=10)
+    alerts = read_topic(kafka_bootstrap, f"{topic_base}.alerts", 2, timeout_s=10)
     # The replay re-sent the alert it had recorded (at least once), with the same frame id.
     assert len(alerts) == 2 and len({c.Alert.from_json(a.value).frame_id for a in alerts}) == 1
 
@@ -262,7 +234,7 @@ def test_a_result_redis_refuses_for_good_is_dead_lettered_and_the_line_goes_on(
                              frames_per_camera=10, defect_rate=0.0)
     with running_worker(worker_settings()) as worker:
         assert wait_for_results(redis_client, redis_prefix, ["cam-1"], 10) == 10
-        dead = _dead_letters(kafka_bootstrap, f"{topic_base}.frames.dlq", 10)
+        dead = read_topic(kafka_bootstrap, f"{topic_base}.frames.dlq", 10, timeout_s=20)
         deadline = time.monotonic() + 20
         while worker.checkpoint.in_flight() and time.monotonic() < deadline:
             time.sleep(0.2)
@@ -276,7 +248,6 @@ def test_redis_out_of_memory_makes_the_worker_not_ready_then_exit(
     kafka_bootstrap, topic_base, redis_prefix, worker_settings, tmp_path
 ) -> None:
     from producer.app import produce_synthetic
-    from tests.worker.test_pipeline import PrivateRedis
 
     private = PrivateRedis(tmp_path)
     private.start()

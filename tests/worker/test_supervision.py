@@ -4,30 +4,18 @@ SIGTERM always ends it within drain_timeout_s + 10 s. Real Kafka and Redis."""
 from __future__ import annotations
 
 import signal
-import json
 import time
-import urllib.error
-import urllib.request
 
 import pytest
 from kafka.admin import KafkaAdminClient
 
 from producer.app import produce_synthetic
+from testkit.probes import readiness
+from testkit.services import PrivateRedis, free_port
 from tests.worker.helpers import worker_process
-from tests.worker.test_pipeline import PrivateRedis, _free_port
 from worker.app import Worker
 
 pytestmark = pytest.mark.integration
-
-
-def _readyz(port: int) -> tuple[int, dict]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=3) as reply:
-            return reply.status, json.loads(reply.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
-    except OSError:
-        return 0, {}
 
 
 def test_a_dead_batch_thread_ends_the_worker_with_a_non_zero_code(kafka_bootstrap, topic_base, worker_settings) -> None:
@@ -67,20 +55,20 @@ def test_sigterm_ends_a_worker_stuck_on_a_dead_redis_in_bounded_time(
 ) -> None:
     private = PrivateRedis(tmp_path)
     private.start()
-    port = _free_port()
+    port = free_port()
     settings = worker_settings(redis_url=private.url, http_port=port, http_host="127.0.0.1", drain_timeout_s=5,
                                publish_retry_max_s=0.5)
     proc = worker_process(settings, tmp_path / "worker.log")
     try:
         deadline = time.monotonic() + 90
-        while _readyz(port)[0] != 200 and time.monotonic() < deadline:
+        while readiness(port)[0] != 200 and time.monotonic() < deadline:
             time.sleep(0.3)
-        assert _readyz(port)[0] == 200, (tmp_path / "worker.log").read_text()[-2000:]
+        assert readiness(port)[0] == 200, (tmp_path / "worker.log").read_text()[-2000:]
         private.stop()
         produce_synthetic({"kafka_bootstrap": kafka_bootstrap, "topic_base": topic_base}, cameras=2, frames_per_camera=10)
-        while _readyz(port)[0] == 200 and time.monotonic() < deadline:
+        while readiness(port)[0] == 200 and time.monotonic() < deadline:
             time.sleep(0.3)
-        status, details = _readyz(port)
+        status, details = readiness(port)
         assert status == 503 and details["outputs"].startswith("unavailable: redis"), details
         started = time.monotonic()
         proc.send_signal(signal.SIGTERM)

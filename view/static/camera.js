@@ -122,7 +122,7 @@ async function openEntry(id) {
     ["score / threshold", `${fmt(e.score, 3)} / ${fmt(e.threshold, 3)}`], ["raw score", fmt(e.score_raw, 4)],
     ["model", e.model], ["latency", e.latency_ms === null ? "–" : `${fmt(e.latency_ms, 1)} ms`],
     ["boxes", e.boxes.length ? e.boxes.map((b) => `[${b.join(", ")}]`).join(" ") : "none"],
-    ["worker", e.worker], ["operator verdict", e.verdict ?? "–"],
+    ["worker", e.worker], ["part", e.part || "–"], ["operator verdict", e.verdict ?? "–"],
   ];
   box.replaceChildren(
     h("h2", {}, `Frame ${e.frame_id}`), view,

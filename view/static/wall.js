@@ -32,7 +32,8 @@ function makeTile(camera) {
           h("span", { class: "verdict" }, "NO DATA"),
           h("a", { class: "cam", href: cameraUrl(camera) }, camera)),
         h("div", { class: "row" }, bar.el, h("span", { class: "score" }, "–")),
-        h("div", { class: "row small" }, h("span", { class: "model" }, ""), h("span", { class: "age" }, "")))),
+        h("div", { class: "row small" }, h("span", { class: "model" }, ""), h("span", { class: "part" }, ""),
+          h("span", { class: "age" }, "")))),
   };
   t.frame = t.el.querySelector(".frame");
   t.shot = new LatestImage(shot, (ok) => t.frame.classList.toggle("no-frame", !ok));
@@ -63,6 +64,7 @@ function render(t) {
   t.el.querySelector(".score").title = "normalised score / threshold";
   setScoreBar(t.bar, st.score, st.threshold);
   t.el.querySelector(".model").textContent = st.model;
+  t.el.querySelector(".part").textContent = st.part ? `part ${st.part}` : "";
   t.el.querySelector(".age").textContent = st.published_ms === null ? "" : fmtAge(clock.now() - st.published_ms);
 }
 

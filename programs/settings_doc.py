@@ -1,7 +1,10 @@
-"""Generates the README's settings tables from the settings classes (one source of truth).
+"""Writes the README's settings tables and the list of LW_* variables from the settings classes.
 
-    python -m linewatch.settings_doc           print the tables
-    python -m linewatch.settings_doc --write   rewrite the README section between its markers
+The classes are the one source of truth; the list is linewatch/program_variables.py, the
+variables every program's start-up accepts (linewatch/startup.py says why a list).
+
+    python -m programs.settings_doc           print the tables
+    python -m programs.settings_doc --write   rewrite the README section between its markers, and the list
 """
 
 from __future__ import annotations
@@ -10,13 +13,15 @@ import argparse
 import json
 from pathlib import Path
 
-from pydantic_settings import BaseSettings
-
-from linewatch.programs import program_classes
-from linewatch.settings import FILE_SUFFIX, BaseProgramSettings, KafkaSettings, RedisSettings, reads_from_file, variable
+from linewatch.settings import (
+    FILE_SUFFIX, BaseProgramSettings, KafkaSettings, RedisSettings, known_variables, reads_from_file, variable,
+)
+from programs.registry import program_classes
 
 BEGIN, END = "<!-- settings:begin -->", "<!-- settings:end -->"
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+VARIABLES = ROOT / "linewatch" / "program_variables.py"
 
 
 def _default(field) -> str:
@@ -63,12 +68,30 @@ def spliced(readme: str) -> str:
     return f"{head}{BEGIN}\n{render()}{END}{tail}"
 
 
+def variables_module() -> str:
+    """The text of linewatch/program_variables.py: every variable some program reads, sorted."""
+    names = sorted(known_variables(*program_classes().values()))
+    return "\n".join([
+        '"""Every LW_* variable some linewatch program reads: the start-up check (linewatch/startup.py)',
+        "refuses any other.",
+        "",
+        "Generated from the programs' settings classes by `python -m programs.settings_doc --write`;",
+        'do not edit (tests/test_settings.py fails when it drifts)."""',
+        "",
+        "PROGRAM_VARIABLES = frozenset({",
+        *(f'    "{name}",' for name in names),
+        "})",
+        "",
+    ])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args()
     if args.write:
         README.write_text(spliced(README.read_text()))
+        VARIABLES.write_text(variables_module())
     else:
         print(render())
 

@@ -13,14 +13,13 @@ from collections import OrderedDict
 import structlog
 from kafka import KafkaConsumer
 from kafka.errors import KafkaError
-from pydantic import Field, ValidationError
+from pydantic import Field
 
 from linewatch.connect import kafka_connecting
 from linewatch.contract import Alert
-from linewatch.errors import ConfigError, FrameRejected, ServiceUnavailable
-from linewatch.programs import check_program_environment
-from linewatch.logs import configure_logging
+from linewatch.errors import FrameRejected, ServiceUnavailable
 from linewatch.settings import KafkaSettings, RedisSettings
+from linewatch.startup import EXIT_BAD_SETTINGS, program_settings
 
 log = structlog.get_logger(__name__)
 
@@ -106,13 +105,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--from-beginning", action="store_true", help="read the topic from its start")
     args = parser.parse_args(argv)
     overrides = {"alerts_from_beginning": True} if args.from_beginning else {}
-    try:
-        check_program_environment()
-        settings = AlertConsumerSettings(**overrides)
-    except (ConfigError, ValidationError) as exc:
-        print(f"linewatch-alerts: bad settings: {exc}", file=sys.stderr)
-        return 2
-    configure_logging(settings.log_level, settings.log_json)
+    settings = program_settings("linewatch-alerts", AlertConsumerSettings, overrides)
+    if settings is None:
+        return EXIT_BAD_SETTINGS
     try:
         return 0 if follow(settings, args.max_alerts, args.idle_exit) >= 0 else 1
     except ServiceUnavailable as exc:

@@ -22,8 +22,8 @@ from pydantic import Field
 
 from linewatch.contract import Alert
 from linewatch.errors import LinewatchError, ServiceUnavailable
-from linewatch.logs import configure_logging
 from linewatch.settings import KafkaSettings, RedisSettings
+from linewatch.startup import EXIT_BAD_SETTINGS, program_settings
 from linewatch.topics import ensure_topics
 
 log = structlog.get_logger(__name__)
@@ -45,6 +45,9 @@ class DemoSettings(KafkaSettings, RedisSettings):
     demo_model: str = Field("default", description="Model name the demo serves (trained if missing).")
     demo_view_port: int = Field(
         8090, ge=0, le=65535, description="Port of the live view the demo starts on 127.0.0.1 (taken: any free port)."
+    )
+    demo_bridge: bool = Field(
+        False, description="Also run linewatch-bridge (OPC UA + MQTT, docs/integrations.md) on the demo's verdicts.",
     )
     demo_keep_view: bool = Field(
         True, description="On a terminal, keep the view serving after the cameras stop, until Ctrl-C."
@@ -160,6 +163,8 @@ def _linger(settings: DemoSettings, url: str) -> None:
 
 
 def run_demo(settings: DemoSettings) -> int:
+    # The programs are imported where they run: the README tables and the tests read DemoSettings
+    # through programs/registry.py, and should not load torch for it.
     from producer.app import ProducerApp, synthetic_specs
     from producer.settings import ProducerSettings
     from worker.app import Worker
@@ -171,7 +176,7 @@ def run_demo(settings: DemoSettings) -> int:
     shared.update(log_level="warning")
     kafka_only = {k: v for k, v in shared.items() if k in KafkaSettings.model_fields}
     worker = Worker(WorkerSettings(**shared, model=ref, model_root=settings.model_root, group_id="linewatch-demo",
-                                   max_wait_ms=20, alert_cooldown_s=60))
+                                   max_wait_ms=20, alert_cooldown_s=60, results_topic=settings.demo_bridge))
     worker.start()
     worker_thread = threading.Thread(target=worker.run, name="worker", daemon=True)
     worker_thread.start()
@@ -182,6 +187,12 @@ def run_demo(settings: DemoSettings) -> int:
     producer = ProducerApp(ProducerSettings(**kafka_only, cameras=specs, max_frames=frames, metrics_port=0))
     alerts = AlertTally(settings)
     alerts.start()
+    bridge = None
+    if settings.demo_bridge:
+        from bridge.demo import start_demo_bridge
+
+        bridge, lines = start_demo_bridge(kafka_only, [s.id for s in specs])
+        print("\n".join(lines), flush=True)
     view = start_view(settings)
     print(f"demo: live view at {view.url}  (camera wall; alert review at {view.url}/review)", flush=True)
     client = redis.Redis.from_url(settings.redis_url, **settings.redis_client_kwargs())
@@ -205,6 +216,8 @@ def run_demo(settings: DemoSettings) -> int:
         worker.request_stop()
         worker_thread.join(timeout=60)
         alerts.stop()
+        if bridge is not None:
+            bridge.stop()
     print("\ndemo: done. Redis keys: HGETALL lw:latest:cam-1, XRANGE lw:history:cam-1 - +, GET <mask_key>;"
           " alerts: .venv/bin/linewatch-alerts --from-beginning; stop services: make stop")
     try:
@@ -218,10 +231,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="linewatch-demo", description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, help="how long the cameras run (LW_DEMO_SECONDS)")
     parser.add_argument("--cameras", type=int, help="number of synthetic cameras (LW_DEMO_CAMERAS)")
+    parser.add_argument("--bridge", action="store_true", help="also serve the verdicts over OPC UA and MQTT (LW_DEMO_BRIDGE)")
     args = parser.parse_args(argv)
-    overrides = {k: v for k, v in {"demo_seconds": args.seconds, "demo_cameras": args.cameras}.items() if v}
-    settings = DemoSettings(**overrides)
-    configure_logging("warning", settings.log_json)
+    overrides = {"demo_seconds": args.seconds, "demo_cameras": args.cameras, "demo_bridge": args.bridge or None}
+    # The worker and producer it runs log warnings only: the demo's screen is its summary table.
+    settings = program_settings("linewatch-demo", DemoSettings, overrides, log_level="warning")
+    if settings is None:
+        return EXIT_BAD_SETTINGS
     try:
         return run_demo(settings)
     except LinewatchError as exc:

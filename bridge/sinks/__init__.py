@@ -1,0 +1,1 @@
+"""The sinks a runner delivers to: each has start(), deliver(batch) -> outcomes, state(), close()."""
