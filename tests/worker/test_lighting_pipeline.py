@@ -24,7 +24,7 @@ from kafka import KafkaProducer
 from scipy.stats import binom
 
 from linewatch.contract import Alert, FrameMeta, frame_headers
-from linewatch.demo import DEMO_AE
+from programs.demo import DEMO_AE
 from model_store.quick import train_quick
 from model_store.store import ModelStore
 from producer.synthetic import SyntheticCamera
