@@ -1,6 +1,10 @@
 # The README's commands. Everything lands in ignored folders: .venv, .cache (jars), .run (service
 # data and logs), models (the model store).
-.PHONY: demo demo-bridge test setup services stop status bench screenshots images containers-check
+.PHONY: help demo demo-bridge test setup services stop status bench screenshots images containers-check
+.DEFAULT_GOAL := help
+
+help:  ## this list: each target and what it does
+	@grep -E '^[a-z][a-z-]*:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
 demo:  ## install, start services, run the end-to-end demo
 	bash scripts/demo.sh
@@ -11,20 +15,20 @@ demo-bridge:  ## the demo with linewatch-bridge serving the verdicts over OPC UA
 test:  ## the whole suite on real Kafka and Redis (what CI runs)
 	bash scripts/test.sh
 
-setup:
+setup:  ## install .venv and dependencies only
 	bash scripts/setup.sh
 
-services:
+services:  ## start Kafka and Redis on loopback
 	bash deploy/local/services.sh start
 
-stop:
+stop:  ## stop the services the scripts started
 	bash deploy/local/services.sh stop
 	bash scripts/mosquitto.sh stop
 
-status:
+status:  ## say which services run
 	bash deploy/local/services.sh status
 
-bench:
+bench:  ## the pipeline benchmark (JSON under bench/results/)
 	bash scripts/setup.sh && bash deploy/local/services.sh start && .venv/bin/python bench/bench_pipeline.py
 
 screenshots:  ## docs/view-*.png from a live pipeline (the README shows one)

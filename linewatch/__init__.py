@@ -8,6 +8,7 @@ Start reading here:
 - view/server.py          the live screen (`linewatch-view`); its routes are view/app.py
 - programs/               what spans programs: the demo, the list of programs, the README tables
 - linewatch/settings.py   connection settings every program shares (LW_* environment variables)
+- linewatch/shifts.py     shifts, and the per-camera counts workers keep for them (frames, OK, NG)
 - linewatch/startup.py    every program's start-up: environment check, settings, exit 2 when wrong
 - deploy/local/           real Kafka and Redis on this machine, without Docker
 

@@ -349,6 +349,9 @@ class RedisKeys:
                              frame_at) -> write time (ms), capped per camera; deleted with the camera
     drift(camera)            hash: the camera's drift baseline and rolling summary
     recalibrate              stream: drift events (a camera's scores or image statistics left their band)
+    counts(camera, shift)    hash: frames, ok, ng, first_ms, last_ms of a camera in a shift (linewatch/shifts.py)
+    minutes(camera, hour)    hash: <minute>:f, <minute>:ng frame and NG counts per minute (TTL two hours)
+    shift_cameras(shift)     set: the cameras counted in a shift (at most cameras_max)
     shadow(candidate, camera)  stream: one entry per frame a shadow candidate scored beside production
                              (SHADOW_FIELDS; MAXLEN ~ SHADOW_MAXLEN, TTL); written by workers with a
                              shadow running (next round: no worker writes it yet), read by
@@ -389,6 +392,15 @@ class RedisKeys:
 
     def drift(self, camera: str) -> str:
         return f"{self.prefix}:drift:{camera}"
+
+    def counts(self, camera: str, shift: str) -> str:
+        return f"{self.prefix}:counts:{camera}:{shift}"
+
+    def minutes(self, camera: str, hour: int) -> str:
+        return f"{self.prefix}:minutes:{camera}:{hour}"
+
+    def shift_cameras(self, shift: str) -> str:
+        return f"{self.prefix}:shiftcams:{shift}"
 
     def blobs(self, camera: str) -> str:
         return f"{self.prefix}:blobs:{camera}"
@@ -461,7 +473,11 @@ PREVIEW_FIELD = "preview_frame_id"
 FEEDBACK_FIELDS = ("camera", "frame_id", "verdict", "note", "time_ns", "user")
 VERDICT_CONFIRMED = "confirmed"
 VERDICT_FALSE_ALARM = "false_alarm"
-VERDICTS = (VERDICT_CONFIRMED, VERDICT_FALSE_ALARM)
+# Acknowledged: an operator saw the alarm (it stops flashing), no judgement on the frame; model tools
+# (commissioning, calibrate --from-stream) read only the two judgements above.
+VERDICT_ACKNOWLEDGED = "acknowledged"
+JUDGEMENTS = (VERDICT_CONFIRMED, VERDICT_FALSE_ALARM)
+VERDICTS = (*JUDGEMENTS, VERDICT_ACKNOWLEDGED)
 
 # Fields of each shadow entry (strings in Redis): one frame scored by production and by a candidate.
 # production_model / candidate scores are normalised scores (0.5 = each model's own threshold in

@@ -11,7 +11,7 @@ import logging
 import sys
 import threading
 import time
-from typing import Any
+from typing import Any, TextIO
 
 import structlog
 
@@ -33,8 +33,10 @@ def bound_fields(_logger: Any, _method: str, event: dict[str, Any]) -> dict[str,
     return event
 
 
-def configure_logging(level: str = "info", json: bool = True) -> None:
-    """Route structlog and the standard library's logging through one renderer on stderr."""
+def configure_logging(level: str = "info", json: bool = True, stream: TextIO | None = None) -> None:
+    """Route structlog and the standard library's logging through one renderer on stderr (or `stream`,
+    which replaces whatever handlers the standard library's root logger had)."""
+    target = stream or sys.stderr
     numeric = logging.getLevelName(level.upper())
     if not isinstance(numeric, int):
         numeric = logging.INFO
@@ -47,11 +49,12 @@ def configure_logging(level: str = "info", json: bool = True) -> None:
     structlog.configure(
         processors=[*shared, structlog.processors.format_exc_info, bound_fields, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=target),
         cache_logger_on_first_use=False,
     )
     # kafka-python logs through the standard library; keep its chatter at warning and above.
-    logging.basicConfig(level=max(numeric, logging.WARNING), stream=sys.stderr, format="%(name)s %(levelname)s %(message)s")
+    logging.basicConfig(level=max(numeric, logging.WARNING), stream=target, format="%(name)s %(levelname)s %(message)s",
+                        force=stream is not None)
 
 
 class RateLimitedLog:

@@ -13,7 +13,9 @@ Start reading here:
 - commissioning.py   per-camera thresholds from the scores workers served (calibrate --from-stream)
 - shadow.py          shadow report (candidate beside production) and the gate of `promote --require-shadow`
 - settings.py        ModelsSettings: LW_* defaults of `linewatch-models` (store, target rate)
-- evaluation.py      AUROC / AP and the HTML report
+- evaluation.py      AUROC / AP and the HTML report; `--shift`: the same under lighting shifts
+- lighting.py        photometric shifts (evaluation set) and the training augmentation (issue 27)
+- image_scores.py    image-score choices from a pixel map (max of mean filter, top-k mean, above threshold)
 - cli.py             `linewatch-models` command line
 - quick.py           train_quick(): a small real model in seconds, for demos and pipeline tests
 """

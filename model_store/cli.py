@@ -3,7 +3,7 @@
     linewatch-models train DATA --name NAME [--arch draem_small] [--set k=v ...] [--time-budget MIN] [--target-far 0.001]
     linewatch-models calibrate REF --normal DIR [--defects MVTEC_DIR] [--camera cam=0.6 ...] [--target-far 0.001]
     linewatch-models calibrate REF --from-stream CAM[,CAM...] [--frames N] [--outliers refuse|exclude|include]
-    linewatch-models evaluate REF MVTEC_DIR [--report DIR]
+    linewatch-models evaluate REF MVTEC_DIR [--report DIR] [--shift]
     linewatch-models list | show REF | promote REF ALIAS | rollback NAME ALIAS | delete REF
     linewatch-models shadow report CANDIDATE [--against REF] [--cameras CAM,...] [--json]   (model_store/shadow.py)
     linewatch-models promote CANDIDATE [--to ALIAS] --require-shadow [--against REF] [--cameras CAM,...]
@@ -127,6 +127,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         time_budget_s=args.time_budget * 60 if args.time_budget else None,
         cpu_budget_s=args.cpu_budget * 60 if args.cpu_budget else None,
         seed=args.seed,
+        photometric=args.photometric,
         device=args.device,
         calib_fraction=args.calib_fraction,
         checkpoint=Path(args.checkpoint) if args.checkpoint else Path("runs") / "checkpoints" / f"{args.name}.safetensors",
@@ -198,7 +199,10 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     _threads(args)
     report = Path(args.report) if args.report else None
     confidence = args.confidence if args.confidence is not None else _settings().calibration_confidence
-    _emit(evaluate_ref(_store(args), args.ref, Path(args.data), args.device, report, args.max_images, args.simulated, confidence))
+    names = [n for n in (args.shifts or "").split(",") if n] or None
+    _emit(evaluate_ref(_store(args), args.ref, Path(args.data), args.device, report, args.max_images, args.simulated, confidence,
+                       shift=args.shift or bool(names), shift_seed=args.shift_seed, shift_names=names,
+                       max_defects_per_type=args.max_defect_images))
 
 
 def cmd_list(args: argparse.Namespace) -> None:
@@ -418,6 +422,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--cpu-budget", type=float, default=None,
                    help="CPU minutes of the training process (training only; the same steps under any load)")
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--photometric", type=float, default=0.0, metavar="S",
+                   help="lighting augmentation of the normal images, strength S (0.3: gain 1 +- 0.3 ...; model_store/lighting.py); 0 = off")
     t.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
     t.add_argument("--calib-fraction", type=float, default=0.1, help="normal train images held out to auto-calibrate")
     t.add_argument("--checkpoint", default=None, help="checkpoint file (default runs/checkpoints/<name>.safetensors)")
@@ -451,9 +457,15 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--report", help="folder for report.json, report.html and images")
     e.add_argument("--device", default="cpu")
     e.add_argument("--max-images", type=int, default=None, help="first N images per test type (smoke tests)")
+    e.add_argument("--max-defect-images", type=int, default=None,
+                   help="first N images per defect type, all good images (cheaper measurements; false alarms keep every good image)")
     e.add_argument("--simulated", action="store_true", help="also score test/good with simulated anomalies (diagnostic)")
     e.add_argument("--confidence", type=_rate, default=None,
                    help="confidence of the intervals at the calibrated threshold (default $LW_CALIBRATION_CONFIDENCE, 0.95)")
+    e.add_argument("--shift", action="store_true",
+                   help="also under each lighting shift of model_store/lighting.py (EVAL_SHIFTS), at the unshifted threshold")
+    e.add_argument("--shifts", default=None, metavar="NAME,...", help="only these shifts (implies --shift), e.g. brightness+20%%")
+    e.add_argument("--shift-seed", type=int, default=0, help="seed of the per-image side-lamp directions")
     e.set_defaults(fn=cmd_evaluate)
 
     sub.add_parser("list", help="models, versions, aliases").set_defaults(fn=cmd_list)

@@ -251,15 +251,62 @@ def simulated_metrics(loaded: LoadedModel, good_u8, device: str = "cpu", seed: i
     }
 
 
+def shift_metrics(
+    loaded: LoadedModel, samples: list[TestSample], images, masks: np.ndarray, clean: dict[str, Any],
+    device: str = "cpu", confidence: float = DEFAULT_CONFIDENCE, seed: int = 0, names: list[str] | None = None,
+) -> dict[str, Any]:
+    """The test set under each lighting shift of model_store/lighting.py, scored at the UNSHIFTED threshold.
+
+    Per shift: image AUROC, pixel AUROC / AP, the false alarms on the good images at the model's
+    calibrated threshold with their Clopper-Pearson interval, and the changes against the clean
+    images (`clean`: compute_metrics on the unshifted set): image AUROC difference and the ratio of
+    false-alarm rates (None when the clean rate is 0).
+    """
+    from model_store.lighting import EVAL_SHIFTS, SHIFTS_BY_NAME, shift_uint8
+
+    shifts = [SHIFTS_BY_NAME[n] for n in names] if names else list(EVAL_SHIFTS)
+    cal = loaded.manifest.calibration
+    clean_at = clean.get("at_threshold") or {}
+    out: dict[str, Any] = {}
+    for shift in shifts:
+        amaps, scores = predict(loaded.module, shift_uint8(images, shift, seed), device)
+        m = compute_metrics(samples, scores, amaps, masks, cal, confidence)
+        row: dict[str, Any] = {k: m[k] for k in ("image_auroc", "pixel_auroc", "pixel_ap")}
+        row["kind"], row["value"] = shift.kind, shift.value
+        if clean.get("image_auroc") is not None and m["image_auroc"] is not None:
+            row["image_auroc_change"] = m["image_auroc"] - clean["image_auroc"]
+        at = m.get("at_threshold")
+        if at:
+            row.update(false_alarms=at["false_alarms"], n_good=at["n_good"], false_alarm_rate=at["false_alarm_rate"],
+                       false_alarm_ci=at["false_alarm_ci"], detection_rate=at["detection_rate"])
+            base = clean_at.get("false_alarm_rate")
+            row["false_alarm_ratio"] = (at["false_alarm_rate"] / base) if base else None
+        out[shift.name] = row
+    return {"seed": seed, "applied_to": "preprocessed uint8 model inputs (model_store/lighting.py)", "shifts": out}
+
+
+def first_per_type(samples: list[TestSample], limit: int, keep_good: bool = False) -> list[TestSample]:
+    """The first `limit` samples of each test type (all good images when `keep_good`)."""
+    kept: dict[str, int] = {}
+    out = []
+    for s in samples:
+        if (keep_good and s.defect == "good") or kept.get(s.defect, 0) < limit:
+            kept[s.defect] = kept.get(s.defect, 0) + 1
+            out.append(s)
+    return out
+
+
 def evaluate_ref(
     store: ModelStore, ref: str, data: Path, device: str = "cpu", report_dir: Path | None = None,
     max_per_type: int | None = None, simulated: bool = False, confidence: float = DEFAULT_CONFIDENCE,
+    shift: bool = False, shift_seed: int = 0, shift_names: list[str] | None = None, max_defects_per_type: int | None = None,
 ) -> dict[str, Any]:
     loaded = store.load(ref, device=device, require_calibration=False)
     samples = mvtec_test_set(data)
     if max_per_type:
-        kept: dict[str, int] = {}
-        samples = [s for s in samples if kept.setdefault(s.defect, 0) < max_per_type and not kept.__setitem__(s.defect, kept[s.defect] + 1)]
+        samples = first_per_type(samples, max_per_type)
+    if max_defects_per_type:
+        samples = first_per_type(samples, max_defects_per_type, keep_good=True)
     size = loaded.input_size
     images = load_uint8([s.path for s in samples], size)
     t0 = time.monotonic()
@@ -275,6 +322,8 @@ def evaluate_ref(
     if simulated:
         good = np.array([s.label == 0 for s in samples])
         metrics["simulated_anomalies"] = simulated_metrics(loaded, images[torch_index(good)], device)
+    if shift:
+        metrics["lighting"] = shift_metrics(loaded, samples, images, masks, metrics, device, confidence, shift_seed, shift_names)
     if report_dir is not None:
         write_report(report_dir, loaded, metrics, samples, images.permute(0, 2, 3, 1).numpy(), scores, amaps, masks)
         metrics["report"] = str(report_dir / "report.html")

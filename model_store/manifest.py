@@ -35,6 +35,12 @@ class Preprocessing(_Strict):
     gray: Literal["replicate", "luma"] = Field(
         "replicate", description="3-channel models: gray frames are replicated; 1-channel: luma"
     )
+    input_norm: Literal["none", "gain", "standardise"] = Field(
+        "none",
+        description="per-image lighting normalisation the model applies first, inside its forward (its `input_norm` "
+        "setting, reference statistics in its weights): the worker needs no step of its own; "
+        "absent in older manifests (= none); the store checks it against the model at load",
+    )
 
 
 class Calibration(_Strict):

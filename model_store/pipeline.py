@@ -20,8 +20,9 @@ import torch
 
 from model_store.calibration import calibrate, predict, shortfall
 from model_store.data import fingerprint, load_uint8, mvtec_test_set, read_mask, train_images
-from model_store.manifest import Calibration, Manifest, TrainingInfo
+from model_store.manifest import Calibration, Manifest, Preprocessing, TrainingInfo
 from model_store.models.base import TrainConfig
+from model_store.preprocess import to_float
 from model_store.settings import DEFAULT_CONFIDENCE, DEFAULT_TARGET_FAR
 from model_store.store import ModelStore
 from model_store.training import train_model
@@ -42,6 +43,7 @@ class TrainRequest:
     time_budget_s: float | None = None  # wall clock
     cpu_budget_s: float | None = None  # CPU time of the training process (reproducible under load)
     seed: int = 0
+    photometric: float = 0.0  # lighting augmentation strength during training (model_store/lighting.py); 0 = off
     device: str = "cpu"
     calib_fraction: float = 0.1
     checkpoint: Path | None = None
@@ -80,10 +82,11 @@ def publish_trained(
     store: ModelStore, req: TrainRequest, train_u8: torch.Tensor, calib_u8: torch.Tensor, data_info: dict[str, str]
 ) -> Manifest:
     cfg = TrainConfig(lr=req.lr, batch_size=req.batch_size, max_steps=req.max_steps, time_budget_s=req.time_budget_s,
-                      cpu_budget_s=req.cpu_budget_s, seed=req.seed)
+                      cpu_budget_s=req.cpu_budget_s, seed=req.seed, photometric=req.photometric)
     res = train_model(
         req.arch, req.kwargs, train_u8, cfg, req.device, req.checkpoint, req.resume, req.checkpoint_every_s, req.show_progress
     )
+    res.module.on_calibration(to_float(calib_u8.to(req.device), res.module.in_channels))
     amaps, scores = predict(res.module, calib_u8, req.device)
     calibration = warn_if_short(calibrate(scores, amaps, target_far=req.target_far, confidence=req.confidence))
     settings = {k: v for k, v in asdict(req).items() if k not in ("data", "checkpoint", "show_progress", "name")}
@@ -92,6 +95,7 @@ def publish_trained(
         "kwargs": req.kwargs,
         "input_size": req.input_size,
         "channels": res.module.in_channels,
+        "preprocessing": Preprocessing(input_norm=getattr(getattr(res.module, "norm", None), "mode", "none")),
         "score_definition": res.module.score_definition,
         "calibration": calibration,
         "training": TrainingInfo(

@@ -28,11 +28,13 @@ def train_quick(
     alias: str | None = "production",
     kwargs: dict | None = None,
     steps: int | None = None,
+    photometric: float = 0.0,
 ) -> tuple[str, str]:
     """Train `arch` on normal BGR uint8 frames (HxWx3) for about `seconds`; returns (name, version).
 
     20 % of the frames (at least 2) are held out to calibrate the threshold; the new version is
-    promoted to `alias` (None: not promoted).
+    promoted to `alias` (None: not promoted). `photometric` > 0 trains under random lighting
+    (model_store/lighting.py), as `train --photometric`.
     """
     if len(images) < 4:
         raise ValueError(f"train_quick needs at least 4 frames, got {len(images)}")
@@ -45,6 +47,7 @@ def train_quick(
     req = TrainRequest(
         data=Path("<memory>"), name=name, arch=arch, kwargs=dict(kwargs or {}), input_size=size,
         batch_size=min(8, len(tr)), time_budget_s=seconds, max_steps=steps, seed=seed, alias=alias, show_progress=False,
+        photometric=photometric,
     )
     info = {"data_dir": f"<memory: {len(images)} frames>", "data_fingerprint": digest.hexdigest()}
     manifest = publish_trained(ModelStore(store_root), req, u8[tr], u8[cal], info)

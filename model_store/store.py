@@ -387,6 +387,11 @@ class ModelStore:
                 f"{where}: published with score definition {m.score_definition!r}, but {m.architecture}{m.kwargs} now "
                 f"computes {module.score_definition!r}; retrain, or republish with the old settings in kwargs"
             )
+        module_norm = getattr(getattr(module, "norm", None), "mode", "none")
+        if module_norm != m.preprocessing.input_norm:
+            raise ModelIntegrityError(
+                f"{where}: manifest preprocessing input_norm {m.preprocessing.input_norm!r} != model's {module_norm!r}"
+            )
         if module.in_channels != m.channels:
             raise ModelIntegrityError(f"{where}: manifest channels {m.channels} != model {module.in_channels}")
         try:

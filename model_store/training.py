@@ -11,6 +11,11 @@ process computes, so with one torch thread a given CPU budget buys nearly the sa
 else runs. The results table in docs/models.md uses `--cpu-budget`; `--time-budget` keeps its
 wall-clock meaning.
 
+`TrainConfig.photometric` > 0 puts each normal batch under random lighting first
+(model_store/lighting.py `augment`: gain, contrast, gamma, white balance, a side lamp), so the
+model learns that a lamp change is normal; the strength is recorded in the manifest's
+training settings.
+
 Checkpoints are one safetensors file holding the model's state, every optimizer's state tensors
 and the torch RNG state; the small non-tensor parts (step, elapsed wall and CPU time, param groups)
 are JSON in the safetensors metadata: no pickle anywhere. Resuming continues the step count and
@@ -33,6 +38,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from tqdm import tqdm
 
+from model_store.lighting import augment
 from model_store.models.base import AnomalyModel, TrainConfig
 from model_store.registry import create_model
 
@@ -129,6 +135,7 @@ def train_model(
 
     bs = min(cfg.batch_size, n)
     gen = torch.Generator().manual_seed(cfg.seed * 1000003 + step)  # resumed runs draw fresh batches
+    light = torch.Generator().manual_seed(cfg.seed * 1000033 + step + 7)  # lighting draws: their own stream
     t0, c0 = time.monotonic(), time.process_time()
     last_ckpt = t0
     losses: dict[str, float] = {}
@@ -164,7 +171,8 @@ def train_model(
                 for opt, lrs in zip(opts, base_lrs):
                     for g, lr in zip(opt.param_groups, lrs):
                         g["lr"] = lr * model.lr_factor(p)
-                losses = model.training_step(to_input(images[perm[i : i + bs]], model.in_channels), opts, step)
+                x = augment(to_input(images[perm[i : i + bs]], model.in_channels), cfg.photometric, light)
+                losses = model.training_step(x, opts, step)
                 step += 1
                 ema = {k: v if k not in ema else 0.95 * ema[k] + 0.05 * v for k, v in losses.items()}
                 bar.update(1)

@@ -1,9 +1,10 @@
 """`linewatch-demo`: synthetic cameras -> Kafka -> worker -> Redis + alerts, with a live summary.
 
 Needs nothing but the running services: if the model store has no `default@production`, a small
-autoencoder is trained on the spot from synthetic defect-free frames (a real model, about a
-minute on a laptop CPU). Cameras render parts procedurally; cam-2 gets a persistent defect half
-way through so an alert shows up. The live screen (`linewatch-view`) runs alongside; its URL is
+autoencoder is trained on the spot from synthetic defect-free frames (a real model; the demo prints
+how long it took). Cameras render parts procedurally; cam-2 shows a defect for 3 s half way
+through, so one alert shows up. Log lines (warnings meant for developers included) go to
+`demo_log_file`, not the terminal, which shows the summary and each alert once. The live screen (`linewatch-view`) runs alongside; its URL is
 printed first, and on a terminal it keeps serving after the cameras stop, until Ctrl-C.
 """
 
@@ -22,6 +23,7 @@ from pydantic import Field
 
 from linewatch.contract import Alert
 from linewatch.errors import LinewatchError, ServiceUnavailable
+from linewatch.logs import configure_logging
 from linewatch.settings import KafkaSettings, RedisSettings
 from linewatch.startup import EXIT_BAD_SETTINGS, program_settings
 from linewatch.topics import ensure_topics
@@ -40,11 +42,14 @@ class DemoSettings(KafkaSettings, RedisSettings):
     demo_cameras: int = Field(4, ge=1, le=32, description="Synthetic cameras in the demo.")
     demo_fps: float = Field(8.0, gt=0, description="Frames per second of each demo camera.")
     demo_seconds: float = Field(30.0, gt=0, description="How long the demo cameras run.")
-    demo_train_steps: int = Field(200, ge=1, description="Training steps of the demo's default model (about 30 s on 2 cores).")
+    demo_train_steps: int = Field(200, ge=1, description="Training steps of the demo's default model (the demo prints the time).")
     demo_train_seconds: float = Field(300.0, gt=0, description="Upper bound on the default model's training time.")
     demo_model: str = Field("default", description="Model name the demo serves (trained if missing).")
     demo_view_port: int = Field(
         8090, ge=0, le=65535, description="Port of the live view the demo starts on 127.0.0.1 (taken: any free port)."
+    )
+    demo_log_file: Path = Field(
+        Path(".run/demo.log"), description="The demo's log lines (worker, view, Kafka client, training) go to this file."
     )
     demo_bridge: bool = Field(
         False, description="Also run linewatch-bridge (OPC UA + MQTT, docs/integrations.md) on the demo's verdicts.",
@@ -69,6 +74,7 @@ def ensure_default_model(settings: DemoSettings) -> str:
         pass
     print(f"demo: no {ref} in {settings.model_root}; training one on synthetic normal frames "
           f"({settings.demo_train_steps} steps)...", flush=True)
+    started = time.monotonic()
     frames = []
     for cam in range(settings.demo_cameras):
         camera = SyntheticCamera(seed=cam + 1, width=256, height=256, defect_rate=0.0)
@@ -77,7 +83,7 @@ def ensure_default_model(settings: DemoSettings) -> str:
         frames, settings.model_root, settings.demo_model, seconds=settings.demo_train_seconds,
         steps=settings.demo_train_steps, kwargs=DEMO_AE
     )
-    print(f"demo: trained and published {name}@{version} as {ref}", flush=True)
+    print(f"demo: trained and published {name}@{version} as {ref} in {time.monotonic() - started:.0f} s", flush=True)
     return ref
 
 
@@ -89,7 +95,8 @@ class AlertTally:
             settings.topics.alerts, **settings.kafka_client_kwargs(), group_id=None, auto_offset_reset="latest"
         )
         self.counts: dict[str, int] = {}
-        self.last: list[Alert] = []
+        self._fresh: list[Alert] = []
+        self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="alerts", daemon=True)
 
@@ -107,12 +114,20 @@ class AlertTally:
             for records in self.consumer.poll(timeout_ms=300).values():
                 for record in records:
                     alert = Alert.from_json(record.value)
-                    self.counts[alert.camera] = self.counts.get(alert.camera, 0) + 1
-                    self.last = (self.last + [alert])[-3:]
+                    with self._lock:
+                        self.counts[alert.camera] = self.counts.get(alert.camera, 0) + 1
+                        self._fresh.append(alert)
+
+    def fresh(self) -> list[Alert]:
+        """Alerts that arrived since the last call: each is printed once, under the summary it arrived in."""
+        with self._lock:
+            taken, self._fresh = self._fresh, []
+        return taken
 
 
 def summary(
-    client: redis.Redis, settings: DemoSettings, sent: dict[str, int], start: dict[str, str], alerts: AlertTally
+    client: redis.Redis, settings: DemoSettings, sent: dict[str, int], start: dict[str, str], alerts: AlertTally,
+    fresh: list[Alert] = (),
 ) -> str:
     """One table: per camera, this run's frames (history entries after `start`, the stream ID before it)."""
     keys = settings.keys
@@ -126,7 +141,7 @@ def summary(
             f"{cam:<8} {sent.get(cam, 0):>6} {scored:>7} {anomalous:>9} "
             f"{float(latest.get('score', 'nan')):>10.3f} {float(latest.get('latency_ms', 'nan')):>10.1f} {alerts.counts.get(cam, 0):>6}"
         )
-    for alert in alerts.last:
+    for alert in fresh:
         lines.append(f"  ALERT {alert.camera} frame {alert.frame_seq} score {alert.score:.3f} "
                      f"boxes {alert.boxes[:2]} mask {alert.mask_key}")
     return "\n".join(lines)
@@ -206,7 +221,7 @@ def run_demo(settings: DemoSettings) -> int:
         while time.monotonic() < deadline:
             time.sleep(2)
             sent = {cam: producer.counts(cam).sent for cam in cameras}
-            print("\n" + summary(client, settings, sent, start, alerts), flush=True)
+            print("\n" + summary(client, settings, sent, start, alerts, alerts.fresh()), flush=True)
             scored = sum(len(client.xrange(settings.keys.history(c), min=f"({start[c]}")) for c in cameras)
             if producer.finished() and scored >= sum(sent.values()):
                 break
@@ -234,10 +249,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bridge", action="store_true", help="also serve the verdicts over OPC UA and MQTT (LW_DEMO_BRIDGE)")
     args = parser.parse_args(argv)
     overrides = {"demo_seconds": args.seconds, "demo_cameras": args.cameras, "demo_bridge": args.bridge or None}
-    # The worker and producer it runs log warnings only: the demo's screen is its summary table.
     settings = program_settings("linewatch-demo", DemoSettings, overrides, log_level="warning")
     if settings is None:
         return EXIT_BAD_SETTINGS
+    settings.demo_log_file.parent.mkdir(parents=True, exist_ok=True)
+    # Log lines are for developers (a calibration note, kafka-python's warnings): a file, not the
+    # screen, which shows the summary table.
+    log_file = settings.demo_log_file.open("a", encoding="utf-8", buffering=1)
+    configure_logging(settings.log_level, settings.log_json, stream=log_file)
+    print(f"demo: log lines go to {settings.demo_log_file}", flush=True)
     try:
         return run_demo(settings)
     except LinewatchError as exc:

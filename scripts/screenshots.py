@@ -4,10 +4,11 @@
 
 Four synthetic cameras at 8 fps -> Kafka -> an in-process worker serving the demo's model (trained
 on the spot when the store lacks it, as `make demo` does) -> Redis -> linewatch-view -> Debian's
-chromium. cam-1 develops a persistent defect after 2.5 s, cam-4 after 7.5 s. Once a tile shows NG and
-an alert waits for review, the camera wall, the alert review and the alerted camera's page (newest
-anomalous frame opened) are captured as docs/view-wall.png, docs/view-review.png and
-docs/view-camera.png. Topics and Redis keys are the run's own and are deleted afterwards.
+chromium at 1400x1000. cam-1 develops a persistent defect after 2.5 s, cam-4 after 7.5 s. Each page
+is captured only once it shows live data (checked in its DOM: every camera's tile with a loaded
+frame, counts and an alarm marker; alert cards with their frames; the camera page with its timeline
+and an opened anomalous frame), else the run fails with NotShown: docs/view-wall.png,
+docs/view-review.png and docs/view-camera.png. Topics and Redis keys are the run's own and are deleted afterwards.
 """
 
 from __future__ import annotations
@@ -55,34 +56,61 @@ def _pipeline(settings: DemoSettings, ref: str):
     return worker, producer
 
 
-def _shoot(url: str, out: Path) -> list[Path]:
+class NotShown(AssertionError):
+    """The page did not show what the screenshot is meant to show (no camera, no frame, no data)."""
+
+
+# Every check runs in the page just before its shot: a screenshot of an empty or half-loaded page
+# would otherwise land in docs/ silently.
+WALL_READY = """(n) => {
+  const tiles = [...document.querySelectorAll('#wall .tile')];
+  const inView = (el) => { const r = el.getBoundingClientRect(); return r.bottom <= innerHeight && r.right <= innerWidth; };
+  return tiles.length === n && document.querySelector('#empty').hidden
+    && tiles.every((t) => t.querySelector('img.shot').naturalWidth > 0 && inView(t)
+                          && /^[1-9]\\d* frames$/.test(t.querySelector('.c-frames').textContent))
+    && document.querySelector('.tile.alarm') !== null;
+}"""
+REVIEW_READY = """() => { const cards = [...document.querySelectorAll('.alert-card')];
+  return cards.length > 0 && cards.every((c) => c.querySelector('img.shot').naturalWidth > 0); }"""
+CAMERA_READY = """() => document.querySelector('#now')?.textContent !== '' && document.querySelectorAll('.pt').length > 0
+  && document.querySelector('#detail img.shot')?.naturalWidth > 0"""
+
+
+def _ready(page, script: str, what: str, arg=None, timeout_ms: float = 90_000) -> None:
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        page.wait_for_function(script, arg=arg, timeout=timeout_ms)
+    except PlaywrightTimeout:
+        raise NotShown(f"{what}: the page never showed live data within {timeout_ms / 1000:.0f} s; no screenshot") from None
+
+
+def shoot(url: str, out: Path, cameras: int = CAMERAS, timeout_ms: float = 90_000) -> list[Path]:
+    """The three screenshots, each taken only once its page shows live data (NotShown otherwise)."""
     from playwright.sync_api import expect, sync_playwright
 
     wall, camera_page, review = out / "view-wall.png", out / "view-camera.png", out / "view-review.png"
-    expect.set_options(timeout=90_000)  # the pipeline needs its time; these waits end as soon as it is there
+    expect.set_options(timeout=timeout_ms)  # the pipeline needs its time; these waits end as soon as it is there
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1024, "height": 680})
-        page.set_default_timeout(90_000)
-        page.goto(url)
-        expect(page.locator(".tile")).to_have_count(CAMERAS)
-        expect(page.locator("#pending")).not_to_have_text("0")
-        page.wait_for_function("() => document.querySelector('.tile.ng') && "
-                               "[...document.querySelectorAll('.tile img.shot')].every(i => i.naturalWidth > 0)")
-        page.screenshot(path=str(wall))
-        page.goto(f"{url}/review")
-        card = page.locator(".alert-card").first
-        expect(card).to_be_visible()
-        page.wait_for_function("() => [...document.querySelectorAll('.alert-card img.shot')].every(i => i.naturalWidth > 0)")
-        page.screenshot(path=str(review))
-        alerted = card.get_attribute("data-camera")
-        page.goto(f"{url}/camera?{urlencode({'id': alerted})}")
-        expect(page.locator(".pt.anomalous").first).to_be_attached()
-        page.get_by_role("button", name="◀ anomalous").click()
-        page.wait_for_function("() => document.querySelector('#detail img.shot')?.naturalWidth > 0")
-        page.wait_for_timeout(1200)  # the timeline redraws at most once a second
-        page.screenshot(path=str(camera_page), full_page=True)  # the opened frame sits below the timeline
-        browser.close()
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.set_default_timeout(timeout_ms)
+            page.goto(url)
+            _ready(page, WALL_READY, "camera wall", cameras, timeout_ms)
+            page.screenshot(path=str(wall))
+            page.goto(f"{url}/review")
+            _ready(page, REVIEW_READY, "alert review", None, timeout_ms)
+            page.screenshot(path=str(review))
+            alerted = page.locator(".alert-card").first.get_attribute("data-camera")
+            page.goto(f"{url}/camera?{urlencode({'id': alerted})}")
+            expect(page.locator(".pt.anomalous").first).to_be_attached()
+            page.get_by_role("button", name="◀ anomalous").click()
+            _ready(page, CAMERA_READY, "camera page", None, timeout_ms)
+            page.wait_for_timeout(1200)  # the timeline redraws at most once a second
+            page.screenshot(path=str(camera_page), full_page=True)  # the opened frame sits below the timeline
+        finally:
+            browser.close()
     return [wall, camera_page, review]
 
 
@@ -117,7 +145,7 @@ def main() -> int:
     worker_thread.start()
     producer.start()
     try:
-        paths = _shoot(view.url, args.out)
+        paths = shoot(view.url, args.out)
     finally:
         producer.stop()
         worker.request_stop()

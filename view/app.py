@@ -2,13 +2,15 @@
 
 The `linewatch-view` program (start-up, uvicorn) is view/server.py.
 
-Routes (all reads come from Redis; the only write is POST /api/feedback):
+Routes (all reads come from Redis; the only writes are feedback entries):
     /  /camera?id=<camera>  /review         the three pages (static HTML; data arrives as JSON)
     /api/events                             server-sent events: camera states, alert queue (view.live)
     /api/cameras  /api/history  /api/entry  /api/alerts  /api/config
     /part  /api/part?id=<part id>           a part's verdicts: every result whose lw-part is that id
     /img/preview  /img/frame  /img/overlay  JPEG frames and PNG overlays (view.overlay)
+    /api/shift.csv?shift=<id>               a shift's counts per camera (default: the current shift)
     POST /api/feedback                      an operator's verdict -> <prefix>:feedback
+    POST /api/acknowledge                   a camera's alarm seen -> `acknowledged` entries on <prefix>:feedback
     /healthz                                200 when Redis answers, else 503
 
 Camera ids and frame ids travel as query parameters, never in the path, and are validated against
@@ -18,10 +20,13 @@ the contract's rules before any key is built from them.
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
 import json
 import threading
 import time
 from contextlib import asynccontextmanager
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, AsyncIterator
 from urllib.parse import urlsplit
@@ -35,8 +40,9 @@ from starlette.responses import FileResponse, JSONResponse, Response, StreamingR
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from linewatch.contract import MAX_PART_ID, VERDICTS, valid_part
+from linewatch.contract import MAX_PART_ID, VERDICT_ACKNOWLEDGED, VERDICTS, valid_part
 from linewatch.errors import ServiceUnavailable
+from linewatch.shifts import summarise, valid_shift_id
 from view import overlay
 from view.auth import AccessGuard
 from view.live import Hub, now_ms
@@ -99,7 +105,7 @@ async def config(request: Request) -> Response:
         "stale_s": settings.view_stale_s, "push_ms": settings.view_push_ms,
         "timeline_minutes": settings.view_timeline_minutes, "note_max": settings.view_note_max,
         "overlay_modes": [*overlay.MODES, "off"], "verdicts": list(VERDICTS),
-        "user": getattr(request.state, "user", ""),
+        "user": getattr(request.state, "user", ""), "layouts": settings.view_layouts,
     })
 
 
@@ -174,6 +180,45 @@ async def alerts(request: Request) -> Response:
     limit = int(_float(request, "limit", 100, 0, 10_000))
     return JSONResponse({"now_ms": now_ms(), "alerts": items[:limit], "pending": len(queue.pending())},
                         headers=NO_STORE)
+
+
+def _shift_rows(shift: str, counts: dict[str, tuple[dict[str, str], dict[str, str]]]) -> list[list[str]]:
+    rows = [["shift", "camera", "frames", "ok", "ng", "reject_rate_pct", "first_frame_utc", "last_frame_utc",
+             "mean_frames_per_s"]]
+    for camera in sorted(counts, key=str.casefold):
+        c = summarise(counts[camera][0], {}, 0)["shift"]
+        first, last = c["first_ms"], c["last_ms"]
+        span_s = (last - first) / 1000 if first and last and last > first else 0
+        rows.append([
+            shift, _csv_text(camera), str(c["frames"]), str(c["ok"]), str(c["ng"]),
+            f"{100 * c['reject_rate']:.2f}" if c["reject_rate"] is not None else "",
+            _utc(first), _utc(last), f"{c['frames'] / span_s:.2f}" if span_s else "",
+        ])
+    return rows
+
+
+def _utc(ms: int | None) -> str:
+    return datetime.fromtimestamp(ms / 1000, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")[:-4] + "Z" if ms else ""
+
+
+def _csv_text(value: str) -> str:
+    """A sender-chosen camera id must not become a formula in a spreadsheet (CSV injection)."""
+    return f"'{value}" if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
+
+
+async def shift_csv(request: Request) -> Response:
+    """One shift's counts per camera as CSV (`shift` = its id, e.g. 2026-12-07T06:00; default: the current one)."""
+    settings, store, hub, _ = _state(request)
+    shift = request.query_params.get("shift") or hub.calendar.at(now_ms()).id
+    if not valid_shift_id(shift):
+        raise HTTPException(400, "shift: expected YYYY-MM-DDTHH:MM (the shift's local start)")
+    cameras = await store.shift_cameras(shift)
+    counts = await store.counts(cameras, shift, 0) if cameras else {}
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerows(_shift_rows(shift, counts))
+    name = f"linewatch-shift-{shift.replace(':', '')}.csv"
+    return Response(out.getvalue(), media_type="text/csv; charset=utf-8",
+                    headers={**NO_STORE, "content-disposition": f'attachment; filename="{name}"'})
 
 
 async def part(request: Request) -> Response:
@@ -284,6 +329,26 @@ def feedback_fields(data: dict[str, Any], note_max: int, user: str) -> dict[str,
             "time_ns": str(time.time_ns()), "user": user}
 
 
+async def acknowledge(request: Request) -> Response:
+    """An operator saw a camera's alarm: every alert of it that nobody judged or acknowledged gets an
+    `acknowledged` entry on the feedback stream (the review queue still asks for a judgement)."""
+    settings, store, _, queue = _state(request)
+    _check_origin(request)
+    data = await _json_body(request)
+    await queue.refresh(store)
+    camera = data.get("camera")
+    if not isinstance(camera, str) or not valid_camera(camera):
+        raise HTTPException(422, "camera: a camera id (1-128 printable characters, no ':')")
+    written = []
+    for frame_id in queue.unacknowledged(camera):
+        fields = feedback_fields({**data, "frame_id": frame_id, "verdict": VERDICT_ACKNOWLEDGED, "note": ""},
+                                 settings.view_note_max, getattr(request.state, "user", ""))
+        written.append(await store.add_feedback(fields))
+    log.info("acknowledged", camera=camera[:64], alerts=len(written))
+    await queue.refresh(store)
+    return JSONResponse({"acknowledged": len(written), "alarms": queue.alarms()}, 201 if written else 200)
+
+
 async def feedback(request: Request) -> Response:
     settings, store, _, queue = _state(request)
     _check_origin(request)
@@ -311,7 +376,7 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
     settings: ViewSettings = app.state.settings
     app.state.store = store = Store(settings)
     app.state.queue = queue = AlertQueue(settings.view_alerts_kept)
-    app.state.hub = hub = Hub(store, queue, settings.view_push_ms, app.state.closing)
+    app.state.hub = hub = Hub(store, queue, settings.view_push_ms, settings.calendar, app.state.closing)
     await hub.tick()  # the first page load already has the cameras
     poller = asyncio.create_task(hub.run(), name="view-poller")
     try:
@@ -340,6 +405,8 @@ def create_app(settings: ViewSettings, closing: threading.Event | None = None) -
         Route("/api/entry", entry),
         Route("/api/alerts", alerts),
         Route("/api/feedback", feedback, methods=["POST"]),
+        Route("/api/acknowledge", acknowledge, methods=["POST"]),
+        Route("/api/shift.csv", shift_csv),
         Route("/img/preview", preview),
         Route("/img/frame", frame),
         Route("/img/overlay", overlay_image),

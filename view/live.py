@@ -7,8 +7,10 @@ per push interval: at 16 cameras x 8 fps a browser receives at most 16 states pe
 slow one skips intermediate states instead of falling behind.
 
 Server-sent events on the wire (`/api/events`):
-    event: snapshot   data: {"now_ms", "redis_ok", "cameras": [state...], "alerts": {"pending", "version"}}
-    event: update     data: {"now_ms", "redis_ok", "cameras": [changed...], "removed": [camera...], "alerts"?}
+    event: snapshot   data: {"now_ms", "redis_ok", "shift", "cameras": [state...], "alerts": {"pending", "version", "alarms"}}
+    event: update     data: {"now_ms", "redis_ok", "shift", "cameras": [changed...], "removed": [camera...], "alerts"?}
+A camera's state carries its counts (linewatch.shifts.summarise: this shift, the last hour, frames/s);
+"alarms" lists, per camera, its newest alert nobody judged or acknowledged (view.review).
 An update is sent at least every HEARTBEAT_S, so the browser's "age" and "stale" stay correct
 when nothing arrives.
 """
@@ -24,6 +26,7 @@ from typing import Any, AsyncIterator, Awaitable, Callable
 import structlog
 
 from linewatch.errors import ServiceUnavailable
+from linewatch.shifts import HOUR_MS, Shift, ShiftCalendar, summarise
 from view.results import camera_state
 from view.review import AlertQueue
 from view.store import Store
@@ -38,7 +41,9 @@ def now_ms() -> int:
 
 
 def _signature(state: dict[str, Any]) -> tuple:
-    return (state["frame_id"], state["published_ms"], state["preview"], state["model"], state["threshold"])
+    counts = state.get("counts") or {}
+    return (state["frame_id"], state["published_ms"], state["preview"], state["model"], state["threshold"],
+            counts.get("fps"), (counts.get("shift") or {}).get("frames"))
 
 
 class Subscriber:
@@ -76,8 +81,11 @@ class Subscriber:
 class Hub:
     """Polls Redis every push interval and fans the changes out to subscribers."""
 
-    def __init__(self, store: Store, queue: AlertQueue, push_ms: int, closing: threading.Event | None = None) -> None:
+    def __init__(self, store: Store, queue: AlertQueue, push_ms: int, calendar: ShiftCalendar,
+                 closing: threading.Event | None = None) -> None:
         self.store = store
+        self.calendar = calendar
+        self.shift: Shift = self.calendar.at(now_ms())
         # Set by the server when it is asked to stop: open event streams end at their next heartbeat,
         # so the server's graceful shutdown does not have to cut them.
         self.closing = closing or threading.Event()
@@ -91,11 +99,15 @@ class Hub:
         self._subscribers: set[Subscriber] = set()
 
     def alerts_summary(self) -> dict[str, Any]:
-        return {"pending": len(self.queue.pending()), "version": "/".join(self.queue.version)}
+        return {"pending": len(self.queue.pending()), "version": "/".join(self.queue.version),
+                "alarms": self.queue.alarms()}
+
+    def shift_info(self) -> dict[str, Any]:
+        return {"id": self.shift.id, "start_ms": self.shift.start_ms, "end_ms": self.shift.end_ms}
 
     def snapshot(self) -> dict[str, Any]:
         return {
-            "now_ms": now_ms(), "redis_ok": self.redis_ok,
+            "now_ms": now_ms(), "redis_ok": self.redis_ok, "shift": self.shift_info(),
             "cameras": [self.states[c] for c in sorted(self.states)], "alerts": self.alerts_summary(),
         }
 
@@ -104,6 +116,9 @@ class Hub:
         try:
             cameras = await self.store.cameras()
             hashes = await self.store.latest(cameras)
+            now = now_ms()
+            self.shift = self.calendar.at(now)
+            counts = await self.store.counts(list(hashes), self.shift.id, now // HOUR_MS)
             await self.queue.refresh(self.store)
         except ServiceUnavailable as exc:
             if self.redis_ok or self.ticks == 0:
@@ -116,6 +131,8 @@ class Hub:
         self.redis_ok = True
         self.ticks += 1
         states = {camera: camera_state(camera, fields) for camera, fields in hashes.items()}
+        for camera, (shift, minutes) in counts.items():
+            states[camera]["counts"] = summarise(shift, minutes, now)
         changed = {c: s for c, s in states.items() if self._signatures.get(c) != _signature(s)}
         removed = set(self.states) - set(states)
         self.states = states
@@ -145,7 +162,7 @@ class Hub:
                     await asyncio.wait_for(subscriber.ready.wait(), timeout=HEARTBEAT_S)
                 except asyncio.TimeoutError:
                     pass  # nothing changed: the update below is the heartbeat
-                yield sse("update", subscriber.take(now_ms(), self.redis_ok))
+                yield sse("update", {**subscriber.take(now_ms(), self.redis_ok), "shift": self.shift_info()})
                 await asyncio.sleep(self.push_s)  # the coalescing window: changes pile up per camera meanwhile
         finally:
             self._subscribers.discard(subscriber)

@@ -2,7 +2,9 @@
 
 Both streams are followed incrementally (only entries after the last one seen are read on each
 refresh), so a refresh costs two small XRANGEs whatever the streams' lengths. An alert is
-acknowledged when a feedback entry with its (camera, frame_id) exists (shapes: P:feedback).
+judged when a feedback entry with its (camera, frame_id) and a judgement (confirmed, false_alarm)
+exists (shapes: P:feedback). An alarm is an alert neither judged nor acknowledged (verdict
+`acknowledged`: an operator saw it): its camera's tile stays marked and the wall's banner names it.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Any
 
 import structlog
 
-from linewatch.contract import VERDICTS
+from linewatch.contract import JUDGEMENTS, VERDICT_ACKNOWLEDGED
 from view.results import alert_item
 from view.store import Store
 
@@ -29,6 +31,7 @@ class AlertQueue:
         self.kept = kept
         self.alerts: OrderedDict[str, dict[str, Any]] = OrderedDict()  # stream ID -> alert item, oldest first
         self.verdicts: OrderedDict[tuple[str, str], str] = OrderedDict()  # (camera, frame_id) -> newest verdict
+        self.acknowledged: OrderedDict[tuple[str, str], None] = OrderedDict()  # alerts an operator has seen
         self.unreadable = 0
         self._alert_cursor: str | None = None  # None until the first refresh
         self._feedback_cursor = "0-0"
@@ -75,12 +78,15 @@ class AlertQueue:
     def _add_verdicts(self, entries: list[tuple[str, dict[str, str]]]) -> None:
         for _, fields in entries:
             verdict = fields.get("verdict", "")
-            if verdict in VERDICTS:
-                key = (fields.get("camera", ""), fields.get("frame_id", ""))
+            key = (fields.get("camera", ""), fields.get("frame_id", ""))
+            if verdict in JUDGEMENTS:
                 self.verdicts.pop(key, None)
                 self.verdicts[key] = verdict
-        while len(self.verdicts) > 4 * self.kept:  # verdicts on frames far older than any kept alert
-            self.verdicts.popitem(last=False)
+            elif verdict == VERDICT_ACKNOWLEDGED:
+                self.acknowledged[key] = None
+        for kept in (self.verdicts, self.acknowledged):
+            while len(kept) > 4 * self.kept:  # verdicts on frames far older than any kept alert
+                kept.popitem(last=False)
 
     def verdict(self, camera: str, frame_id: str) -> str | None:
         return self.verdicts.get((camera, frame_id))
@@ -88,6 +94,26 @@ class AlertQueue:
     def pending(self) -> list[dict[str, Any]]:
         """Alerts nobody has judged yet, newest first."""
         return [a for a in reversed(self.alerts.values()) if (a["camera"], a["frame_id"]) not in self.verdicts]
+
+    def alarms(self) -> list[dict[str, Any]]:
+        """Per camera, its newest alert that nobody judged or acknowledged, with how many such alerts it has;
+        newest first."""
+        found: dict[str, dict[str, Any]] = {}
+        for a in self.pending():
+            key = (a["camera"], a["frame_id"])
+            if key in self.acknowledged:
+                continue
+            if a["camera"] in found:
+                found[a["camera"]]["count"] += 1
+            else:
+                found[a["camera"]] = {"camera": a["camera"], "frame_id": a["frame_id"], "id": a["id"], "t": a["t"],
+                                      "score": a["score"], "count": 1}
+        return list(found.values())
+
+    def unacknowledged(self, camera: str) -> list[str]:
+        """Frame ids of a camera's alerts that nobody judged or acknowledged (what 'acknowledge' clears)."""
+        return [a["frame_id"] for a in self.pending()
+                if a["camera"] == camera and (camera, a["frame_id"]) not in self.acknowledged]
 
     def of_camera(self, camera: str) -> list[dict[str, Any]]:
         """One camera's kept alerts, newest first, each with its verdict (None: not yet judged)."""

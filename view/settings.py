@@ -5,11 +5,12 @@ from __future__ import annotations
 from pydantic import Field, SecretStr, model_validator
 
 from linewatch.settings import RedisSettings, secret_field
+from linewatch.shifts import ShiftSettings
 
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
 
-class ViewSettings(RedisSettings):
+class ViewSettings(RedisSettings, ShiftSettings):
     """Settings of `linewatch-view`."""
 
     view_host: str = Field(
@@ -34,6 +35,11 @@ class ViewSettings(RedisSettings):
     view_timeline_points: int = Field(
         2000, ge=100, le=50_000,
         description="Most points a timeline returns; normal frames are thinned beyond it, anomalous ones always kept.",
+    )
+    view_layouts: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description='Saved station screens, JSON: {"press": ["cam-1", "cam-2"]}; /?layout=press shows those cameras '
+        "(/?cameras=cam-1,cam-2 works without a saved layout).",
     )
     view_alerts_kept: int = Field(500, ge=10, le=10_000, description="Newest alerts the review queue considers.")
     view_part_search_depth: int = Field(

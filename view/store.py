@@ -92,6 +92,25 @@ class Store:
                 hashes = await pipe.execute()
         return {camera: decode(fields) for camera, fields in zip(cameras, hashes, strict=True) if fields}
 
+    async def counts(self, cameras: list[str], shift: str, hour: int) -> dict[str, tuple[dict[str, str], dict[str, str]]]:
+        """Per camera: its counts hash of `shift`, and its per-minute counts of `hour` and the hour before."""
+        async with _redis_errors("counts"):
+            async with self.client.pipeline(transaction=False) as pipe:
+                for camera in cameras:
+                    pipe.hgetall(self.keys.counts(camera, shift))
+                    pipe.hgetall(self.keys.minutes(camera, hour - 1))
+                    pipe.hgetall(self.keys.minutes(camera, hour))
+                raw = await pipe.execute()
+        return {
+            camera: (decode(raw[3 * i]), {**decode(raw[3 * i + 1]), **decode(raw[3 * i + 2])})
+            for i, camera in enumerate(cameras)
+        }
+
+    async def shift_cameras(self, shift: str) -> list[str]:
+        async with _redis_errors("shift cameras"):
+            names = await self.client.smembers(self.keys.shift_cameras(shift))
+        return sorted(c for c in (n.decode("utf-8", "replace") for n in names) if valid_camera(c))
+
     async def history(self, camera: str, start: str, count: int) -> list[Entry]:
         """History entries from `start` (a stream ID or ms, '(' prefix = exclusive), oldest first, at most `count`.
 

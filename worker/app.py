@@ -54,7 +54,7 @@ from worker.verdicts import ClockCheck, Pictures, VerdictBuilder, VerdictPolicy
 from worker.records import STOP, Item
 from worker.serving import ModelHolder
 from worker.settings import WorkerSettings
-from worker.sinks import Debounce, KafkaSender, KafkaTopicCheck, ResultWriter, Retention
+from worker.sinks import Counting, Debounce, KafkaSender, KafkaTopicCheck, ResultWriter, Retention
 from worker.supervision import EXIT_DEAD_PART, EXIT_OUTPUTS, OutputHealth, Supervisor
 
 log = structlog.get_logger(__name__)
@@ -98,7 +98,8 @@ class Worker:
         # redis-py and the topic check connect on first use.
         self.redis = redis.Redis.from_url(s.redis_url, **s.redis_client_kwargs(), socket_timeout=5, socket_connect_timeout=5)
         self.topic_check = KafkaTopicCheck(s.kafka_client_kwargs())
-        self.writer = ResultWriter(self.redis, s.keys, self._retention(), Debounce(s.debounce_n, s.debounce_m, s.alert_cooldown_s))
+        self.writer = ResultWriter(self.redis, s.keys, self._retention(), Debounce(s.debounce_n, s.debounce_m, s.alert_cooldown_s),
+                                   Counting(s.calendar, s.counts_ttl_s))
         # Made by start(): they connect to Kafka as they are made.
         self.producer: KafkaProducer | None = None
         self.input: FramesInput | None = None
@@ -269,6 +270,10 @@ class Worker:
         self.redis.close()
         if self.http is not None:
             self.http.stop()
+        # Hand what start() froze back to the collector: frozen objects are never collected, not even at
+        # exit, and triton's nanobind types (imported by torch's optimiser and dynamo) then print ~30 lines
+        # of "nanobind: leaked ..." when the interpreter ends.
+        gc.unfreeze()
         log.info("worker stopped", exit_code=self.supervisor.exit_code)  # the cause was logged when it happened
 
     # -- intake ---------------------------------------------------------------------------------

@@ -10,9 +10,10 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from linewatch.settings import KafkaSettings, RedisSettings
+from linewatch.shifts import ShiftSettings
 
 
-class WorkerSettings(KafkaSettings, RedisSettings):
+class WorkerSettings(KafkaSettings, RedisSettings, ShiftSettings):
     """Everything a worker reads at start-up (see README: Settings)."""
 
     worker_id: str = Field(

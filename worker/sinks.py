@@ -40,6 +40,7 @@ from kafka.errors import TopicAuthorizationFailedError, UnknownTopicOrPartitionE
 
 from linewatch import contract as c
 from linewatch.contract import RedisKeys
+from linewatch.shifts import HOUR_MS, MINUTE_MS, MINUTES_TTL_S, ShiftCalendar
 from linewatch.errors import OutputRefused, OutputUnavailable, PublishError, RecordRefused
 
 SEEN_BUCKET = 128  # offsets per dedupe hash: small hashes stay in Redis's compact listpack encoding
@@ -72,6 +73,7 @@ local function admit(cam)
     redis.call('ZREM', probation, cam)
     redis.call('HDEL', probation_frames, cam)
     redis.call('ZADD', camera_index, now_ms, cam)
+    return true
   else
     redis.call('ZADD', probation, now_ms, cam)
   end
@@ -101,6 +103,37 @@ local function keep_blob(blobs, key)
   end
 end
 
+-- Counts per shift and minute (linewatch/shifts.py). Called after the replay check, so a record counts
+-- once. Only admitted cameras count (a flood of made-up ids on probation writes no counts); the frame
+-- that admits a camera also counts its frames on probation, from its history (this frame is the newest
+-- entry). A shift counts at most cameras_max cameras.
+local function count_frame(ct, cam, an, admitted_now, history)
+  if not redis.call('ZSCORE', camera_index, cam) then return end
+  if redis.call('SISMEMBER', ct.cams, cam) == 0 then
+    if redis.call('SCARD', ct.cams) >= tonumber(cameras_max) then return end
+    redis.call('SADD', ct.cams, cam)
+  end
+  redis.call('EXPIRE', ct.cams, ct.ttl)
+  local frames, ng = 1, (an == '1') and 1 or 0
+  if admitted_now then
+    frames, ng = 0, 0
+    for _, entry in ipairs(redis.call('XREVRANGE', history, '+', '-', 'COUNT', tonumber(admit_frames))) do
+      frames = frames + 1
+      local f = entry[2]
+      for i = 1, #f - 1, 2 do if f[i] == 'anomalous' and f[i + 1] == '1' then ng = ng + 1 end end
+    end
+  end
+  redis.call('HINCRBY', ct.shift, 'frames', frames)
+  redis.call('HINCRBY', ct.shift, 'ok', frames - ng)
+  redis.call('HINCRBY', ct.shift, 'ng', ng)
+  redis.call('HSETNX', ct.shift, 'first_ms', now_ms)
+  redis.call('HSET', ct.shift, 'last_ms', now_ms)
+  redis.call('EXPIRE', ct.shift, ct.ttl)
+  redis.call('HINCRBY', ct.min, ct.m .. ':f', frames)
+  if ng > 0 then redis.call('HINCRBY', ct.min, ct.m .. ':ng', ng) end
+  redis.call('EXPIRE', ct.min, ct.min_ttl)
+end
+
 local function write_frame(meta, mask_png, heat_png, frame_jpeg, preview_jpeg, preview_heat, alert_json)
   local k = meta.keys
   local seen = redis.call('HGET', k.seen, meta.field)
@@ -108,7 +141,7 @@ local function write_frame(meta, mask_png, heat_png, frame_jpeg, preview_jpeg, p
     local fp, decided = string.match(seen, '^(.*)|(%d)$')
     if fp == meta.fp then return {{0, tonumber(decided)}} end
   end
-  admit(meta.cam)
+  local admitted_now = admit(meta.cam)
   local state = redis.call('HMGET', k.alert_state, 'recent', 'last_alert_ms')
   local recent = (state[1] or '') .. meta.an
   if #recent > tonumber(debounce_m) then recent = string.sub(recent, -tonumber(debounce_m)) end
@@ -138,6 +171,7 @@ local function write_frame(meta, mask_png, heat_png, frame_jpeg, preview_jpeg, p
   if heat_png ~= '' then redis.call('SET', k.heat_at, heat_png, 'EX', frame_ttl); keep_blob(k.blobs, k.heat_at) end
   if frame_jpeg ~= '' then redis.call('SET', k.frame_at, frame_jpeg, 'EX', frame_ttl); keep_blob(k.blobs, k.frame_at) end
   if alert == 1 then redis.call('XADD', alerts, 'MAXLEN', '~', alerts_maxlen, '*', 'alert', alert_json) end
+  if meta.count then count_frame(meta.count, meta.cam, meta.an, admitted_now, k.history) end
   redis.call('HSET', k.seen, meta.field, meta.fp .. '|' .. alert)
   redis.call('EXPIRE', k.seen, dedupe_ttl)
   return {{1, alert}}
@@ -225,6 +259,21 @@ class Debounce:
             raise ValueError(f"debounce needs 1 <= n <= m, got n={self.n}, m={self.m}")
 
 
+@dataclass(frozen=True, slots=True)
+class Counting:
+    """Counts per shift and minute: the shift by the frame's time (plausible capture time, else the
+    worker's clock), minutes and frames/s by the worker's clock (when it was scored)."""
+
+    calendar: ShiftCalendar
+    ttl_s: int
+
+    def keys(self, k: RedisKeys, w: "FrameWrite") -> dict[str, str]:
+        shift = self.calendar.at(w.event_ms).id
+        now = int(w.fields["published_ms"])
+        return {"shift": k.counts(w.camera, shift), "cams": k.shift_cameras(shift), "ttl": str(self.ttl_s),
+                "min": k.minutes(w.camera, now // HOUR_MS), "m": str(now // MINUTE_MS), "min_ttl": str(MINUTES_TTL_S)}
+
+
 @dataclass(slots=True)
 class FrameWrite:
     """Everything one frame's Redis script needs."""
@@ -276,8 +325,10 @@ def redis_error(exc: redis.RedisError) -> PublishError:
 class ResultWriter:
     """Writes a batch of frames to Redis in one round trip: one script call for the batch."""
 
-    def __init__(self, client: redis.Redis, keys: RedisKeys, retention: Retention, debounce: Debounce) -> None:
+    def __init__(self, client: redis.Redis, keys: RedisKeys, retention: Retention, debounce: Debounce,
+                 counting: Counting | None = None) -> None:
         self.client = client
+        self.counting = counting
         self.keys = keys
         self.retention = retention
         self.debounce = debounce
@@ -299,6 +350,8 @@ class ResultWriter:
             "keys": keys, "field": str(w.offset), "fp": w.fingerprint, "cam": w.camera, "fid": w.frame_id,
             "an": "1" if w.anomalous else "0", "ev": w.event_ms, "values": [w.fields[f] for f in c.RESULT_FIELDS],
         }
+        if self.counting:
+            meta["count"] = self.counting.keys(k, w)
         return [json.dumps(meta, separators=(",", ":")), w.mask_png, w.heat_png, w.frame_jpeg, w.preview_jpeg,
                 w.preview_heat, w.alert_json]
 

@@ -186,3 +186,52 @@ class RunningMoments(nn.Module):
 
     def standardise(self, values: torch.Tensor) -> torch.Tensor:  # [B, K] -> [B, K]
         return (values - self.mean) / torch.sqrt(self.var + 1e-12)
+
+
+# --- input normalisation -------------------------------------------------------------------------
+
+INPUT_NORMS = ("none", "gain", "standardise")
+
+
+class InputNorm(nn.Module):
+    """Takes global lighting out of the input, inside the model (so the worker and export follow it).
+
+    "none": identity (no buffers: weights of models stored before this existed still fit).
+    "gain": x * ref_mean / mean(x), per image: a lamp's global gain (brighter or darker by any
+    factor) is divided out exactly, up to clipping.
+    "standardise": (x - mean(x)) / std(x) * ref_std + ref_mean, per image: gain and offset (and
+    global contrast) are taken out.
+    ref_mean / ref_std are the mean and the per-image std of the training normals (`fit`, called
+    at the start of training), kept as buffers so they travel in the weights: the normalised image
+    stays in the range the network was built for ([0, 1], clipped).
+    """
+
+    def __init__(self, mode: str = "none") -> None:
+        super().__init__()
+        if mode not in INPUT_NORMS:
+            raise ValueError(f"input_norm must be one of {INPUT_NORMS}, got {mode!r}")
+        self.mode = mode
+        if mode != "none":
+            self.register_buffer("ref_mean", torch.tensor(0.5))
+            self.register_buffer("ref_std", torch.tensor(0.2))
+
+    @torch.no_grad()
+    def fit(self, images: torch.Tensor) -> None:
+        """Reference statistics from a sample of training normals [N, C, H, W] in [0, 1]."""
+        if self.mode == "none":
+            return
+        self.ref_mean.copy_(images.mean())
+        self.ref_std.copy_(images.flatten(1).std(1).mean())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.mode == "none":
+            return x
+        m = x.mean(dim=(1, 2, 3), keepdim=True)
+        if self.mode == "gain":
+            return (x * (self.ref_mean / m.clamp(min=1e-3))).clamp(0.0, 1.0)
+        s = x.flatten(1).std(1)[:, None, None, None]
+        return ((x - m) / s.clamp(min=1e-3) * self.ref_std + self.ref_mean).clamp(0.0, 1.0)
+
+    def words(self) -> str:
+        """Clause for a score definition ('' for none, so older definitions stay word for word)."""
+        return "" if self.mode == "none" else f"; input normalised per image ({self.mode}) to the training reference"

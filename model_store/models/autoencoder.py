@@ -15,9 +15,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from model_store.models._common import (
-    MAP_KINDS, build_model, conv_bn_relu, init_weights, mean_filter, residual_map, ssim_loss,
+    MAP_KINDS, InputNorm, build_model, conv_bn_relu, init_weights, mean_filter, residual_map, ssim_loss,
 )
-from model_store.models.base import AnomalyModel
+from model_store.models.base import AnomalyModel, TrainConfig
 from model_store.registry import register_model
 
 
@@ -30,6 +30,7 @@ class AEConfig:
     map_kind: str = "ssim"  # "ssim": 1 - SSIM on gray; "l2": squared residual
     score_kernel: int = 11  # mean filter before the max
     smooth_map: bool = False  # publish the mean-filtered map: masks then match what the score saw
+    input_norm: str = "none"  # "gain" / "standardise": take global lighting out of the input (_common.InputNorm)
 
 
 class ConvAutoencoder(AnomalyModel):
@@ -58,11 +59,17 @@ class ConvAutoencoder(AnomalyModel):
         dec += [nn.Conv2d(cin, cfg.in_channels, 3, padding=1), nn.Sigmoid()]
         self.decoder = nn.Sequential(*dec)
         self.apply(init_weights)
+        self.norm = InputNorm(cfg.input_norm)
+        self.score_definition = type(self).score_definition + self.norm.words()
+
+    def on_train_start(self, images: torch.Tensor, cfg: TrainConfig) -> None:
+        self.norm.fit(images)
 
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         return self.decoder(self.encoder(x))  # [B, C, H, W]
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self.norm(x)
         amap = residual_map(x, self.reconstruct(x), self.cfg.map_kind)  # [B, 1, H, W]
         smoothed = mean_filter(amap, self.cfg.score_kernel)
         score = smoothed.amax(dim=(1, 2, 3))  # [B]
@@ -76,6 +83,7 @@ class ConvAutoencoder(AnomalyModel):
 
     def training_step(self, batch: torch.Tensor, optimizers: list[torch.optim.Optimizer], step: int) -> dict[str, float]:
         (opt,) = optimizers
+        batch = self.norm(batch)
         recon = self.reconstruct(batch)
         l2 = F.mse_loss(recon, batch)
         ss = ssim_loss(recon, batch)

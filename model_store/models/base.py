@@ -30,6 +30,7 @@ class TrainConfig:
     time_budget_s: float | None = None  # wall-clock seconds: depends on the machine's load
     cpu_budget_s: float | None = None  # CPU seconds of the training process: reproducible under load
     seed: int = 0
+    photometric: float = 0.0  # lighting augmentation of the normal batches (model_store/lighting.augment); 0 = off
 
 
 class AnomalyModel(nn.Module):
@@ -66,6 +67,10 @@ class AnomalyModel(nn.Module):
 
         DRAEM builds its part-derived anomaly textures here. Default: nothing.
         """
+
+    def on_calibration(self, images: torch.Tensor) -> None:
+        """Called once after training with the held-out calibration normals [N, C, H, W] in [0, 1], in eval mode,
+        before their scores set the threshold. DAAD fits its score weights here; default: nothing."""
 
     def lr_factor(self, progress: float) -> float:
         """Learning-rate multiplier at `progress` in [0, 1] of the run (steps, wall or CPU budget).

@@ -125,6 +125,7 @@ class DAADConfig:
     score_kernel: int = 11  # mean filter before the image max (the baseline's)
     lr: float = 1e-3
     lr_disc: float = 2e-4
+    score_weights: str = "fixed"  # "fixed": z0 + disc_weight z1; "calibration": each z weighted by 1 / its SD on the calibration normals
 
 
 class DAAD(AnomalyModel):
@@ -132,11 +133,19 @@ class DAAD(AnomalyModel):
         super().__init__()
         if len(cfg.block_sizes) != len(cfg.widths):
             raise ValueError("block_sizes needs one entry per encoder stage")
+        if cfg.score_weights not in ("fixed", "calibration"):
+            raise ValueError(f"score_weights must be 'fixed' or 'calibration', got {cfg.score_weights!r}")
         self.score_definition = (
             f"amap: {map_words(cfg.map_kind)} of input vs "
             f"reconstruction; score: standardised max of the {cfg.score_kernel}x{cfg.score_kernel} mean-filtered "
             f"amap + {cfg.disc_weight:g} x standardised discriminator latent-feature distance between input and reconstruction"
         )
+        if cfg.score_weights == "calibration":
+            self.score_definition = (
+                f"amap: {map_words(cfg.map_kind)} of input vs reconstruction; score: w1 x standardised max of the "
+                f"{cfg.score_kernel}x{cfg.score_kernel} mean-filtered amap + w2 x standardised discriminator latent-feature "
+                "distance, w = 1 / SD of each standardised term on the calibration normals (weights buffer)"
+            )
         self.cfg = cfg
         self.in_channels = cfg.in_channels
         w = cfg.widths
@@ -161,6 +170,8 @@ class DAAD(AnomalyModel):
         )
         self.disc = Discriminator(cfg.in_channels, cfg.disc_width)
         self.moments = RunningMoments(2)
+        if cfg.score_weights == "calibration":  # only then: weights of 'fixed' models keep their keys
+            self.register_buffer("weights", torch.tensor([1.0, cfg.disc_weight]))
         self.apply(init_weights)  # DCGAN/DRAEM init: conv N(0, 0.02), BatchNorm N(1, 0.02)
 
     def reconstruct(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -184,18 +195,34 @@ class DAAD(AnomalyModel):
         disc_dist = ((phi_x - phi_r) ** 2).mean(1)  # [B]
         return amap[:, 0], torch.stack([image_score(amap, self.cfg.score_kernel), disc_dist], dim=1)  # [B,H,W], [B,2]
 
+    def _combine(self, z: torch.Tensor) -> torch.Tensor:
+        if self.cfg.score_weights == "calibration":
+            return z @ self.weights
+        return z[:, 0] + self.cfg.disc_weight * z[:, 1]
+
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x_hat, _ = self.reconstruct(x)
         amap, comps = self._components(x, x_hat)
-        z = self.moments.standardise(comps)
-        return amap, z[:, 0] + self.cfg.disc_weight * z[:, 1]
+        return amap, self._combine(self.moments.standardise(comps))
+
+    @torch.no_grad()
+    def on_calibration(self, images: torch.Tensor) -> None:
+        """'calibration' weighting: w_i = 1 / SD of standardised term i on these held-out normals.
+
+        The running moments come from the training normals, which the network has fit; a term
+        that spreads more on normals it never saw is the less reliable one, and gets less weight.
+        """
+        if self.cfg.score_weights != "calibration" or len(images) < 2:
+            return
+        z = torch.cat([self.moments.standardise(self._components(b, self.reconstruct(b)[0])[1]) for b in images.split(16)])
+        self.weights.copy_(1.0 / z.std(0).clamp(min=1e-6))
 
     def score_components(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Pixel-residual score, discriminator-feature distance (raw) and the combined score, each [B]."""
         x_hat, _ = self.reconstruct(x)
         _, comps = self._components(x, x_hat)
         z = self.moments.standardise(comps)
-        return {"pixel_residual": comps[:, 0], "disc_feature": comps[:, 1], "sum": z[:, 0] + self.cfg.disc_weight * z[:, 1]}
+        return {"pixel_residual": comps[:, 0], "disc_feature": comps[:, 1], "sum": self._combine(z)}
 
     def configure_optimizers(self, cfg: TrainConfig) -> list[torch.optim.Optimizer]:
         gen = [p for n, p in self.named_parameters() if not n.startswith("disc.")]

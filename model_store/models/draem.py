@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from model_store.models._common import build_model, conv_bn_relu, focal_loss, image_score, init_weights, ssim_loss
+from model_store.models._common import InputNorm, build_model, conv_bn_relu, focal_loss, image_score, init_weights, ssim_loss
 from model_store.models._simulation import AnomalySimulator
 from model_store.models.base import AnomalyModel, TrainConfig
 from model_store.registry import register_model
@@ -41,6 +41,7 @@ class DraemConfig:
     line_prob: float = 0.0  # share of thin line masks among simulated anomalies
     clean_prob: float = 0.5  # share of training samples left without anomaly (paper: half)
     shade_prob: float = 0.0  # share of anomalies that are soft low-frequency brightness changes (ours)
+    input_norm: str = "none"  # "gain" / "standardise": take global lighting out of the input (_common.InputNorm)
     noise_texture_prob: float = 0.25  # without texture_dir: share of smooth-noise (foreign) textures; rest part-derived
     lr_milestones: list[float] = field(default_factory=lambda: [400 / 700, 600 / 700])
 
@@ -115,16 +116,20 @@ class DRAEM(AnomalyModel):
         self.reconstructive = Reconstructive(cfg.in_channels, cfg.base_width)
         self.discriminative = Discriminative(2 * cfg.in_channels, cfg.disc_width)
         self.apply(init_weights)
+        self.norm = InputNorm(cfg.input_norm)
+        self.score_definition = type(self).score_definition + self.norm.words()
         self._simulator: AnomalySimulator | None = None
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self.norm(x)
         recon = self.reconstructive(x)
         logits = self.discriminative(torch.cat([recon, x], dim=1))
         amap = torch.softmax(logits, dim=1)[:, 1:]  # [B, 1, H, W]
         return amap[:, 0], image_score(amap, self.cfg.score_kernel)  # [B, H, W], [B]
 
     def on_train_start(self, images: torch.Tensor, cfg: TrainConfig) -> None:
-        pool = images.permute(0, 2, 3, 1).float().cpu().numpy()  # [N, H, W, C]
+        self.norm.fit(images)
+        pool = self.norm(images).permute(0, 2, 3, 1).float().cpu().numpy()  # [N, H, W, C]
         self._simulator = AnomalySimulator(
             pool, self.cfg.texture_dir, self.cfg.line_prob, self.cfg.clean_prob, seed=cfg.seed,
             shade_prob=self.cfg.shade_prob, noise_texture_prob=self.cfg.noise_texture_prob,
@@ -142,6 +147,7 @@ class DRAEM(AnomalyModel):
 
     def training_step(self, batch: torch.Tensor, optimizers: list[torch.optim.Optimizer], step: int) -> dict[str, float]:
         (opt,) = optimizers
+        batch = self.norm(batch)
         aug, mask = self.simulate(batch)
         recon = self.reconstructive(aug)  # trained to remove the simulated anomaly
         logits = self.discriminative(torch.cat([recon, aug], dim=1))

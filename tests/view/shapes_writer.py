@@ -102,6 +102,29 @@ class ShapesWriter:
         entry_id = pipe.execute()[-4].decode()
         return Written(camera, frame_id, entry_id, fields)
 
+    def counted(self, camera: str, ok: int, ng: int, now_ms: int | None = None) -> None:
+        """`ok` + `ng` frames through the worker's own result script (worker/sinks.py), so the camera's
+        shift and minute counts are what a worker keeps; call result() afterwards for its picture."""
+        from worker.sinks import Counting, Debounce, FrameWrite, ResultWriter, Retention
+        from linewatch.shifts import ShiftCalendar
+
+        now = now_ms if now_ms is not None else time.time_ns() // 1_000_000
+        writer = ResultWriter(self.client, self.keys, Retention(), Debounce(),
+                              Counting(ShiftCalendar.of("06:00,14:00,22:00", "UTC"), 3600))
+        writes = []
+        for i in range(ok + ng):
+            offset = self._offsets.get(camera, 0)
+            self._offsets[camera] = offset + 1
+            fid, anomalous = f"0-{offset}", i >= ok
+            fields = {f: "" for f in RESULT_FIELDS}
+            fields.update(camera=camera, seq=str(offset), frame_id=fid, score="0.9" if anomalous else "0.1",
+                          threshold="0.5", anomalous="1" if anomalous else "0", published_ms=str(now), boxes="[]",
+                          model_name=self.model[0], model_version=self.model[1])
+            writes.append(FrameWrite(tp=(f"{self.prefix}.frames", 0), offset=offset, fingerprint=f"{camera}-{offset}",
+                                     camera=camera, frame_id=fid, anomalous=anomalous, event_ms=now, fields=fields))
+        outcomes, _ = writer.write(writes)
+        assert all(getattr(o, "fresh", False) for o in outcomes), outcomes
+
     def alert(self, written: Written) -> str:
         """The alert a worker sends for `written` (and records on the alerts stream); returns its entry ID."""
         f = written.fields

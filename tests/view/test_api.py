@@ -237,16 +237,22 @@ def test_events_stream_a_snapshot_then_changes(writer: ShapesWriter, view: ViewS
     _wait_for(lambda: httpx.get(f"{view.url}/api/cameras").json()["cameras"])
     import threading
 
+    snapshot_read = threading.Event()
+
     def feed() -> None:
-        time.sleep(0.5)
+        snapshot_read.wait(30)  # a fixed head start lost the race on a loaded machine
         for seq in range(2, 40):
             writer.result("cam-2", seq, 0.2, images=False, preview=False)
         writer.alert(writer.result("cam-2", 40, 0.9, images=False, preview=False))
 
     feeder = threading.Thread(target=feed)
     feeder.start()
-    events = _events(view.url, lambda ev: any(
-        any(s["seq"] == 40 for s in data["cameras"]) for _, data in ev[1:]) and any("alerts" in d for _, d in ev[1:]))
+    def done(ev: list) -> bool:
+        snapshot_read.set()
+        return any(any(s["seq"] == 40 for s in data["cameras"]) for _, data in ev[1:]) and any(
+            "alerts" in d for _, d in ev[1:])
+
+    events = _events(view.url, done, timeout_s=40)
     feeder.join()
     name, snapshot = events[0]
     assert name == "snapshot" and [s["camera"] for s in snapshot["cameras"]] == ["cam-1"]
