@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import re
 import sys
 from pathlib import Path
 
@@ -32,6 +31,7 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.docs_block import write_block  # noqa: E402
 
 from bench.calibration_figures import held_out  # noqa: E402
 from bench.model_table import machine  # noqa: E402
@@ -163,12 +163,7 @@ def main() -> None:
     (results / f"image_scores-{meta['date']}.json").write_text(json.dumps({"meta": meta, "rows": rows, "daad": daad, "chosen": chosen}, indent=2))
     print(table)
     if args.write_docs:
-        path = ROOT / args.write_docs
-        text = path.read_text()
-        pat = re.compile(r"(<!-- image-scores:begin -->\n).*?(<!-- image-scores:end -->)", re.S)
-        if not pat.search(text):
-            raise SystemExit(f"{path} has no <!-- image-scores:begin --> ... <!-- image-scores:end --> block")
-        path.write_text(pat.sub(lambda mm: mm.group(1) + table + mm.group(2), text))
+        write_block(ROOT / args.write_docs, "image-scores", table)
 
 
 if __name__ == "__main__":

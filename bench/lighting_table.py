@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import re
 import shlex
 import subprocess
 import sys
@@ -39,6 +38,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.docs_block import write_block  # noqa: E402
 
 from bench.model_table import DATASETS, machine  # noqa: E402
 
@@ -173,14 +173,6 @@ def render(rows: list[dict], meta: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_docs(path: Path, table: str) -> None:
-    text = path.read_text()
-    pat = re.compile(r"(<!-- lighting-table:begin -->\n).*?(<!-- lighting-table:end -->)", re.S)
-    if not pat.search(text):
-        raise SystemExit(f"{path} has no <!-- lighting-table:begin --> ... <!-- lighting-table:end --> block")
-    path.write_text(pat.sub(lambda m: m.group(1) + table + m.group(2), text))
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
@@ -228,7 +220,7 @@ def main() -> None:
     (results / f"lighting-{meta['date']}.json").write_text(payload)
     print(table)
     if args.write_docs:
-        write_docs(ROOT / args.write_docs, table)
+        write_block(ROOT / args.write_docs, "lighting-table", table)
 
 
 if __name__ == "__main__":

@@ -22,13 +22,15 @@ import datetime as dt
 import json
 import os
 import platform
-import re
 import shlex
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.docs_block import write_block  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DATASETS = {  # key: (folder under --data, input size)
@@ -174,14 +176,6 @@ def machine() -> str:
     return f"{os.cpu_count()} cores ({cpu}), {platform.system()} {platform.machine()}, no GPU used"
 
 
-def write_docs(path: Path, table: str) -> None:
-    text = path.read_text()
-    pat = re.compile(r"(<!-- model-table:begin -->\n).*?(<!-- model-table:end -->)", re.S)
-    if not pat.search(text):
-        raise SystemExit(f"{path} has no <!-- model-table:begin --> ... <!-- model-table:end --> block")
-    path.write_text(pat.sub(lambda m: m.group(1) + table + m.group(2), text))
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
@@ -221,7 +215,7 @@ def main() -> None:
     (out / "table.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
     print(table)
     if args.write_docs:
-        write_docs(ROOT / args.write_docs, table)
+        write_block(ROOT / args.write_docs, "model-table", table)
 
 
 if __name__ == "__main__":
