@@ -24,6 +24,10 @@ class Audit:
     bad_scored: int = 0  # a mutation that left a valid frame
     bad_unaccounted: int = 0
     reason_ok: int = 0  # dead letters whose reason is one the mutations may cause
+    # Bad records dead-lettered more than once (the same source offset, the same reason): Kafka
+    # outputs are at least once (README: Delivery guarantees); the lw-dlq-source header is the
+    # key a reader deduplicates by. Counted, not a failure.
+    dead_letter_repeats: int = 0
     must_reject: int = 0
     must_reject_dead_lettered: int = 0
     reasons: Counter = field(default_factory=Counter)
@@ -81,8 +85,9 @@ def audit(bootstrap: str, base: str, client: redis.Redis, prefix: str, good: Goo
         scored = results.get(landed.frame_id, [])
         reasons = dead.get(landed.frame_id, [])
         a.duplicates += max(0, len(scored) - 1)
-        if len(reasons) == 1 and not scored:
+        if reasons and len(set(reasons)) == 1 and not scored:
             a.bad_dead_lettered += 1
+            a.dead_letter_repeats += len(reasons) - 1
             a.reasons[reasons[0]] += 1
             if reasons[0] in mutant.acceptable:
                 a.reason_ok += 1
@@ -95,7 +100,7 @@ def audit(bootstrap: str, base: str, client: redis.Redis, prefix: str, good: Goo
             a.mismatches.append(f"mutant {n} {mutant.kinds} at {landed.frame_id}: {len(scored)} results, dead letters {reasons}")
         if mutant.must_reject:
             a.must_reject += 1
-            if len(reasons) == 1 and not scored:
+            if reasons and len(set(reasons)) == 1 and not scored:
                 a.must_reject_dead_lettered += 1
             else:
                 a.mismatches.append(f"mutant {n} {mutant.kinds}: invalid, yet {len(scored)} results")
