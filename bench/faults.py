@@ -604,6 +604,17 @@ def id_flood(h: Harness) -> Row:
         private.stop()
 
 
+def _sample_readiness(s: Scenario, path: Path, stop: threading.Event) -> None:
+    """Each worker's /readyz every 5 s, one JSON line per sample: what a stall looked like inside."""
+    with path.open("a") as out:
+        while not stop.wait(5.0):
+            for name, w in list(s.pool.workers.items()):
+                status, details = s.pool.ready(name) if w.proc.poll() is None else (0, {})
+                out.write(json.dumps({"t": dt.datetime.now(dt.UTC).strftime("%H:%M:%S"), "worker": name,
+                                      "status": status, **details}) + "\n")
+            out.flush()
+
+
 def chaos(h: Harness, minutes: float | None = None) -> Row:
     """Faults together, not one at a time: 8 cameras, two or three workers on a private broker and a
     private Redis; at seeded random moments (every 30-90 s, 10-25 s in --quick) one of: kill a worker,
@@ -624,9 +635,11 @@ def chaos(h: Harness, minutes: float | None = None) -> Row:
     broker.start()
     private.start()
     redis_pid = int((private.folder / "redis.pid").read_text())
+    sampling = threading.Event()  # set when the scenario ends, drain and audit included
     try:
-        s = Scenario(h, "chaos", redis_url=private.url, bootstrap=broker.bootstrap)
+        s = Scenario(h, "chaos", redis_url=private.url, bootstrap=broker.bootstrap, LW_LOG_LEVEL="info")
         s.pool.wait_ready(s.names)
+        threading.Thread(target=_sample_readiness, args=(s, h.out / "chaos" / "readyz.jsonl", sampling), daemon=True).start()
         fuzz_stream = FuzzStream(s.bootstrap, s.topic, s.good, seed=h.seed)
         producing = _stream(s, int(seconds * fps), fps)
         tiny = cv2.imencode(".jpg", np.full((16, 16, 3), 128, np.uint8))[1].tobytes()
@@ -703,6 +716,7 @@ def chaos(h: Harness, minutes: float | None = None) -> Row:
             row.problems.append(f"Redis used {used_mb:.1f} MB (budget {CHAOS_BUDGET_MB:g} MB)")
         return s.finish(row, fuzz_stream)
     finally:
+        sampling.set()
         broker.remove()
         private.stop()
 
