@@ -87,7 +87,7 @@ def as_type(value: Any, vtype: ua.VariantType, name: str) -> ua.DataValue:
     else:
         raise ValueError(f"{name} ({type(value).__name__}) cannot be written to a node of type {vtype.name}")
     # No timestamps and no status: many PLC servers (S7-1500 among them) refuse writes carrying them
-    return ua.DataValue(ua.Variant(converted, vtype))
+    return ua.DataValue(ua.Variant(converted, vtype), StatusCode=None)
 
 
 def next_counter(current: int, vtype: ua.VariantType) -> int:
