@@ -31,7 +31,6 @@ import platform
 import shutil
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from pathlib import Path

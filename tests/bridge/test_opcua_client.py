@@ -1,17 +1,22 @@
 """The opcua_client sink (the bridge writes into the PLC's own OPC UA server): value conversion to the
-PLC's node types, the handshake's wrap, its settings, and a wrong password refused with the reason.
+PLC's node types, the handshake's wrap, its settings, a wrong password refused with the reason, and
+a verdict the PLC has no node for dead-lettered with the reason.
 Delivery and the PLC's outage: test_sinks.py."""
 
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 from asyncua import ua
+from kafka import KafkaConsumer, KafkaProducer
 from pydantic import ValidationError
 
+from bridge.dead_letters import H_DLQ_SINK
 from bridge.settings import BridgeSettings
 from bridge.sinks.opcua_client import as_type, next_counter
+from linewatch.contract import H_DLQ_DETAIL, H_DLQ_REASON, FrameVerdict
 from tests.bridge.helpers import running_bridge, wait_until
 from tests.bridge.plc import PlcServer
 
@@ -62,3 +67,46 @@ def test_wrong_plc_password_is_refused_and_readiness_says_why(tmp_path, bridge_s
     reason = details["sinks"]["opcua_client"]["reason"]
     assert plc.url in reason and "'bridge'" in reason and "BadUserAccessDenied" in reason, reason
     assert details["sinks"]["opcua_client"]["plc"] == plc.url
+
+
+@pytest.mark.integration
+def test_a_verdict_the_plc_has_no_node_for_is_dead_lettered_with_the_reason(tmp_path, bridge_settings, kafka_bootstrap, topic_base) -> None:
+    plc = PlcServer(tmp_path / "plc", ["cam-1"])
+    plc.start()
+    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap)
+    topic = f"{topic_base}.results"
+    for seq in range(4):
+        producer.send(topic, key=b"cam-1", value=verdict("cam-1", seq))
+    producer.send(topic, key=b"cam-9", value=verdict("cam-9", 0))  # a camera the PLC was not given nodes for
+    producer.flush()
+    producer.close()
+    settings = bridge_settings(bridge_sinks="opcua_client", opcua_client_url=plc.url, opcua_client_username="bridge",
+                               opcua_client_password="plc-pass-1", opcua_client_cert_dir=tmp_path / "client", webhook_max_attempts=2)
+    try:
+        with running_bridge(settings) as bridge:
+            assert wait_until(lambda: len(plc.frames("cam-1")) == 4, 30), plc.handshakes
+            letters = read_all(kafka_bootstrap, f"{topic_base}.bridge.dlq", 1)
+            assert wait_until(lambda: bridge.readiness()[0], 10), bridge.readiness()  # a refused record is not an outage
+    finally:
+        plc.close()
+    assert plc.frames("cam-1") == [f"0-{s}" for s in range(4)] and plc.counters("cam-1") == [1, 2, 3, 4]
+    assert len(letters) == 1 and letters[0].key == b"cam-9"
+    headers = dict(letters[0].headers)
+    assert headers[H_DLQ_REASON] == b"sink_refused" and headers[H_DLQ_SINK] == b"opcua_client"
+    assert b"BadNodeIdUnknown" in headers[H_DLQ_DETAIL] and b"cam-9" in headers[H_DLQ_DETAIL]
+
+
+def verdict(camera: str, seq: int) -> bytes:
+    return FrameVerdict(camera=camera, frame_id=f"0-{seq}", seq=seq, capture_ns=time.time_ns(), verdict="NG" if seq % 2 else "OK",
+                        score=0.7 if seq % 2 else 0.2, threshold=0.5, model_name="m", model_version="1").to_json()
+
+
+def read_all(kafka_bootstrap: str, topic: str, expected: int, timeout_s: float = 30) -> list:
+    consumer = KafkaConsumer(topic, bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest")
+    records: list = []
+    deadline = time.monotonic() + timeout_s
+    while len(records) < expected and time.monotonic() < deadline:
+        for batch in consumer.poll(timeout_ms=500).values():
+            records.extend(batch)
+    consumer.close()
+    return records
