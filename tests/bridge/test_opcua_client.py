@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import time
+from typing import Iterator
 
 import pytest
 from asyncua import ua
@@ -51,18 +52,22 @@ def test_client_mode_settings_are_checked() -> None:
         BridgeSettings(opcua_client_node_template="ns=2;s=Line.{var}")
 
 
+@pytest.fixture(scope="module")
+def plc(tmp_path_factory) -> Iterator[PlcServer]:
+    """One PLC server for this module's tests (its start is the slow part); each test its own cameras."""
+    server = PlcServer(tmp_path_factory.mktemp("plc"), ["cam-1", "cam-2"])
+    server.start()
+    yield server
+    server.close()
+
+
 @pytest.mark.integration
-def test_wrong_plc_password_is_refused_and_readiness_says_why(tmp_path, bridge_settings) -> None:
-    plc = PlcServer(tmp_path / "plc", ["cam-1"])
-    plc.start()
+def test_wrong_plc_password_is_refused_and_readiness_says_why(tmp_path, bridge_settings, plc) -> None:
     settings = bridge_settings(bridge_sinks="opcua_client", opcua_client_url=plc.url, opcua_client_username="bridge",
                                opcua_client_password="wrong", opcua_client_cert_dir=tmp_path / "client")
-    try:
-        with running_bridge(settings) as bridge:
-            assert wait_until(lambda: "refused the login" in json.dumps(bridge.readiness()[1]), 30), bridge.readiness()
-            ok, details = bridge.readiness()
-    finally:
-        plc.close()
+    with running_bridge(settings) as bridge:
+        assert wait_until(lambda: "refused the login" in json.dumps(bridge.readiness()[1]), 30), bridge.readiness()
+        ok, details = bridge.readiness()
     assert not ok and details["down"] == ["opcua_client"]
     reason = details["sinks"]["opcua_client"]["reason"]
     assert plc.url in reason and "'bridge'" in reason and "BadUserAccessDenied" in reason, reason
@@ -70,26 +75,22 @@ def test_wrong_plc_password_is_refused_and_readiness_says_why(tmp_path, bridge_s
 
 
 @pytest.mark.integration
-def test_a_verdict_the_plc_has_no_node_for_is_dead_lettered_with_the_reason(tmp_path, bridge_settings, kafka_bootstrap, topic_base) -> None:
-    plc = PlcServer(tmp_path / "plc", ["cam-1"])
-    plc.start()
+def test_a_verdict_the_plc_has_no_node_for_is_dead_lettered_with_the_reason(tmp_path, bridge_settings, kafka_bootstrap, topic_base,
+                                                                            plc) -> None:
     producer = KafkaProducer(bootstrap_servers=kafka_bootstrap)
     topic = f"{topic_base}.results"
     for seq in range(4):
-        producer.send(topic, key=b"cam-1", value=verdict("cam-1", seq))
+        producer.send(topic, key=b"cam-2", value=verdict("cam-2", seq))
     producer.send(topic, key=b"cam-9", value=verdict("cam-9", 0))  # a camera the PLC was not given nodes for
     producer.flush()
     producer.close()
     settings = bridge_settings(bridge_sinks="opcua_client", opcua_client_url=plc.url, opcua_client_username="bridge",
                                opcua_client_password="plc-pass-1", opcua_client_cert_dir=tmp_path / "client", webhook_max_attempts=2)
-    try:
-        with running_bridge(settings) as bridge:
-            assert wait_until(lambda: len(plc.frames("cam-1")) == 4, 30), plc.handshakes
-            letters = read_all(kafka_bootstrap, f"{topic_base}.bridge.dlq", 1)
-            assert wait_until(lambda: bridge.readiness()[0], 10), bridge.readiness()  # a refused record is not an outage
-    finally:
-        plc.close()
-    assert plc.frames("cam-1") == [f"0-{s}" for s in range(4)] and plc.counters("cam-1") == [1, 2, 3, 4]
+    with running_bridge(settings) as bridge:
+        assert wait_until(lambda: len(plc.frames("cam-2")) == 4, 30), plc.handshakes
+        letters = read_all(kafka_bootstrap, f"{topic_base}.bridge.dlq", 1)
+        assert wait_until(lambda: bridge.readiness()[0], 10), bridge.readiness()  # a refused record is not an outage
+    assert plc.frames("cam-2") == [f"0-{s}" for s in range(4)] and plc.counters("cam-2") == [1, 2, 3, 4]
     assert len(letters) == 1 and letters[0].key == b"cam-9"
     headers = dict(letters[0].headers)
     assert headers[H_DLQ_REASON] == b"sink_refused" and headers[H_DLQ_SINK] == b"opcua_client"
