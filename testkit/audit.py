@@ -3,6 +3,7 @@ acceptable reason, or lost."""
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -90,7 +91,7 @@ def audit(bootstrap: str, base: str, client: redis.Redis, prefix: str, good: Goo
             a.good_missing += 1
             a.mismatches.append(f"good {camera}#{seq} at {landed.frame_id}: no result ({dead.get(landed.frame_id)})")
         a.duplicates += max(0, len(entries) - 1)
-    verdicts: set[str] | None = None  # read once, only if needed
+    verdicts = functools.cache(lambda: _verdict_frame_ids(bootstrap, base))  # read once, only if needed
     for n, (landed, mutant) in (fuzz.landed.items() if fuzz else []):
         scored = results.get(landed.frame_id, [])
         reasons = dead.get(landed.frame_id, [])
@@ -105,8 +106,7 @@ def audit(bootstrap: str, base: str, client: redis.Redis, prefix: str, good: Goo
                 a.mismatches.append(f"mutant {n} {mutant.kinds}: dead-lettered as {reasons[0]}, not {sorted(mutant.acceptable)}")
         elif len(scored) == 1 and not reasons:
             a.bad_scored += 1
-        elif results_topic and not scored and not reasons and landed.frame_id in (
-                verdicts := verdicts if verdicts is not None else _verdict_frame_ids(bootstrap, base)):
+        elif results_topic and not scored and not reasons and landed.frame_id in verdicts():
             a.bad_scored += 1
             a.scored_on_results_topic += 1
         else:
