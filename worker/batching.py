@@ -1,9 +1,19 @@
-"""Decoded frames -> dynamic batches -> the model.
+"""Decoded frames -> dynamic batches -> the models.
 
-The batch thread takes records in intake order, waits for their decode, and closes a batch at
-`max_batch` frames or `max_wait_ms` after its first frame, whichever comes first; a batch mixes
-cameras. Rejected records skip the model and go straight on to the publisher (dead letter).
-Between batches it swaps in a newly staged model version.
+The batch thread takes records in intake order, waits for their decode, and closes a gather at
+`max_batch` records or `max_wait_ms` after its first, whichever comes first. Rejected records skip
+the models and go straight on to the publisher (dead letter).
+
+Several models (recipes, worker/routing.py): a batch holds one model's frames, across cameras.
+Fairness rule: the frames of one gather are split by model, and every model with frames in the
+gather gets its batch in the same round, in the order its first frame was taken in; so a frame waits
+at most one gather (max_batch records or max_wait_ms) plus the other models' batches of that round,
+however busy another station is (intake is FIFO: a busy camera cannot push a quiet one's frame out
+of the gather it arrived in). A camera whose route changed inside one gather (a changeover) starts
+a new round there, so its frames stay in order. With no recipes every frame has the model of
+LW_MODEL: one group, one batch, as before.
+
+Between batches it swaps in a newly staged version of the model about to run (per model).
 """
 
 from __future__ import annotations
@@ -22,7 +32,8 @@ from linewatch.logs import RateLimitedLog
 from model_store import preprocess
 from worker import metrics
 from worker.records import STOP, Item, Rejected, ScoredBatch
-from worker.serving import ModelHolder, ServedModel
+from worker.registry import ModelRegistry
+from worker.serving import ServedModel
 from worker.supervision import SupervisedThread, Supervisor
 
 log = structlog.get_logger(__name__)
@@ -77,14 +88,15 @@ class Batcher(SupervisedThread):
         *,
         inbox: "queue.Queue[object]",
         outbox: "queue.Queue[object]",
-        holder: ModelHolder,
+        registry: ModelRegistry,
         policy: BatchPolicy,
         supervisor: Supervisor,
     ) -> None:
         super().__init__("batcher", supervisor)
         self.inbox = inbox
         self.outbox = outbox
-        self.holder = holder
+        self.registry = registry
+        self.default_ref = registry.default.ref
         self.policy = policy
         self.busy_since: float | None = None  # monotonic start of the batch being computed, for readiness
         self._pending: list[tuple[list[Item], np.ndarray, ServedModel, float]] = []
@@ -95,15 +107,15 @@ class Batcher(SupervisedThread):
             entries, stop = gather(self.inbox, self.policy)
             frames = self._split(entries)
             if frames:
-                self._submit(frames)
+                for ref, group in self._by_model(frames):
+                    self._submit(ref, group)
             # Collect when the engine is full, or when nothing else is waiting (keeps latency low).
             while self._pending and (len(self._pending) >= self._engine_capacity() or self.inbox.empty() or stop):
                 self._collect_oldest()
         self.outbox.put(STOP)
 
     def _engine_capacity(self) -> int:
-        served = self._pending[0][2] if self._pending else self.holder.current
-        return served.engine.capacity if served else 1
+        return self._pending[0][2].engine.capacity if self._pending else 1
 
     def _split(self, entries: list[object]) -> list[tuple[Item, np.ndarray]]:
         frames: list[tuple[Item, np.ndarray]] = []
@@ -125,17 +137,37 @@ class Batcher(SupervisedThread):
                 frames.append((item, result))
         return frames
 
-    def _submit(self, frames: list[tuple[Item, np.ndarray]]) -> None:
-        if self.holder.take_update() is not None:
-            while self._pending:  # results of the old model first, then the new one takes over
+    def _by_model(self, frames: list[tuple[Item, np.ndarray]]) -> list[tuple[str, list[tuple[Item, np.ndarray]]]]:
+        """One gather's frames by model reference, models in order of their first frame (the module's rule)."""
+        if all(item.route is None for item, _ in frames):
+            return [(self.default_ref, frames)]  # no recipes: the one model, no per-frame bookkeeping
+        rounds: list[dict[str, list[tuple[Item, np.ndarray]]]] = [{}]
+        routed: dict[str, object] = {}
+        for item, px in frames:
+            route = item.route
+            camera = item.meta.camera  # type: ignore[union-attr]
+            if routed.setdefault(camera, route) != route:  # a changeover inside this gather
+                rounds.append({})
+                routed = {camera: route}
+            rounds[-1].setdefault(route.model if route is not None else self.default_ref, []).append((item, px))
+        return [(ref, group) for batch_round in rounds for ref, group in batch_round.items()]
+
+    def _submit(self, ref: str, frames: list[tuple[Item, np.ndarray]]) -> None:
+        if self.registry.holder(ref).take_update() is not None:
+            while self._pending:  # results of the old version first, then the new one takes over
                 self._collect_oldest()
-        served = self.holder.current
-        assert served is not None
+        served = self.registry.served(ref)
+        if served is None:  # loads in no version: only the cameras routed to it are affected
+            for item, _ in frames:
+                detail = self.registry.note_unavailable(ref, item.meta.camera)  # type: ignore[union-attr]
+                self.outbox.put(Rejected(item, c.R_MODEL_UNAVAILABLE, detail))
+            return
         now = time.monotonic()
         for item, _ in frames:
             metrics.STAGE_QUEUE.observe(now - item.taken_at)
         pixels = np.stack([_fit(px, served) for _, px in frames])
         metrics.BATCH_SIZE.observe(len(frames))
+        metrics.model_metrics(served.name).batch_size.observe(len(frames))
         self.busy_since = time.monotonic()
         served.engine.submit(pixels)
         self._pending.append(([item for item, _ in frames], pixels, served, self.busy_since))
@@ -145,5 +177,8 @@ class Batcher(SupervisedThread):
         maps, scores = served.engine.collect()
         infer_s = time.monotonic() - started
         metrics.STAGE_INFER.observe(infer_s)
+        per_model = metrics.model_metrics(served.name)
+        per_model.infer.observe(infer_s)
+        per_model.frames.inc(len(items))
         self.busy_since = self._pending[0][3] if self._pending else None
         self.outbox.put(ScoredBatch(items, pixels, maps, scores, served, infer_s))
