@@ -108,6 +108,8 @@ class Batcher(SupervisedThread):
             frames = self._split(entries)
             if frames:
                 for ref, group in self._by_model(frames):
+                    while self._pending and len(self._pending) >= self._engine_capacity():
+                        self._collect_oldest()  # several batches in one turn: never more in flight than slots
                     self._submit(ref, group)
             # Collect when the engine is full, or when nothing else is waiting (keeps latency low).
             while self._pending and (len(self._pending) >= self._engine_capacity() or self.inbox.empty() or stop):

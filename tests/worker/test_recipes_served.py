@@ -86,6 +86,8 @@ def test_each_camera_is_scored_by_its_recipes_model(kafka_bootstrap, topic_base,
     assert ready, detail
     assert set(detail["models"]) == {"synth@production", "press@production"}
     assert detail["models_failing"]["broken@production"]["cameras"] == ["cam-4"]
+    press_frames = REGISTRY.get_sample_value("linewatch_worker_model_frames_total", {"model": "press"})
+    assert press_frames is not None and press_frames >= 8  # /metrics per model
     verdicts = read_topic(kafka_bootstrap, f"{topic_base}.results", 24, timeout_s=30)
     assert {(v.key.decode(), c.FrameVerdict.from_json(v.value).recipe) for v in verdicts} == {
         ("cam-1", "weld"), ("cam-2", "press"), ("cam-3", "weld")}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from linewatch.contract import Alert
 from linewatch.errors import FrameRejected
 from model_store.recipes import Recipe, Region, Table
 from worker.routing import Route, Routes, crop, decode_target, frame_map, routes_of
@@ -65,3 +66,13 @@ def test_recipe_regions_become_the_route() -> None:
     recipe = Recipe(name="p", model="m@1", regions=(Region(x=1, y=2, w=3, h=4),), threshold=0.6, debounce=(2, 3))
     route = Route.of(recipe)
     assert route.regions == ((1, 2, 3, 4),) and route.threshold == 0.6 and route.debounce == (2, 3)
+
+
+def test_an_alert_carries_its_recipe_and_older_alerts_read_without_one() -> None:
+    alert = Alert(camera="cam-1", frame_seq=1, capture_ns=1, score_raw=0.1, score=0.6, threshold=0.5, model_name="m",
+                  model_version="v0001", mask_key="k", mask_size=(8, 8), recipe="press")
+    assert Alert.from_json(alert.to_json()).recipe == "press"
+    import json
+    old = json.loads(alert.to_json())
+    del old["recipe"]
+    assert Alert.from_json(json.dumps(old).encode()).recipe == ""
