@@ -5,13 +5,14 @@ The batch thread takes records in intake order, waits for their decode, and clos
 the models and go straight on to the publisher (dead letter).
 
 Several models (recipes, worker/routing.py): a batch holds one model's frames, across cameras.
-Fairness rule: the frames of one gather are split by model, and every model with frames in the
-gather gets its batch in the same round, in the order its first frame was taken in; so a frame waits
-at most one gather (max_batch records or max_wait_ms) plus the other models' batches of that round,
-however busy another station is (intake is FIFO: a busy camera cannot push a quiet one's frame out
-of the gather it arrived in). A camera whose route changed inside one gather (a changeover) starts
-a new round there, so its frames stay in order. With no recipes every frame has the model of
-LW_MODEL: one group, one batch, as before.
+Each model with frames waiting has a lane; a lane runs when it holds max_batch frames or its first
+frame has waited max_wait_ms, and every lane runs when a gather did not fill (no backlog: its frames
+have waited max_wait_ms already), so under a backlog each model still gets full batches. Fairness rule: the lanes due run in
+the order of their first frame's arrival, each giving one model batch, so a frame waits at most
+max_wait_ms plus the batches of lanes that were due before it, however busy another station is:
+a busy lane cannot run twice while a quiet lane is due. A camera whose route changes (a changeover)
+first has every lane run, so its earlier frames are scored and published before its later ones.
+With no recipes every frame has the model of LW_MODEL: the gather is the batch, as before lanes.
 
 Between batches it swaps in a newly staged version of the model about to run (per model).
 """
@@ -38,6 +39,7 @@ from worker.supervision import SupervisedThread, Supervisor
 
 log = structlog.get_logger(__name__)
 _internal_log = RateLimitedLog(interval_s=30.0)
+_ROUTED_MAX = 4096  # cameras remembered for changeover ordering; beyond it every lane is run first
 
 
 @dataclass
@@ -100,21 +102,65 @@ class Batcher(SupervisedThread):
         self.policy = policy
         self.busy_since: float | None = None  # monotonic start of the batch being computed, for readiness
         self._pending: list[tuple[list[Item], np.ndarray, ServedModel, float]] = []
+        self._lanes: dict[str, tuple[float, list[tuple[Item, np.ndarray]]]] = {}  # ref -> (opened, frames)
+        self._routed: dict[str, object] = {}  # camera -> the route of its last frame put in a lane
 
     def loop(self) -> None:
         stop = False
         while not stop:
-            entries, stop = gather(self.inbox, self.policy)
+            entries, stop = gather(self.inbox, self.policy, self._idle_s())
             frames = self._split(entries)
-            if frames:
-                for ref, group in self._by_model(frames):
-                    while self._pending and len(self._pending) >= self._engine_capacity():
-                        self._collect_oldest()  # several batches in one turn: never more in flight than slots
-                    self._submit(ref, group)
+            if frames and not self._lanes and all(item.route is None for item, _ in frames):
+                self._run(self.default_ref, frames)  # no recipes: the gather is the batch, as it always was
+            else:
+                for item, px in frames:
+                    self._enqueue(item, px)
+                # A gather that did not fill waited max_wait for more: every lane has waited its turn.
+                for ref in self._due(force=stop or len(entries) < self.policy.max_batch):
+                    self._run(ref, self._lanes.pop(ref)[1])
             # Collect when the engine is full, or when nothing else is waiting (keeps latency low).
             while self._pending and (len(self._pending) >= self._engine_capacity() or self.inbox.empty() or stop):
                 self._collect_oldest()
         self.outbox.put(STOP)
+
+    # -- lanes: one per model with frames waiting (several models only) ----------------------------
+    def _enqueue(self, item: Item, px: np.ndarray) -> None:
+        route = item.route
+        ref = route.model if route is not None else self.default_ref
+        camera = item.meta.camera  # type: ignore[union-attr]
+        if self._routed.get(camera, route) != route or len(self._routed) >= _ROUTED_MAX:
+            self._flush_all()  # a changeover: the camera's earlier frames go first, so its results stay in order
+        self._routed[camera] = route
+        lane = self._lanes.get(ref)
+        if lane is None:
+            lane = self._lanes[ref] = (time.monotonic(), [])
+        lane[1].append((item, px))
+
+    def _due(self, force: bool) -> list[str]:
+        """Lanes to run now, oldest first: full ones, ones whose first frame waited max_wait, or all."""
+        now = time.monotonic()
+        ready = [(opened, ref) for ref, (opened, frames) in self._lanes.items()
+                 if force or len(frames) >= self.policy.max_batch or now - opened >= self.policy.max_wait_s]
+        return [ref for _, ref in sorted(ready)]
+
+    def _flush_all(self) -> None:
+        for ref in self._due(force=True):
+            self._run(ref, self._lanes.pop(ref)[1])
+        self._routed.clear()
+
+    def _idle_s(self) -> float:
+        """How long gather may wait for a first record: until the oldest lane is due."""
+        if not self._lanes:
+            return 0.1
+        oldest = min(opened for opened, _ in self._lanes.values())
+        return max(0.0, min(0.1, oldest + self.policy.max_wait_s - time.monotonic()))
+
+    def _run(self, ref: str, frames: list[tuple[Item, np.ndarray]]) -> None:
+        """Batches of at most max_batch of one model's frames, each after room in the engine."""
+        for start in range(0, len(frames), self.policy.max_batch):
+            while self._pending and len(self._pending) >= self._engine_capacity():
+                self._collect_oldest()  # several batches in one turn: never more in flight than slots
+            self._submit(ref, frames[start : start + self.policy.max_batch])
 
     def _engine_capacity(self) -> int:
         return self._pending[0][2].engine.capacity if self._pending else 1
@@ -138,21 +184,6 @@ class Batcher(SupervisedThread):
             else:
                 frames.append((item, result))
         return frames
-
-    def _by_model(self, frames: list[tuple[Item, np.ndarray]]) -> list[tuple[str, list[tuple[Item, np.ndarray]]]]:
-        """One gather's frames by model reference, models in order of their first frame (the module's rule)."""
-        if all(item.route is None for item, _ in frames):
-            return [(self.default_ref, frames)]  # no recipes: the one model, no per-frame bookkeeping
-        rounds: list[dict[str, list[tuple[Item, np.ndarray]]]] = [{}]
-        routed: dict[str, object] = {}
-        for item, px in frames:
-            route = item.route
-            camera = item.meta.camera  # type: ignore[union-attr]
-            if routed.setdefault(camera, route) != route:  # a changeover inside this gather
-                rounds.append({})
-                routed = {camera: route}
-            rounds[-1].setdefault(route.model if route is not None else self.default_ref, []).append((item, px))
-        return [(ref, group) for batch_round in rounds for ref, group in batch_round.items()]
 
     def _submit(self, ref: str, frames: list[tuple[Item, np.ndarray]]) -> None:
         if self.registry.holder(ref).take_update() is not None:
