@@ -14,7 +14,11 @@ client's clock at arrival minus the frame's capture time (one host, one clock). 
 tests' recipe when missing: a small autoencoder at 64 px).
 The same arrivals are also measured from the worker's publish time (the verdict's emitted_ns): that
 part is Kafka + bridge + sink + client, without the camera, the frames topic and the model.
-Results: bench/results/bridge-<date>.json and Markdown rows on stdout.
+With --plc the bridge also runs the opcua_client sink, writing into a PLC server (tests/bridge/plc.py)
+in this process: capture -> the PLC's server took the verdict's ResultCounter write.
+Results: bench/results/bridge-<date>.json and Markdown rows on stdout, with how many of the frames
+offered after the warm-up were measured and whether that was steady (>= 95 %: the pipeline kept
+pace; else the figures time its growing queue) and the load average at the start and the end.
 """
 
 from __future__ import annotations
@@ -27,7 +31,6 @@ import platform
 import shutil
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -44,6 +47,23 @@ from linewatch.settings import KafkaSettings  # noqa: E402
 from linewatch.topics import ensure_topics  # noqa: E402
 from producer.app import synthetic_specs  # noqa: E402
 from tests.bridge.helpers import Mosquitto, MqttWatcher, OpcUaWatcher, free_port  # noqa: E402
+from tests.bridge.plc import PlcServer  # noqa: E402
+
+
+class TimedPlc(PlcServer):
+    """The tests' PLC server (client mode writes into it), keeping when each counter write was taken."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.arrivals: list[tuple[str, str, int]] = []
+
+    def _written(self, event: Any, dispatcher: Any) -> None:
+        now = time.time_ns()
+        before = {s: len(h) for s, h in self.handshakes.items()}
+        super()._written(event, dispatcher)
+        with self.lock:
+            for station, handshakes in self.handshakes.items():
+                self.arrivals += [(station, frame, now) for frame, _ in handshakes[before[station]:]]
 
 
 class TimedOpcUa(OpcUaWatcher):
@@ -108,7 +128,10 @@ def main() -> None:
     parser.add_argument("--bootstrap", default=os.environ.get("LW_KAFKA_BOOTSTRAP", "127.0.0.1:9092"))
     parser.add_argument("--redis", default=os.environ.get("LW_REDIS_URL", "redis://127.0.0.1:6379/0"))
     parser.add_argument("--model-root", default=os.environ.get("LINEWATCH_TEST_MODEL_CACHE"))
+    parser.add_argument("--plc", action="store_true", help="also the opcua_client sink, writing into a PLC server in this process "
+                        "(one more sink in the bridge: compare the other rows only between runs with the same choice)")
     args = parser.parse_args()
+    load_at_start = os.getloadavg()
     base, work = f"bench-bridge-{uuid.uuid4().hex[:8]}", Path(tempfile.mkdtemp(prefix="bench-bridge-"))
     ensure_topics(KafkaSettings(kafka_bootstrap=args.bootstrap, topic_base=base), partitions=args.cameras)
     cameras = [f"cam-{i + 1}" for i in range(args.cameras)]
@@ -117,12 +140,18 @@ def main() -> None:
     endpoint, password = f"opc.tcp://127.0.0.1:{free_port()}/linewatch/", uuid.uuid4().hex
     common = {"kafka_bootstrap": args.bootstrap, "topic_base": base, "log_json": True, "log_level": "warning"}
     procs = []
+    plc_server = TimedPlc(work / "plc-server", cameras) if args.plc else None
+    client_mode: dict[str, Any] = {}
+    if plc_server is not None:
+        plc_server.start()
+        client_mode = {"opcua_client_url": plc_server.url, "opcua_client_username": plc_server.user,
+                       "opcua_client_password": plc_server.password, "opcua_client_cert_dir": str(work / "opcua-client")}
     try:
         bridge = spawn([sys.executable, "-m", "bridge.app"], env=env_of({
-            **common, "bridge_sinks": "opcua,mqtt", "bridge_http_port": 0, "bridge_group_id": base,
-            "opcua_endpoint": endpoint, "opcua_password": password, "opcua_cameras": ",".join(cameras),
+            **common, "bridge_sinks": "opcua,mqtt" + (",opcua_client" if args.plc else ""), "bridge_http_port": 0,
+            "bridge_group_id": base, "opcua_endpoint": endpoint, "opcua_password": password, "opcua_cameras": ",".join(cameras),
             "opcua_cert_dir": str(work / "opcua"), "mqtt_port": broker.port, "mqtt_username": broker.user,
-            "mqtt_password": broker.password, "mqtt_prefix": base,
+            "mqtt_password": broker.password, "mqtt_prefix": base, **client_mode,
         }), stdout=(work / "bridge.log").open("wb"), stderr=-2)
         procs.append(bridge)
         worker = spawn([sys.executable, "-m", "worker.app"], env=env_of({
@@ -162,6 +191,8 @@ def main() -> None:
             except Exception:  # noqa: BLE001 - a child that will not stop is killed; the figures are taken already
                 p.kill()
         broker.stop()
+        if plc_server is not None:
+            plc_server.close()
         admin = KafkaAdminClient(bootstrap_servers=args.bootstrap)
         names = [f"{base}.{t}" for t in ("frames", "alerts", "results", "frames.dlq", "bridge.dlq")]
         admin.delete_topics(names, raise_errors=False)
@@ -174,15 +205,22 @@ def main() -> None:
     mqtt_after_worker = [(now - emitted[(c, f)]) / 1e6 for c, f, cap, now in mqtt.arrivals if cap >= cut_ns]
     opc_after_worker = [(now - emitted[(c, f)]) / 1e6 for c, f, now in plc.arrivals
                         if (c, f) in captures and captures[(c, f)] >= cut_ns]
+    plc_ms = [(now - captures[(c, f)]) / 1e6 for c, f, now in (plc_server.arrivals if plc_server else [])
+              if (c, f) in captures and captures[(c, f)] >= cut_ns]
+    offered = int(args.cameras * args.fps * (args.seconds - args.warmup))
     result = {
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "host": platform.node(),
-        "cpus": os.cpu_count(), "load_avg": os.getloadavg(), "cameras": args.cameras, "fps": args.fps,
+        "cpus": os.cpu_count(), "load_avg_start": load_at_start, "load_avg": os.getloadavg(), "cameras": args.cameras, "fps": args.fps,
         "seconds": args.seconds, "warmup": args.warmup, "verdicts_mqtt": len(mqtt.arrivals), "changes_opcua": len(plc.arrivals),
         "capture_to_mqtt_ms": percentiles(mqtt_ms), "capture_to_opcua_ms": percentiles(opc_ms),
         # from the worker's publish (emitted_ns, ms resolution): Kafka + bridge + sink + client, without the worker
         "worker_publish_to_mqtt_ms": percentiles(mqtt_after_worker), "worker_publish_to_opcua_ms": percentiles(opc_after_worker),
-        "frames_expected": int(args.cameras * args.fps * (args.seconds - args.warmup)),
+        "frames_expected": offered,
+        # steady: the pipeline kept pace with the cameras (else the figures time a growing queue, not the line)
+        "steady": len(mqtt_ms) >= 0.95 * offered,
     }
+    if plc_server is not None:
+        result["capture_to_plc_write_ms"] = percentiles(plc_ms)
     out = REPO / "bench" / "results" / f"bridge-{dt.datetime.now(dt.timezone.utc):%Y%m%d-%H%M}.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
@@ -192,9 +230,15 @@ def main() -> None:
     for name, key in (("capture -> MQTT message received", "capture_to_mqtt_ms"),
                       ("capture -> OPC UA value change at a subscribed client", "capture_to_opcua_ms"),
                       ("worker's publish -> MQTT message received", "worker_publish_to_mqtt_ms"),
-                      ("worker's publish -> OPC UA value change", "worker_publish_to_opcua_ms")):
+                      ("worker's publish -> OPC UA value change", "worker_publish_to_opcua_ms"),
+                      ("capture -> PLC's server took the handshake (client mode)", "capture_to_plc_write_ms")):
+        if key not in result:
+            continue
         r = result[key]
         print(f"| {name} | {r['n']} | {r.get('p50')} ms | {r.get('p90')} ms | {r.get('p99')} ms | {r.get('max')} ms |")
+    load = "/".join(f"{x:.1f}" for x in load_at_start) + " -> " + "/".join(f"{x:.1f}" for x in result["load_avg"])
+    print(f"\n{len(mqtt_ms)} of {offered} frames offered after the warm-up measured; load average (1/5/15 min) {load}"
+          + ("" if result["steady"] else "; NOT steady: the pipeline fell behind the cameras, the figures include its queue"))
 
 
 if __name__ == "__main__":

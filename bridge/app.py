@@ -38,6 +38,10 @@ def make_sink(name: str, s: BridgeSettings) -> Sink:
         from bridge.sinks.webhook import WebhookSink
 
         return WebhookSink(s)
+    if name == "opcua_client":
+        from bridge.sinks.opcua_client import OpcUaClientSink
+
+        return OpcUaClientSink(s)
     if name == "opcua":
         from bridge.sinks.opcua import OpcUaSink
 

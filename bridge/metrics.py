@@ -13,3 +13,4 @@ LATENCY = Histogram(
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
 LOGINS_REFUSED = Counter("linewatch_bridge_opcua_logins_refused_total", "OPC UA sessions refused for a wrong user or password.")
+PLC_CONNECTS = Counter("linewatch_bridge_opcua_client_connects_total", "Connection attempts of the opcua_client sink to the PLC's server, by outcome (connected, failed).", ["outcome"])

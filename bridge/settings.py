@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from typing import Literal
+
 from pydantic import Field, SecretStr, field_validator
 
 from linewatch.settings import KafkaSettings, secret_field
 
-SINKS = ("opcua", "mqtt", "webhook", "print")
+SINKS = ("opcua", "opcua_client", "mqtt", "webhook", "print")
+# What the opcua_client sink can write into a PLC's nodes, each as the verdict has it (bridge/sinks/opcua_client.py)
+PLC_VARIABLES = ("LastVerdict", "IsNg", "Score", "Threshold", "FrameId", "Seq", "Part", "ModelVersion", "ResultCounter")
 INPUTS = ("results", "alerts")
 
 
@@ -23,7 +27,7 @@ def _names(value: str, allowed: tuple[str, ...], what: str) -> str:
 class BridgeSettings(KafkaSettings):
     """Settings of `linewatch-bridge`."""
 
-    bridge_sinks: str = Field("print", description="Sinks to deliver to, comma-separated: opcua, mqtt, webhook, print.")
+    bridge_sinks: str = Field("print", description="Sinks to deliver to, comma-separated: opcua (a server PLCs connect to), opcua_client (writes into the PLC's own OPC UA server), mqtt, webhook, print.")
     bridge_inputs: str = Field(
         "results", description="Topics to follow, comma-separated: results (<base>.results, one verdict per frame), "
         "alerts (<base>.alerts).",
@@ -74,6 +78,34 @@ class BridgeSettings(KafkaSettings):
         "so a PLC can browse and subscribe before the line runs.",
     )
     opcua_cert_dir: Path = Field(Path(".run/bridge/opcua"), description="Server certificate and key; made there when missing.")
+    # OPC UA client mode: the bridge writes into the PLC's own server
+    opcua_client_url: str | None = Field(None, description="Endpoint of the PLC's own OPC UA server the opcua_client sink writes each verdict into, e.g. opc.tcp://10.0.0.20:4840.")
+    opcua_client_username: str | None = secret_field(None, "User name the opcua_client sink logs in to the PLC with (unset: anonymous).")
+    opcua_client_password: SecretStr | None = secret_field(None, "Password of opcua_client_username.")
+    opcua_client_security: Literal["Basic256Sha256_SignAndEncrypt", "Basic256Sha256_Sign", "None"] = Field(
+        "Basic256Sha256_SignAndEncrypt", description="Security policy and mode of the connection to the PLC: Basic256Sha256_SignAndEncrypt, "
+        "Basic256Sha256_Sign or None (unencrypted; only on a closed network).",
+    )
+    opcua_client_cert_dir: Path = Field(
+        Path(".run/bridge/opcua-client"), description="The bridge's client certificate (client-cert.der) and key for the PLC; "
+        "made there when missing; the PLC must trust client-cert.der.",
+    )
+    opcua_client_namespace: str = Field(
+        "urn:linewatch:line", description="Namespace URI on the PLC whose index replaces {ns} in opcua_client_node_template (read at each connect).",
+    )
+    opcua_client_node_template: str = Field(
+        "ns={ns};s=Linewatch.{camera}.{var}", description="Node id of one value on the PLC: {camera} is the camera (or its name in "
+        "opcua_client_camera_nodes), {var} the variable (opcua_client_variables), {ns} the index of opcua_client_namespace.",
+    )
+    opcua_client_camera_nodes: dict[str, str] = Field(
+        default_factory=dict, description='Per camera, what replaces {camera} in the node template, as JSON, e.g. {"press-1":"Station3"}; '
+        "cameras not listed use their id.",
+    )
+    opcua_client_variables: str = Field(
+        "LastVerdict,Score,FrameId,Seq,ResultCounter", description="Variables written per verdict, comma-separated, from "
+        + ", ".join(PLC_VARIABLES) + "; ResultCounter (the handshake) is written last, in a request of its own.",
+    )
+    opcua_client_timeout_s: float = Field(5.0, gt=0, description="Timeout of one request to the PLC (connect, write), seconds.")
 
     @field_validator("bridge_sinks")
     @classmethod
@@ -84,6 +116,22 @@ class BridgeSettings(KafkaSettings):
     @classmethod
     def _inputs(cls, value: str) -> str:
         return _names(value, INPUTS, "bridge_inputs")
+
+    @field_validator("opcua_client_variables")
+    @classmethod
+    def _plc_variables(cls, value: str) -> str:
+        return _names(value, PLC_VARIABLES, "opcua_client_variables")
+
+    @field_validator("opcua_client_node_template")
+    @classmethod
+    def _template(cls, value: str) -> str:
+        if "{camera}" not in value or "{var}" not in value:
+            raise ValueError(f"opcua_client_node_template needs {{camera}} and {{var}} (got {value!r})")
+        return value
+
+    @property
+    def plc_variables(self) -> list[str]:
+        return self.opcua_client_variables.split(",")
 
     @property
     def sinks(self) -> list[str]:

@@ -358,8 +358,8 @@ class RedisKeys:
     minutes(camera, hour)    hash: <minute>:f, <minute>:ng frame and NG counts per minute (TTL two hours)
     shift_cameras(shift)     set: the cameras counted in a shift (at most cameras_max)
     shadow(candidate, camera)  stream: one entry per frame a shadow candidate scored beside production
-                             (SHADOW_FIELDS; MAXLEN ~ SHADOW_MAXLEN, TTL); written by workers with a
-                             shadow running (next round: no worker writes it yet), read by
+                             (SHADOW_FIELDS; MAXLEN ~ SHADOW_MAXLEN, TTL); written by workers while
+                             a shadow plan runs (worker/shadow.py), read by
                              `linewatch-models shadow report` / `promote --require-shadow`
     Read by workers, written by people and tools:
     thresholds               hash: camera -> normalised threshold override, read by workers at runtime

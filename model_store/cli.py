@@ -5,6 +5,8 @@
     linewatch-models calibrate REF --from-stream CAM[,CAM...] [--frames N] [--outliers refuse|exclude|include]
     linewatch-models evaluate REF MVTEC_DIR [--report DIR] [--shift]
     linewatch-models list | show REF | promote REF ALIAS | rollback NAME ALIAS | delete REF
+    linewatch-models shadow start CANDIDATE [--against REF] [--cameras CAM,...] [--fraction F] | stop CANDIDATE | status
+                                                                              (model_store/shadow_plans.py)
     linewatch-models shadow report CANDIDATE [--against REF] [--cameras CAM,...] [--json]   (model_store/shadow.py)
     linewatch-models promote CANDIDATE [--to ALIAS] --require-shadow [--against REF] [--cameras CAM,...]
     linewatch-models export REF --out DIR
@@ -255,6 +257,12 @@ def cmd_promote(args: argparse.Namespace) -> int:
         _emit({"refused": True, **out})
         return 3
     store.promote(name, version, alias, evidence={"shadow": report.summary(), "gate": _gate_json(passed, failed, policy)})
+    from model_store.shadow_plans import ShadowBook, ShadowRefused
+
+    try:  # the candidate is production now: shadowing it against itself would compare nothing
+        out["shadow_stopped"] = ShadowBook(store.backend).stop(f"{name}@{version}").candidate
+    except ShadowRefused:
+        pass
     _emit(out)
     return 0
 
@@ -296,6 +304,29 @@ def _shadow_report(args: argparse.Namespace, store: Any, candidate: str, against
     policy = GatePolicy(settings.shadow_min_frames, far, f"{source} of {prod}", settings.shadow_max_missed_confirmed,
                         tuple(cameras))
     return report, policy
+
+
+def cmd_shadow_plan(args: argparse.Namespace) -> None:
+    """shadow start / stop / status: the plans workers read (model_store/shadow_plans.py)."""
+    import getpass
+
+    from model_store.shadow_plans import ShadowBook, ShadowRefused
+
+    store = _store(args)
+    book = ShadowBook(store.backend, resolve=store.resolve)
+    try:
+        if args.shadow_cmd == "start":
+            cameras = [c.strip() for c in (args.cameras or "").split(",") if c.strip()]
+            name, _ = store.resolve(args.candidate)
+            plan = book.start(args.candidate, args.against or f"{name}@production", cameras, args.fraction,
+                              args.author or getpass.getuser())
+            _emit({"started": plan.model_dump(mode="json")})
+        elif args.shadow_cmd == "stop":
+            _emit({"stopped": book.stop(args.candidate).model_dump(mode="json")})
+        else:
+            _emit({"shadows": [p.model_dump(mode="json") for p in book.plans().plans.values()]})
+    except ShadowRefused as exc:
+        raise SystemExit(f"shadow {args.shadow_cmd} refused: {exc}") from None
 
 
 def cmd_shadow(args: argparse.Namespace) -> int:
@@ -482,8 +513,20 @@ def build_parser() -> argparse.ArgumentParser:
     _shadow_flags(pr, "production: the alias's current version")
     pr.set_defaults(fn=cmd_promote)
 
-    sh = sub.add_parser("shadow", help="a candidate scored beside production on live frames (workers write it next round)")
+    sh = sub.add_parser("shadow", help="a candidate scored beside production on live frames: start, stop, status, report")
     shs = sh.add_subparsers(dest="shadow_cmd", required=True)
+    st = shs.add_parser("start", help="workers score the chosen frames with the candidate too, after production")
+    st.add_argument("candidate", help="name@version or name@alias (resolved now: the plan keeps the version)")
+    st.add_argument("--against", default=None, metavar="REF", help="production reference (default <candidate name>@production)")
+    st.add_argument("--cameras", default=None, metavar="CAM[,PATTERN...]", help="camera ids or glob patterns (default every camera)")
+    st.add_argument("--fraction", type=float, default=1.0, help="share of the matching frames to shadow (default 1)")
+    st.add_argument("--author", default=None, help="who starts it (default the user name)")
+    st.set_defaults(fn=cmd_shadow_plan)
+    sp = shs.add_parser("stop", help="stop a candidate's shadow (its streams stay until their TTL)")
+    sp.add_argument("candidate")
+    sp.set_defaults(fn=cmd_shadow_plan)
+    ss = shs.add_parser("status", help="the running shadow plans")
+    ss.set_defaults(fn=cmd_shadow_plan)
     rep = shs.add_parser("report", help="agreement, alarm rate, operator-marked frames, compute: a table, or --json")
     rep.add_argument("candidate", help="name@version or name@alias of the candidate")
     rep.add_argument("--json", action="store_true", help="JSON instead of the table")

@@ -27,6 +27,7 @@ import io
 import json
 import threading
 import time
+from collections import Counter
 from contextlib import asynccontextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -47,6 +48,7 @@ from linewatch.errors import ConfigError, ServiceUnavailable
 from linewatch.shifts import summarise, valid_shift_id
 from model_store.backend import LocalBackend
 from model_store.recipes import RecipeBook
+from model_store.shadow import build_report, parse_entry
 from view import overlay
 from view.auth import AccessGuard
 from view.live import Hub, now_ms
@@ -244,6 +246,26 @@ async def part(request: Request) -> Response:
     return JSONResponse({"part": wanted, "results": found, "searched": settings.view_part_search_depth}, headers=NO_STORE)
 
 
+async def shadow(request: Request) -> Response:
+    """The shadow report of every candidate with streams (model_store/shadow.py: the same figures as
+    `linewatch-models shadow report`), over each camera's newest `view_shadow_frames` entries; the
+    gate itself needs the model store and stays with `promote --require-shadow`."""
+    settings, store, _, queue = _state(request)
+    reports = []
+    for candidate, cameras in (await store.shadow_streams()).items():
+        pairs = []
+        for camera in cameras[: settings.view_max_cameras]:
+            pairs += [p for f in await store.shadow_entries(candidate, camera, settings.view_shadow_frames)
+                      if (p := parse_entry(f)) is not None]
+        # Compare against the production version most of the entries were scored by (a promotion
+        # mid-shadow leaves older pairs against another version: they are counted as skipped).
+        production = Counter(p.production_model for p in pairs).most_common(1)[0][0] if pairs else None
+        verdicts = {(p.camera, p.frame_id): v for p in pairs if (v := queue.verdict(p.camera, p.frame_id))}
+        report = await run_in_threadpool(build_report, pairs, verdicts, candidate, production)  # numpy/scipy work
+        reports.append(report.to_json())
+    return JSONResponse({"reports": reports, "frames_per_camera": settings.view_shadow_frames}, headers=NO_STORE)
+
+
 # ---- images ----------------------------------------------------------------------------------------
 
 def line_recipes(root: Path, history: int = 20) -> dict[str, Any]:
@@ -424,6 +446,8 @@ def create_app(settings: ViewSettings, closing: threading.Event | None = None) -
         Route("/part", _page("part.html")),
         Route("/recipes", _page("recipes.html")),
         Route("/api/recipes", recipes),
+        Route("/shadow", _page("shadow.html")),
+        Route("/api/shadow", shadow),
         Route("/api/part", part),
         Route("/healthz", healthz),
         Route("/api/config", config),

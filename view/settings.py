@@ -48,6 +48,9 @@ class ViewSettings(RedisSettings, ShiftSettings):
         "(/?cameras=cam-1,cam-2 works without a saved layout).",
     )
     view_alerts_kept: int = Field(500, ge=10, le=10_000, description="Newest alerts the review queue considers.")
+    view_shadow_frames: int = Field(
+        2000, ge=10, le=50_000, description="Shadow page (/shadow): newest shadow entries read per candidate and camera.",
+    )
     view_part_search_depth: int = Field(
         5000, ge=100, le=200_000,
         description="Part search (/part): newest history entries searched per camera, read 1000 at a time.",

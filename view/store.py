@@ -171,6 +171,26 @@ class Store:
         async with _redis_errors("feedback"):
             return _entries(await self.client.xrange(self.keys.feedback, min=start, count=count))
 
+    async def shadow_streams(self, limit: int = 2000) -> dict[str, list[str]]:
+        """Shadow candidates (name@version) -> cameras with a stream, from a bounded SCAN."""
+        head = self.keys.shadow("x@y", "")[: -len("x@y:")]  # the prefix every shadow key starts with
+        found: dict[str, list[str]] = {}
+        async with _redis_errors("shadow streams"):
+            async for key in self.client.scan_iter(match=f"{head}*", count=1000):
+                candidate, _, camera = key.decode()[len(head):].rpartition(":")
+                if candidate and valid_camera(camera):
+                    found.setdefault(candidate, []).append(camera)
+                limit -= 1
+                if limit <= 0:
+                    break
+        return {c: sorted(cams) for c, cams in sorted(found.items())}
+
+    async def shadow_entries(self, candidate: str, camera: str, count: int) -> list[dict[str, str]]:
+        """The newest `count` shadow entries of a candidate and camera, newest first."""
+        async with _redis_errors("shadow entries"):
+            raw = await self.client.xrevrange(self.keys.shadow(candidate, camera), count=count)
+        return [fields for _, fields in _entries(raw)]
+
     async def add_feedback(self, fields: Mapping[str, str]) -> str:
         """The view's only write: one verdict on the feedback stream; returns its entry ID."""
         async with _redis_errors("feedback write"):

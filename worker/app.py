@@ -40,6 +40,7 @@ from linewatch.health import HealthServer
 from linewatch.logs import RateLimitedLog
 from linewatch.startup import EXIT_BAD_SETTINGS, program_settings
 from model_store.recipes import RecipeBook
+from model_store.shadow_plans import ShadowBook
 from model_store.store import ModelStore
 from worker import metrics
 from worker.batching import BatchPolicy, Batcher
@@ -55,6 +56,7 @@ from worker.verdicts import ClockCheck, Pictures, VerdictBuilder, VerdictPolicy
 from worker.records import STOP, Item
 from worker.registry import ModelRegistry, RecipeWatch, RegistryWatcher
 from worker.serving import ModelHolder
+from worker.shadow import RolloutWatch, ShadowPolicy, ShadowRunner
 from worker.settings import WorkerSettings
 from worker.sinks import Counting, Debounce, KafkaSender, KafkaTopicCheck, ResultWriter, Retention
 from worker.supervision import EXIT_DEAD_PART, EXIT_OUTPUTS, OutputHealth, Supervisor
@@ -103,6 +105,13 @@ class Worker:
         self.topic_check = KafkaTopicCheck(s.kafka_client_kwargs())
         self.writer = ResultWriter(self.redis, s.keys, self._retention(), Debounce(s.debounce_n, s.debounce_m, s.alert_cooldown_s),
                                    Counting(s.calendar, s.counts_ttl_s))
+        self.shadow = ShadowRunner(
+            ShadowBook(self.store.backend), self.store, self.holder.make_engine, self.redis, s.keys,
+            ShadowPolicy(s.shadow_queue_batches, s.shadow_max_batch, s.shadow_ttl_s, s.shadow_poll_s),
+            busy=lambda: not self.inbox.empty() or self.batcher.busy_since is not None, supervisor=self.supervisor,
+        ) if s.shadow else None
+        self.rollout = RolloutWatch(self.store, self.redis, s.keys, s.rollout_watch_frames, s.rollout_alpha,
+                                    s.worker_id) if s.rollout_watch_frames else None
         # Made by start(): they connect to Kafka as they are made.
         self.producer: KafkaProducer | None = None
         self.input: FramesInput | None = None
@@ -148,6 +157,8 @@ class Worker:
         self.input.subscribe(self.checkpoint.released)
         self.batcher.start()
         self.publisher.start()
+        if self.shadow is not None:
+            self.shadow.start()
         self.watcher.start()
         if s.http_port:
             self.http = HealthServer(s.http_host, s.http_port, self.liveness, self.readiness)
@@ -172,6 +183,7 @@ class Worker:
             delivery=Delivery(self.health, s.publish_retry_max_s),
             drift=DriftReport(drift, self.writer.recalibrate_events, s.worker_id),
             supervisor=self.supervisor, max_dead_letter_bytes=s.kafka_max_message_bytes, results_topic=s.results_topic,
+            watchers=[w for w in (self.shadow, self.rollout) if w is not None],
         )
 
     def _retention(self) -> Retention:
@@ -267,6 +279,8 @@ class Worker:
         self.watcher.stopping.set()
         if self.watcher.is_alive():
             self.watcher.join(timeout=10)
+        if self.shadow is not None:
+            self.shadow.stop()
         if self.input is not None:
             self.input.close()
         if self.producer is not None:
@@ -450,6 +464,7 @@ class Worker:
             "partitions": assigned, "batch_stalled": batch_stalled, "stalled_partitions": stalled,
             "outputs": self._outputs_detail(), "input_refused": self._input_refused_since is not None,
             "draining": self._draining, "failed": self.supervisor.cause,
+            "shadow": self.shadow.loaded() if self.shadow is not None else [],
         }
 
 

@@ -32,6 +32,7 @@ from linewatch.errors import FrameRejected
 from linewatch.logs import RateLimitedLog
 from model_store import preprocess
 from worker import metrics
+from worker.decode import InputSpec
 from worker.records import STOP, Item, Rejected, ScoredBatch
 from worker.registry import ModelRegistry
 from worker.serving import ServedModel
@@ -74,8 +75,12 @@ def gather(inbox: "queue.Queue[object]", policy: BatchPolicy, idle_s: float = 0.
 
 
 def _fit(pixels: np.ndarray, served: ServedModel) -> np.ndarray:
-    """Decoded for a previous model's input size? Back to BGR, then the one preprocessing path (only around a swap)."""
-    spec = served.spec
+    return fit_to(pixels, served.spec)
+
+
+def fit_to(pixels: np.ndarray, spec: InputSpec) -> np.ndarray:
+    """Decoded for another model's input size (around a swap; a shadow candidate)? Back to BGR, then
+    the one preprocessing path."""
     if pixels.shape == (spec.height, spec.width, spec.channels):
         return pixels
     frame = cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR) if pixels.shape[2] == 3 else pixels[:, :, 0]

@@ -13,6 +13,8 @@ import json
 import queue
 import time
 from collections import Counter
+from collections.abc import Sequence
+from typing import Protocol
 
 import numpy as np
 import structlog
@@ -31,6 +33,13 @@ from worker.supervision import Supervisor, SupervisedThread
 from worker.verdicts import VerdictBuilder
 
 log = structlog.get_logger(__name__)
+
+
+class BatchWatcher(Protocol):
+    """Told of each batch after its results were published and acknowledged (worker/shadow.py);
+    must not block: the publish thread calls it."""
+
+    def published(self, job: ScoredBatch, writes: list[FrameWrite], results: dict) -> None: ...
 
 
 class RuntimeThresholds:
@@ -72,6 +81,7 @@ class Publisher(SupervisedThread):
         supervisor: Supervisor,
         max_dead_letter_bytes: int = 8 * 1024 * 1024,
         results_topic: bool = False,
+        watchers: Sequence[BatchWatcher] = (),
     ) -> None:
         super().__init__("publisher", supervisor)
         self.outbox, self.checkpoint, self.verdicts = outbox, checkpoint, verdicts
@@ -79,6 +89,7 @@ class Publisher(SupervisedThread):
         self.thresholds = RuntimeThresholds(writer, verdicts.policy.refresh_s)
         self.dead_letters = DeadLetters(delivery, sender, writer, topics, max_dead_letter_bytes)
         self.results_topic = results_topic
+        self.watchers = tuple(watchers)
         self._log = RateLimitedLog(interval_s=10.0)
 
     def abort(self) -> None:
@@ -130,6 +141,8 @@ class Publisher(SupervisedThread):
             self._dead_letter(refused)
         self.drift.report(drift, baselines, now_ns)
         metrics.STAGE_PUBLISH.observe(time.monotonic() - started)
+        for watcher in self.watchers:
+            watcher.published(job, writes, results)
 
     def _send_alerts(self, writes: list[FrameWrite], alerts: list[int]) -> bool:
         """The alerts the Redis script decided, to the alert topic; False if delivery was aborted."""

@@ -139,6 +139,24 @@ class WorkerSettings(KafkaSettings, RedisSettings, ShiftSettings):
     metrics_max_cameras: int = Field(
         256, ge=1, description="Cameras with metric series of their own; later ones are counted under camera=\"_other\"."
     )
+    shadow: bool = Field(
+        True, description="Score the frames shadow plans pick with their candidates, after production "
+        "(`linewatch-models shadow start`; worker/shadow.py). Off: plans are ignored.",
+    )
+    shadow_poll_s: float = Field(2.0, gt=0, description="How often the shadow plans are read again (the start/stop bound).")
+    shadow_queue_batches: int = Field(
+        2, ge=1, le=64, description="Published batches waiting for the shadow thread; more are shed (counted)."
+    )
+    shadow_max_batch: int = Field(
+        4, ge=1, le=256, description="Frames per candidate pass: the longest a production batch waits on a shadow pass."
+    )
+    shadow_ttl_s: int = Field(7 * 86400, ge=60, description="Expiry of a shadow stream after its last entry.")
+    rollout_watch_frames: int = Field(
+        500, ge=0, description="Frames per camera watched after a shadow-gated promotion (0: no watch)."
+    )
+    rollout_alpha: float = Field(
+        0.001, gt=0, lt=0.5, description="Significance of the watch's binomial test against the shadow's predicted alarm rate.",
+    )
     drift_window: int = Field(200, ge=10, description="Frames per drift summary of a camera (scores, brightness, contrast).")
     drift_every: int = Field(20, ge=1, description="A camera's drift summary is recomputed every this many frames.")
     drift_image_pct: float = Field(

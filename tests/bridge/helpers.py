@@ -17,10 +17,12 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import paho.mqtt.client as mqtt
+from kafka import KafkaProducer
 
 from bridge.app import Bridge
 from bridge.settings import BridgeSettings
 from bridge.signing import H_KEY, H_SIGNATURE, H_TIMESTAMP, verify
+from linewatch.contract import FrameVerdict
 from testkit.services import free_port
 
 MOSQUITTO = "/usr/sbin/mosquitto"
@@ -225,3 +227,35 @@ def running_bridge(settings: BridgeSettings) -> Iterator[Bridge]:
         yield bridge
     finally:
         bridge.stop()
+
+
+class VerdictStream(threading.Thread):
+    """Publishes synthetic verdicts (the worker's FrameVerdict records) to a results topic, keyed by
+    camera, at a steady rate per camera; `sent[camera]` is each camera's verdicts in order."""
+
+    def __init__(self, bootstrap: str, topic: str, cameras: list[str], per_camera: int, fps: float) -> None:
+        super().__init__(name="verdict-stream", daemon=True)
+        self.bootstrap, self.topic, self.cameras, self.per_camera, self.fps = bootstrap, topic, cameras, per_camera, fps
+        self.sent: dict[str, list[FrameVerdict]] = {c: [] for c in cameras}
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        producer = KafkaProducer(bootstrap_servers=self.bootstrap, acks="all")
+        try:
+            start = time.monotonic()
+            for seq in range(self.per_camera):
+                time.sleep(max(0.0, start + seq / self.fps - time.monotonic()))
+                for n, camera in enumerate(self.cameras):
+                    score = ((seq * 7 + n) % 10) / 10 + 0.05  # about half NG
+                    v = FrameVerdict(camera=camera, frame_id=f"{n}-{seq}", seq=seq, capture_ns=time.time_ns(),
+                                     verdict="NG" if score >= 0.5 else "OK", score=score, threshold=0.5,
+                                     model_name="synth", model_version="1", part=f"{camera}-{seq}")
+                    producer.send(self.topic, key=camera.encode(), value=v.to_json()).get(timeout=30)
+                    self.sent[camera].append(v)
+        except BaseException as exc:  # noqa: BLE001 - handed to the test, which fails with it
+            self.error = exc
+        finally:
+            producer.close()
+
+    def frame_ids(self, camera: str) -> list[str]:
+        return [v.frame_id for v in self.sent[camera]]

@@ -182,3 +182,22 @@ def test_part_search_page_finds_a_part_and_the_wall_shows_it(writer: ShapesWrite
     page.goto(f"{view.url}/part?id=nothing-here")
     expect(page.locator("#status")).to_contain_text("No result for part nothing-here")
     _no_script_ran(page)
+
+
+def test_shadow_page_shows_each_candidates_report(view, page, redis_client, redis_prefix) -> None:
+    keys = RedisKeys(redis_prefix)
+    for seq in range(10):  # production calls all ten normal; the candidate flags two of them
+        redis_client.xadd(keys.shadow("ae@v0002", "cam-1"), {
+            "camera": "cam-1", "frame_id": f"0-{seq}", "seq": str(seq), "production_model": "ae@v0001",
+            "production_score": f"{0.1 + seq / 100:.3f}", "production_anomalous": "0",
+            "candidate_score": f"{0.1 + seq / 50:.3f}", "candidate_anomalous": "1" if seq >= 8 else "0",
+            "candidate_ms": "2.0", "production_ms": "1.0", "time_ns": "1"})
+    page.goto(f"{view.url}/shadow")
+    card = page.locator('.card.shadow[data-candidate="ae@v0002"]')
+    expect(card.locator("h2")).to_have_text("ae@v0002 against ae@v0001")
+    expect(card).to_contain_text("80.00 %")  # verdict agreement
+    expect(card).to_contain_text("2 of 10 = 20.00 %")  # alarms on production-normal frames
+    expect(card).to_contain_text("OK·NG 2")
+    _no_script_ran(page)
+    page.get_by_role("link", name="Camera wall").click()
+    expect(page.get_by_role("link", name="Shadow")).to_be_visible()
