@@ -23,7 +23,8 @@ SPEC = InputSpec(8, 8, 3)
 
 
 class _Engine:
-    capacity = 1
+    capacity = 2  # batches in flight, as two CUDA streams allow
+
 
     def __init__(self, delay_s: float = 0.0) -> None:
         self.sizes: list[int] = []
@@ -32,6 +33,7 @@ class _Engine:
 
     def submit(self, batch: np.ndarray) -> None:
         time.sleep(self.delay_s)  # a batch's compute
+        assert len(self._out) < self.capacity, "more batches in flight than the engine has slots"
         self.sizes.append(len(batch))
         self._out.append(len(batch))
 
