@@ -108,7 +108,7 @@ class Worker:
         self.shadow = ShadowRunner(
             ShadowBook(self.store.backend), self.store, self.holder.make_engine, self.redis, s.keys,
             ShadowPolicy(s.shadow_queue_batches, s.shadow_max_batch, s.shadow_ttl_s, s.shadow_poll_s),
-            busy=lambda: not self.inbox.empty() or self.batcher.busy_since is not None, supervisor=self.supervisor,
+            busy=lambda: not self.inbox.empty() or self.batcher.working(), supervisor=self.supervisor,
         ) if s.shadow else None
         self.rollout = RolloutWatch(self.store, self.redis, s.keys, s.rollout_watch_frames, s.rollout_alpha,
                                     s.worker_id) if s.rollout_watch_frames else None

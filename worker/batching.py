@@ -110,6 +110,11 @@ class Batcher(SupervisedThread):
         self._lanes: dict[str, tuple[float, list[tuple[Item, np.ndarray]]]] = {}  # ref -> (opened, frames)
         self._routed: dict[str, object] = {}  # camera -> the route of its last frame put in a lane
 
+    def working(self) -> bool:
+        """A batch computing or frames waiting in a lane (read by the shadow thread: a dict's truth
+        and one attribute, no lock needed for a hint)."""
+        return self.busy_since is not None or bool(self._lanes)
+
     def loop(self) -> None:
         stop = False
         while not stop:
