@@ -75,6 +75,10 @@ R_KEY_MISMATCH = "key_mismatch"
 R_MISSING_KEY = "missing_key"
 R_UNPARSEABLE = "unparseable"  # the Kafka client could not parse the record (headers, batch, checksum)
 R_PUBLISH_REJECTED = "publish_rejected"  # Redis refused this one frame's result for good
+# Recipes (model_store/recipes.py, worker/routing.py): the line's table routes no recipe to the
+# frame's camera (no assignment, no `default`), or the model its recipe names loads in no version.
+R_NO_RECIPE = "no_recipe"
+R_MODEL_UNAVAILABLE = "model_unavailable"
 
 MAX_DIMENSION = 16384  # beyond any industrial camera; guards allocations from a bad header
 MAX_CAMERA_ID = 128
@@ -258,6 +262,7 @@ class Alert:
     emitted_ns: int = 0
     schema: int = ALERT_SCHEMA_VERSION
     part: str = ""  # the frame's lw-part; "" when it had none (alerts written before it existed read as "")
+    recipe: str = ""  # the recipe the frame was routed by; "" when the line has no recipes (worker/routing.py)
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), separators=(",", ":")).encode()
@@ -464,7 +469,7 @@ def frame_id(partition: int, offset: int) -> str:
 RESULT_FIELDS = (
     "camera", "seq", "frame_id", "capture_ns", "clock_ok", "score_raw", "score", "threshold", "anomalous",
     "model_name", "model_version", "latency_ms", "published_ms", "mask_key", "heat_key", "frame_key", "boxes",
-    "worker", "part",
+    "worker", "part", "recipe",
 )
 # Extra field of the latest hash only: the frame whose preview is in frame(camera) / heat(camera).
 PREVIEW_FIELD = "preview_frame_id"

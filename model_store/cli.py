@@ -318,8 +318,14 @@ def cmd_shadow_plan(args: argparse.Namespace) -> None:
         if args.shadow_cmd == "start":
             cameras = [c.strip() for c in (args.cameras or "").split(",") if c.strip()]
             name, _ = store.resolve(args.candidate)
+            recipes = [r.strip() for r in (args.recipes or "").split(",") if r.strip()]
+            from model_store.recipes import RecipeBook
+
+            unknown = sorted(set(recipes) - set(RecipeBook(store.backend).table().recipes))
+            if unknown:
+                raise ShadowRefused(f"no recipe {', '.join(unknown)} in the line's table")
             plan = book.start(args.candidate, args.against or f"{name}@production", cameras, args.fraction,
-                              args.author or getpass.getuser())
+                              args.author or getpass.getuser(), recipes)
             _emit({"started": plan.model_dump(mode="json")})
         elif args.shadow_cmd == "stop":
             _emit({"stopped": book.stop(args.candidate).model_dump(mode="json")})
@@ -519,6 +525,8 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("candidate", help="name@version or name@alias (resolved now: the plan keeps the version)")
     st.add_argument("--against", default=None, metavar="REF", help="production reference (default <candidate name>@production)")
     st.add_argument("--cameras", default=None, metavar="CAM[,PATTERN...]", help="camera ids or glob patterns (default every camera)")
+    st.add_argument("--recipes", default=None, metavar="RECIPE[,RECIPE...]",
+                    help="only frames routed by these recipes (default any recipe the production model serves)")
     st.add_argument("--fraction", type=float, default=1.0, help="share of the matching frames to shadow (default 1)")
     st.add_argument("--author", default=None, help="who starts it (default the user name)")
     st.set_defaults(fn=cmd_shadow_plan)

@@ -7,7 +7,8 @@
 A plan names a candidate (resolved to `name@version` when it starts, so promoting or moving an
 alias later does not change what is being measured), the production reference it is compared
 with (its model name decides which frames are shadowed: those production scored with that model;
-with recipes, the frames of the recipes that serve it), optional camera ids or glob patterns, and
+with recipes, the frames of the recipes that serve it, or of the recipes named), optional camera ids
+or glob patterns, and
 the fraction of those frames to shadow (chosen by frame sequence, so each worker picks the same
 frames without talking to the others).
 
@@ -42,11 +43,14 @@ class Plan(BaseModel):
     against: str = Field(description="the production reference compared with (name@alias or name@version)")
     production_model: str = Field(description="model name of `against`: frames scored by it are shadowed")
     cameras: tuple[str, ...] = Field((), description="camera ids or glob patterns; empty: every camera")
+    recipes: tuple[str, ...] = Field((), description="recipes whose frames are shadowed; empty: any (and frames without recipes)")
     fraction: float = Field(1.0, gt=0, le=1, description="share of matching frames scored by the candidate")
     started: str = ""
     author: str = ""
 
-    def covers(self, camera: str) -> bool:
+    def covers(self, camera: str, recipe: str | None = None) -> bool:
+        if self.recipes and recipe not in self.recipes:
+            return False
         return not self.cameras or any(fnmatch.fnmatchcase(camera, p) for p in self.cameras)
 
     def picks(self, seq: int) -> bool:
@@ -80,7 +84,8 @@ class ShadowBook:
         except ValidationError as exc:
             raise ConfigError(f"{_KEY} is invalid: {exc}") from exc
 
-    def start(self, candidate: str, against: str, cameras: list[str], fraction: float, author: str) -> Plan:
+    def start(self, candidate: str, against: str, cameras: list[str], fraction: float, author: str,
+              recipes: list[str] = ()) -> Plan:
         if self.resolve is None:
             raise ShadowRefused("starting a shadow needs the model store to resolve references")
         try:
@@ -100,7 +105,7 @@ class ShadowBook:
         current = self.plans()
         if cand not in current.plans and len(current.plans) >= MAX_PLANS:
             raise ShadowRefused(f"{MAX_PLANS} shadows run already; stop one first")
-        plan = Plan(candidate=cand, against=against, production_model=prod_name, cameras=tuple(cameras),
+        plan = Plan(candidate=cand, against=against, production_model=prod_name, cameras=tuple(cameras), recipes=tuple(recipes),
                     fraction=fraction, started=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), author=author)
         current.plans[cand] = plan
         self._write(current)

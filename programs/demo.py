@@ -3,7 +3,12 @@
 Needs nothing but the running services: if the model store has no `default@production`, a small
 autoencoder is trained on the spot from synthetic defect-free frames (a real model; the demo prints
 how long it took). Cameras render parts procedurally; cam-2 shows a defect for 3 s half way
-through, so one alert shows up. Log lines (warnings meant for developers included) go to
+through, so one alert shows up. Two stations (`demo_stations`, on by default): the first half of
+the cameras is the `weld` station, served the default model by the recipe `demo-weld`; the rest is
+the `press` station, served a second model trained on its own parts (`<demo_model>-press`) by
+`demo-press`; at two thirds of the run the last camera changes over to `demo-weld`, which the demo
+prints, and the summary shows each camera's recipe and model@version. The recipe table is put back
+as it was when the demo ends (a `revert`, in the table's change history). Log lines (warnings meant for developers included) go to
 `demo_log_file`, not the terminal, which shows the summary and each alert once. The live screen (`linewatch-view`) runs alongside; its URL is
 printed first, and on a terminal it keeps serving after the cameras stop, until Ctrl-C.
 """
@@ -54,18 +59,24 @@ class DemoSettings(KafkaSettings, RedisSettings):
     demo_bridge: bool = Field(
         False, description="Also run linewatch-bridge (OPC UA + MQTT, docs/integrations.md) on the demo's verdicts.",
     )
+    demo_stations: bool = Field(
+        True, description="Two stations with recipes of their own (two models, one changeover the demo prints); "
+        "off: one model for every camera.",
+    )
     demo_keep_view: bool = Field(
         True, description="On a terminal, keep the view serving after the cameras stop, until Ctrl-C."
     )
 
 
-def ensure_default_model(settings: DemoSettings) -> str:
-    """`<demo_model>@production`, training it from synthetic normal frames when the store lacks it."""
+def ensure_default_model(settings: DemoSettings, name: str = "", seeds: list[int] | None = None) -> str:
+    """`<name>@production` (default: demo_model), trained from synthetic normal frames of the cameras
+    `seeds` (default: every demo camera) when the store lacks it."""
     from model_store.quick import train_quick
     from model_store.store import ModelStore
     from producer.synthetic import SyntheticCamera
 
-    ref = f"{settings.demo_model}@production"
+    name = name or settings.demo_model
+    ref = f"{name}@production"
     store = ModelStore(settings.model_root)
     try:
         store.resolve(ref)
@@ -76,11 +87,11 @@ def ensure_default_model(settings: DemoSettings) -> str:
           f"({settings.demo_train_steps} steps)...", flush=True)
     started = time.monotonic()
     frames = []
-    for cam in range(settings.demo_cameras):
-        camera = SyntheticCamera(seed=cam + 1, width=256, height=256, defect_rate=0.0)
+    for seed in seeds or range(1, settings.demo_cameras + 1):
+        camera = SyntheticCamera(seed=seed, width=256, height=256, defect_rate=0.0)
         frames += [camera.render(seq)[0] for seq in range(1000, 1080)]
     name, version = train_quick(
-        frames, settings.model_root, settings.demo_model, seconds=settings.demo_train_seconds,
+        frames, settings.model_root, name, seconds=settings.demo_train_seconds,
         steps=settings.demo_train_steps, kwargs=DEMO_AE
     )
     print(f"demo: trained and published {name}@{version} as {ref} in {time.monotonic() - started:.0f} s", flush=True)
@@ -131,7 +142,8 @@ def summary(
 ) -> str:
     """One table: per camera, this run's frames (history entries after `start`, the stream ID before it)."""
     keys = settings.keys
-    lines = [f"{'camera':<8} {'sent':>6} {'scored':>7} {'anomalous':>9} {'last score':>10} {'latency ms':>10} {'alerts':>6}"]
+    lines = [f"{'camera':<8} {'sent':>6} {'scored':>7} {'anomalous':>9} {'last score':>10} {'latency ms':>10} "
+             f"{'recipe':>11} {'model':>22} {'alerts':>6}"]
     for cam, since in start.items():
         latest = {k.decode(): v.decode() for k, v in client.hgetall(keys.latest(cam)).items()}
         entries = client.xrange(keys.history(cam), min=f"({since}")
@@ -139,12 +151,49 @@ def summary(
         anomalous = sum(1 for _, f in entries if f.get(b"anomalous") == b"1")
         lines.append(
             f"{cam:<8} {sent.get(cam, 0):>6} {scored:>7} {anomalous:>9} "
-            f"{float(latest.get('score', 'nan')):>10.3f} {float(latest.get('latency_ms', 'nan')):>10.1f} {alerts.counts.get(cam, 0):>6}"
+            f"{float(latest.get('score', 'nan')):>10.3f} {float(latest.get('latency_ms', 'nan')):>10.1f} "
+            f"{latest.get('recipe') or '-':>11} {_model_of(latest):>22} {alerts.counts.get(cam, 0):>6}"
         )
     for alert in fresh:
         lines.append(f"  ALERT {alert.camera} frame {alert.frame_seq} score {alert.score:.3f} "
                      f"boxes {alert.boxes[:2]} mask {alert.mask_key}")
     return "\n".join(lines)
+
+
+def _model_of(latest: dict[str, str]) -> str:
+    return f"{latest['model_name']}@{latest['model_version']}" if latest.get("model_name") else "-"
+
+
+class Stations:
+    """The demo's two stations: recipes, assignments, the changeover, and the table put back after."""
+
+    def __init__(self, settings: DemoSettings, cameras: list[str], weld_ref: str, press_ref: str) -> None:
+        from model_store.recipes import Recipe, RecipeBook
+        from model_store.store import ModelStore
+
+        store = ModelStore(settings.model_root)
+        self.book = RecipeBook(store.backend, resolve=store.resolve)
+        half = max(1, len(cameras) // 2)
+        self.weld, self.press = cameras[:half], cameras[half:]
+        self.first = self.book.set_recipe(Recipe(name="demo-weld", model=weld_ref, note="linewatch-demo"), "linewatch-demo")
+        self.book.set_recipe(Recipe(name="demo-press", model=press_ref, debounce=(2, 4), note="linewatch-demo"), "linewatch-demo")
+        for cam in self.weld:
+            self.book.assign(cam, "demo-weld", "linewatch-demo")
+        for cam in self.press:
+            self.book.assign(cam, "demo-press", "linewatch-demo")
+        print(f"demo: station weld {', '.join(self.weld)} -> recipe demo-weld ({weld_ref}); station press "
+              f"{', '.join(self.press) or '-'} -> recipe demo-press ({press_ref})", flush=True)
+
+    def changeover(self) -> None:
+        camera = (self.press or self.weld)[-1]
+        self.book.assign(camera, "demo-weld", "linewatch-demo")
+        print(f"\ndemo: CHANGEOVER at {time.strftime('%H:%M:%S')}: {camera} -> recipe demo-weld; its frames "
+              f"taken in from now on are scored by demo-weld's model (see the recipe column)", flush=True)
+
+    def restore(self) -> None:
+        seq = self.book.revert(self.first, "linewatch-demo")
+        print(f"demo: recipe table put back as before the demo (change {seq}; history: "
+              f"linewatch-models recipes history)", flush=True)
 
 
 def _last_id(client: redis.Redis, stream: str) -> str:
@@ -187,11 +236,17 @@ def run_demo(settings: DemoSettings) -> int:
 
     ensure_topics(settings, partitions=4)
     ref = ensure_default_model(settings)
+    half = max(1, settings.demo_cameras // 2)
+    press_ref = ensure_default_model(settings, f"{settings.demo_model}-press", list(range(half + 1, settings.demo_cameras + 1))
+                                     or [1]) if settings.demo_stations else ""
     shared = settings.model_dump(include=set(KafkaSettings.model_fields) | set(RedisSettings.model_fields))
     shared.update(log_level="warning")
     kafka_only = {k: v for k, v in shared.items() if k in KafkaSettings.model_fields}
+    cameras = [f"cam-{i}" for i in range(1, settings.demo_cameras + 1)]
+    stations = Stations(settings, cameras, ref, press_ref) if settings.demo_stations else None
     worker = Worker(WorkerSettings(**shared, model=ref, model_root=settings.model_root, group_id="linewatch-demo",
-                                   max_wait_ms=20, alert_cooldown_s=60, results_topic=settings.demo_bridge))
+                                   max_wait_ms=20, alert_cooldown_s=60, results_topic=settings.demo_bridge,
+                                   recipe_poll_ms=500))
     worker.start()
     worker_thread = threading.Thread(target=worker.run, name="worker", daemon=True)
     worker_thread.start()
@@ -216,10 +271,14 @@ def run_demo(settings: DemoSettings) -> int:
     print(f"demo: {len(cameras)} cameras x {frames} frames at {settings.demo_fps:g} fps -> "
           f"{settings.topics.frames}; results under {settings.redis_prefix}:*; alerts on {settings.topics.alerts}")
     producer.start()
+    changeover_at = time.monotonic() + settings.demo_seconds * 2 / 3 if stations else float("inf")
     try:
         deadline = time.monotonic() + settings.demo_seconds + 60
         while time.monotonic() < deadline:
             time.sleep(2)
+            if time.monotonic() >= changeover_at:
+                changeover_at = float("inf")
+                stations.changeover()
             sent = {cam: producer.counts(cam).sent for cam in cameras}
             print("\n" + summary(client, settings, sent, start, alerts, alerts.fresh()), flush=True)
             scored = sum(len(client.xrange(settings.keys.history(c), min=f"({start[c]}")) for c in cameras)
@@ -233,6 +292,8 @@ def run_demo(settings: DemoSettings) -> int:
         alerts.stop()
         if bridge is not None:
             bridge.stop()
+        if stations is not None:
+            stations.restore()
     print("\ndemo: done. Redis keys: HGETALL lw:latest:cam-1, XRANGE lw:history:cam-1 - +, GET <mask_key>;"
           " alerts: .venv/bin/linewatch-alerts --from-beginning; stop services: make stop")
     try:

@@ -7,6 +7,8 @@ Routes (all reads come from Redis; the only writes are feedback entries):
     /api/events                             server-sent events: camera states, alert queue (view.live)
     /api/cameras  /api/history  /api/entry  /api/alerts  /api/config
     /part  /api/part?id=<part id>           a part's verdicts: every result whose lw-part is that id
+    /recipes  /api/recipes                  the line's recipes, assignments and newest changes, read-only
+                                            from the model store folder (LW_MODEL_ROOT; model_store/recipes.py)
     /img/preview  /img/frame  /img/overlay  JPEG frames and PNG overlays (view.overlay)
     /api/shift.csv?shift=<id>               a shift's counts per camera (default: the current shift)
     POST /api/feedback                      an operator's verdict -> <prefix>:feedback
@@ -42,8 +44,10 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from linewatch.contract import MAX_PART_ID, VERDICT_ACKNOWLEDGED, VERDICTS, valid_part
-from linewatch.errors import ServiceUnavailable
+from linewatch.errors import ConfigError, ServiceUnavailable
 from linewatch.shifts import summarise, valid_shift_id
+from model_store.backend import LocalBackend
+from model_store.recipes import RecipeBook
 from model_store.shadow import build_report, parse_entry
 from view import overlay
 from view.auth import AccessGuard
@@ -264,6 +268,28 @@ async def shadow(request: Request) -> Response:
 
 # ---- images ----------------------------------------------------------------------------------------
 
+def line_recipes(root: Path, history: int = 20) -> dict[str, Any]:
+    """The line's recipes, assignments and newest changes, read from the model store's folder
+    (model_store/recipes.py); the view never writes them (`linewatch-models recipes` does)."""
+    book = RecipeBook(LocalBackend(root))
+    table = book.table()
+    return {
+        "seq": table.seq, "root": str(root),
+        "recipes": [recipe.model_dump(mode="json") for recipe in table.recipes.values()],
+        "assignments": [{"pattern": p, "recipe": r} for p, r in sorted(table.assignments.items())],
+        "history": book.history(history),
+    }
+
+
+async def recipes(request: Request) -> Response:
+    settings, _, _, _ = _state(request)
+    try:
+        data = await run_in_threadpool(line_recipes, settings.model_root)
+    except (OSError, ConfigError) as exc:
+        raise HTTPException(503, f"recipes unreadable in {settings.model_root}: {exc}") from exc
+    return JSONResponse(data, headers=NO_STORE)
+
+
 def _image(data: bytes | None, media_type: str, what: str, cache: str = "no-store") -> Response:
     if data is None:
         raise HTTPException(404, f"{what} not kept (never stored or expired)")
@@ -418,6 +444,8 @@ def create_app(settings: ViewSettings, closing: threading.Event | None = None) -
         Route("/camera", _page("camera.html")),
         Route("/review", _page("review.html")),
         Route("/part", _page("part.html")),
+        Route("/recipes", _page("recipes.html")),
+        Route("/api/recipes", recipes),
         Route("/shadow", _page("shadow.html")),
         Route("/api/shadow", shadow),
         Route("/api/part", part),

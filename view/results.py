@@ -105,6 +105,7 @@ def camera_state(camera: str, fields: Mapping[str, str]) -> dict[str, Any]:
         "preview": fields.get(PREVIEW_FIELD, "") if valid_id(fields.get(PREVIEW_FIELD, "")) else "",
         "worker": fields.get("worker", ""),
         "part": fields.get("part", ""),
+        "recipe": fields.get("recipe", ""),
     }
 
 

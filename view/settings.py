@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field, SecretStr, model_validator
 
 from linewatch.settings import RedisSettings, secret_field
@@ -24,6 +26,10 @@ class ViewSettings(RedisSettings, ShiftSettings):
     )
     view_basic_user: str | None = Field(None, description="HTTP basic auth user name (with LW_VIEW_BASIC_PASSWORD).")
     view_basic_password: SecretStr | None = secret_field(None, "HTTP basic auth password.")
+    model_root: Path = Field(
+        Path("models"),
+        description="Model store folder whose line recipes and assignments the /recipes page lists (read-only).",
+    )
     view_stale_s: float = Field(10.0, gt=0, description="A camera with no result for this long is shown as STALE.")
     view_push_ms: int = Field(
         250, ge=50, le=5000,

@@ -7,7 +7,9 @@ Start reading here:
 - kafka_input_rdkafka.py  it on librdkafka (LW_KAFKA_CONSUMER=confluent, optional)
 - records.py       Item / Rejected / ScoredBatch / STOP: what crosses the threads
 - decode.py        bytes -> size checked before decoding (imagesize.py) -> model input (thread pool)
-- batching.py      dynamic batches across cameras; model swap between batches
+- routing.py       recipes in the worker: a frame's route at intake, region crops, masks back onto the frame
+- registry.py      the models by reference (LRU-bounded), model_unavailable; the watcher of recipes and aliases
+- batching.py      dynamic batches across cameras, one model per batch, fair between models; swap between batches
 - engine.py        CPU path and overlapped CUDA path (pinned buffers, streams, events, AMP, buckets)
 - serving.py       the served model, its hot reload, fallback when a version will not load
 - verdicts.py      a scored batch -> each frame's result, mask, pictures, alert candidate (pure)

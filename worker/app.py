@@ -2,8 +2,8 @@
 
 Threads: this one (the consumer loop: poll, intake, pause/resume, commit, watching the others;
 kafka-python's consumer is used from this thread only), a decode pool, the batch thread
-(worker/batching.py), the publish thread (worker/publisher.py), the model watcher
-(worker/serving.py) and the HTTP endpoint (linewatch/health.py).
+(worker/batching.py), the publish thread (worker/publisher.py), the model watcher (the recipe
+table and each loaded model's alias: worker/registry.py) and the HTTP endpoint (linewatch/health.py).
 
 Lifecycle: `start()` connects and loads the model, `run()` consumes until `request_stop()` or
 until a part of the worker fails, `drain()` finishes what was taken in (publish, then commit),
@@ -39,12 +39,13 @@ from linewatch.errors import FrameRejected, InputBroken, InputRefused, InputUnav
 from linewatch.health import HealthServer
 from linewatch.logs import RateLimitedLog
 from linewatch.startup import EXIT_BAD_SETTINGS, program_settings
+from model_store.recipes import RecipeBook
 from model_store.shadow_plans import ShadowBook
 from model_store.store import ModelStore
 from worker import metrics
 from worker.batching import BatchPolicy, Batcher
 from worker.checkpoint import Checkpoint
-from worker.decode import DecodeLimits, decode_chunk
+from worker.decode import DecodeLimits, InputSpec, decode_chunk, decode_routed
 from worker.drift import DriftPolicy, DriftReport, DriftWatch
 from worker.engine import Engine, pick_device
 from worker.frames_input import FramesInput, Unreadable
@@ -53,6 +54,7 @@ from worker.delivery import Delivery
 from worker.publisher import Publisher
 from worker.verdicts import ClockCheck, Pictures, VerdictBuilder, VerdictPolicy
 from worker.records import STOP, Item
+from worker.registry import ModelRegistry, RecipeWatch, RegistryWatcher
 from worker.serving import ModelHolder
 from worker.shadow import RolloutWatch, ShadowPolicy, ShadowRunner
 from worker.settings import WorkerSettings
@@ -85,16 +87,17 @@ class Worker:
         self.inbox: queue.Queue[object] = queue.Queue()
         self.outbox: queue.Queue[object] = queue.Queue()
         self.device = pick_device(s.device)
-        self.holder = ModelHolder(
-            self.store, s.model,
-            lambda module, spec: Engine(module, spec, self.device, s.amp, s.buckets, s.cuda_streams, s.cuda_graphs,
-                                        s.compile),
-            s.model_poll_s,
-        )
+        def make_engine(module: torch.nn.Module, spec: InputSpec) -> Engine:
+            return Engine(module, spec, self.device, s.amp, s.buckets, s.cuda_streams, s.cuda_graphs, s.compile)
+
+        self.holder = ModelHolder(self.store, s.model, make_engine, s.model_poll_s)  # LW_MODEL: served without recipes
+        self.registry = ModelRegistry(self.store, make_engine, s.model_poll_s, s.max_loaded_models, self.holder)
+        self.recipes = RecipeWatch(RecipeBook(self.store.backend), self.registry)
+        self.watcher = RegistryWatcher(self.recipes, self.registry, s.recipe_poll_ms / 1000, s.model_poll_s, self.supervisor)
         self.limits = DecodeLimits(max_bytes=s.kafka_max_message_bytes, max_pixels=s.max_frame_pixels)
         self.decode_pool = ThreadPoolExecutor(s.decode_threads, thread_name_prefix="decode")
         self.batcher = Batcher(
-            inbox=self.inbox, outbox=self.outbox, holder=self.holder,
+            inbox=self.inbox, outbox=self.outbox, registry=self.registry,
             policy=BatchPolicy(s.max_batch, s.max_wait_ms / 1000), supervisor=self.supervisor,
         )
         # redis-py and the topic check connect on first use.
@@ -105,7 +108,7 @@ class Worker:
         self.shadow = ShadowRunner(
             ShadowBook(self.store.backend), self.store, self.holder.make_engine, self.redis, s.keys,
             ShadowPolicy(s.shadow_queue_batches, s.shadow_max_batch, s.shadow_ttl_s, s.shadow_poll_s),
-            busy=lambda: not self.inbox.empty() or self.batcher.busy_since is not None, supervisor=self.supervisor,
+            busy=lambda: not self.inbox.empty() or self.batcher.working(), supervisor=self.supervisor,
         ) if s.shadow else None
         self.rollout = RolloutWatch(self.store, self.redis, s.keys, s.rollout_watch_frames, s.rollout_alpha,
                                     s.worker_id) if s.rollout_watch_frames else None
@@ -131,7 +134,9 @@ class Worker:
         # Defence in depth behind the header check: OpenCV itself refuses larger images.
         os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(s.max_frame_pixels))
         metrics.camera_label.max_cameras = s.metrics_max_cameras
-        self.holder.load_initial()
+        self.recipes.refresh()  # routes, and the models the table names loaded and warmed, before the first frame
+        if self.recipes.routes is None:
+            self.registry.load_default()  # no recipes: LW_MODEL must load, as it always had to
         kafka_kwargs = s.kafka_client_kwargs()
         if s.create_topics:
             from linewatch.topics import ensure_topics
@@ -154,7 +159,7 @@ class Worker:
         self.publisher.start()
         if self.shadow is not None:
             self.shadow.start()
-        self.holder.start(self.supervisor)
+        self.watcher.start()
         if s.http_port:
             self.http = HealthServer(s.http_host, s.http_port, self.liveness, self.readiness)
             self.http.start()
@@ -162,9 +167,8 @@ class Worker:
         # What start-up made (torch, the model, the clients) lives as long as the process: keep it out
         # of the garbage collector's full passes, which otherwise stall every thread for milliseconds.
         gc.freeze()
-        current = self.holder.current
         log.info("worker started", worker=s.worker_id, group=s.group_id, topic=self.topics.frames,
-                 model=f"{current.name}@{current.version}" if current else None, device=str(self.device))
+                 models=self.registry.loaded(), recipes=self.recipes.routes is not None, device=str(self.device))
 
     def _publisher(self, checkpoint: Checkpoint, sender: KafkaSender) -> Publisher:
         s = self.s
@@ -272,7 +276,9 @@ class Worker:
         log.info("worker drained", in_flight=self.checkpoint.in_flight())
 
     def stop(self) -> None:
-        self.holder.stop()
+        self.watcher.stopping.set()
+        if self.watcher.is_alive():
+            self.watcher.join(timeout=10)
         if self.shadow is not None:
             self.shadow.stop()
         if self.input is not None:
@@ -314,12 +320,19 @@ class Worker:
             items.append(item)
         for camera, n in cameras.items():
             metrics.FRAMES_IN.labels(metrics.camera_label(camera)).inc(n)
-        spec = self.holder.current.spec
+        routes = self.recipes.routes  # one table snapshot routes the whole poll (worker/routing.py)
+        if routes is not None:
+            frames = self._route(frames, routes)
+        default_spec = self._spec(self.holder.ref)
         size = -(-len(frames) // self.s.decode_threads) if frames else 0
         for start in range(0, len(frames), size or 1):
             chunk = frames[start : start + size]
             try:
-                future = self.decode_pool.submit(_timed_decode, [(i.value, i.meta) for i in chunk], spec, self.limits)
+                if routes is None:
+                    future = self.decode_pool.submit(_timed_decode, [(i.value, i.meta) for i in chunk], default_spec, self.limits)
+                else:
+                    jobs = [(i.value, i.meta, self._spec(i.route.model), i.route.box) for i in chunk]
+                    future = self.decode_pool.submit(_timed_decode_routed, jobs, self.limits)
             except RuntimeError as exc:  # the pool was shut down: no frame can be decoded any more
                 self.supervisor.fail("decode pool", str(exc))
                 for item in chunk:
@@ -329,6 +342,23 @@ class Worker:
                 item.decoded, item.decoded_index = future, index
         for item in items:
             self.inbox.put(item)
+
+    def _route(self, frames: list[Item], routes: Any) -> list[Item]:
+        """Give each frame its route; one without a recipe is rejected (no_recipe) and leaves `frames`."""
+        routed = []
+        for item in frames:
+            item.route = routes.route(item.meta.camera)
+            if item.route is None:
+                item.rejection = FrameRejected(
+                    c.R_NO_RECIPE, f"camera {item.meta.camera!r}: no recipe assigned and no default (table {routes.seq})")
+            else:
+                routed.append(item)
+        return routed
+
+    def _spec(self, ref: str) -> InputSpec:
+        """The input a model wants, for decoding; a model never loaded yet: the default's (its batch re-fits)."""
+        spec = self.registry.spec(ref) or self.registry.spec(self.holder.ref)
+        return spec or InputSpec(256, 256, 3)
 
     def _intake_unreadable(self, bad: Unreadable) -> None:
         item = self._new_item(bad.tp, bad.offset, bad.key, bad.value, bad.headers, bad.timestamp_ms)
@@ -414,7 +444,10 @@ class Worker:
         return ok, {"loop_age_s": round(age, 2), "threads_alive": threads, "failed": self.supervisor.cause}
 
     def readiness(self) -> tuple[bool, dict]:
-        current = self.holder.current
+        """Ready with at least one model serving: a model that loads in no version dead-letters only the
+        cameras routed to it (named in `models_failing`), so the worker stays in service for the rest."""
+        loaded = self.registry.loaded()
+        current = self.holder.current if self.recipes.routes is None else (next(iter(loaded.values()), None))
         assigned = len(self.input.assignment()) if self.input else 0
         busy = self.batcher.busy_since
         batch_stalled = busy is not None and time.monotonic() - busy > self.s.stall_after_s
@@ -425,7 +458,9 @@ class Worker:
             and self._input_refused_since is None and not self._draining and not self.supervisor.failed.is_set()
         )
         return ok, {
-            "model": f"{current.name}@{current.version}" if current else None, "model_fallback": self.holder.fallback,
+            "model": f"{self.holder.current.name}@{self.holder.current.version}" if self.holder.current else None,
+            "model_fallback": self.holder.fallback, "models": loaded, "models_failing": self.registry.failing(),
+            "recipes": self.recipes.routes.seq if self.recipes.routes is not None else None,
             "partitions": assigned, "batch_stalled": batch_stalled, "stalled_partitions": stalled,
             "outputs": self._outputs_detail(), "input_refused": self._input_refused_since is not None,
             "draining": self._draining, "failed": self.supervisor.cause,
@@ -437,6 +472,14 @@ def _timed_decode(frames: list[tuple[bytes, Any]], spec: Any, limits: DecodeLimi
     started = time.monotonic()
     try:
         return decode_chunk(frames, spec, limits)
+    finally:
+        metrics.STAGE_DECODE.observe((time.monotonic() - started) / max(1, len(frames)))
+
+
+def _timed_decode_routed(frames: list[tuple[Any, ...]], limits: DecodeLimits) -> list[Any]:
+    started = time.monotonic()
+    try:
+        return decode_routed(frames, limits)
     finally:
         metrics.STAGE_DECODE.observe((time.monotonic() - started) / max(1, len(frames)))
 

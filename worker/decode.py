@@ -19,6 +19,7 @@ from linewatch.contract import FrameMeta
 from linewatch.errors import FrameRejected
 from linewatch.imagesize import declared_size
 from model_store import preprocess
+from worker.routing import crop, decode_target
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,3 +104,30 @@ def prepare(value: bytes, meta: FrameMeta, spec: InputSpec, limits: DecodeLimits
         return to_model_input(decode_image(value, meta, spec), spec)
     except cv2.error as exc:  # OpenCV's own failures on malformed data
         raise FrameRejected(c.R_UNDECODABLE, str(exc).strip().splitlines()[-1][:200]) from exc
+
+
+def prepare_routed(value: bytes, meta: FrameMeta, spec: InputSpec, limits: DecodeLimits, box: tuple[int, int, int, int] | None) -> np.ndarray:
+    """`prepare` for a frame routed by a recipe: decoded for its own model's input, cropped to the
+    recipe's region box first (worker/routing.py) when it has one."""
+    if box is None:
+        return prepare(value, meta, spec, limits)
+    check_size(value, meta, limits)
+    target = decode_target(box, (spec.height, spec.width), meta.width, meta.height)
+    try:
+        image = decode_image(value, meta, InputSpec(target[0], target[1], spec.channels))
+        return to_model_input(crop(image, box, meta.width, meta.height), spec)
+    except cv2.error as exc:  # OpenCV's own failures on malformed data
+        raise FrameRejected(c.R_UNDECODABLE, str(exc).strip().splitlines()[-1][:200]) from exc
+
+
+def decode_routed(
+    frames: list[tuple[bytes, FrameMeta, InputSpec, tuple[int, int, int, int] | None]], limits: DecodeLimits
+) -> list[np.ndarray | Exception]:
+    """`decode_chunk` for routed frames: each with its own model's input spec and region box."""
+    out: list[np.ndarray | Exception] = []
+    for value, meta, spec, box in frames:
+        try:
+            out.append(prepare_routed(value, meta, spec, limits, box))
+        except Exception as exc:  # noqa: BLE001 - handed to the batch thread, which dead-letters the frame
+            out.append(exc)
+    return out

@@ -1,12 +1,16 @@
 """The worker's Prometheus metrics, defined once. Names start with linewatch_worker_.
 
 Camera ids come from senders, so a camera label is capped: the first `max_cameras` distinct
-cameras get series of their own, every later one is counted under `_other` (camera_label).
+cameras get series of their own, every later one is counted under `_other` (camera_label). Model
+labels (per-model series: the model's name, not its version) are capped the same way at
+MAX_MODEL_LABELS (model_metrics).
 """
 
 from __future__ import annotations
 
 import threading
+
+from dataclasses import dataclass
 
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -63,7 +67,16 @@ DRIFT = Gauge(
 RECALIBRATE_EVENTS = Counter(
     "linewatch_worker_recalibrate_events_total", "Drift events: a camera's summary left its band.", ["camera", "signal"]
 )
-MODEL_INFO = Gauge("linewatch_worker_model_info", "The model being served (value 1).", ["name", "version"])
+MODEL_INFO = Gauge("linewatch_worker_model_info", "Each model loaded and serving (value 1).", ["name", "version"])
+MAX_MODEL_LABELS = 32
+MODEL_FRAMES = Counter("linewatch_worker_model_frames_total", "Frames scored, by model name.", ["model"])
+MODEL_BATCH_SIZE = Histogram(
+    "linewatch_worker_model_batch_size", "Frames per batch, by model name.", ["model"],
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+)
+MODEL_INFER_SECONDS = Histogram(
+    "linewatch_worker_model_infer_seconds", "Inference time per batch, by model name.", ["model"], buckets=_LATENCY_BUCKETS
+)
 
 
 class CameraLabels:
@@ -85,3 +98,26 @@ class CameraLabels:
 
 
 camera_label = CameraLabels()
+
+
+model_label = CameraLabels(MAX_MODEL_LABELS)
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSeries:
+    frames: object
+    batch_size: object
+    infer: object
+
+
+_model_series: dict[str, ModelSeries] = {}
+
+
+def model_metrics(name: str) -> ModelSeries:
+    """The per-model children of one model name, bound once (called per batch)."""
+    series = _model_series.get(name)
+    if series is None:
+        label = model_label(name)
+        series = _model_series.setdefault(name, ModelSeries(
+            MODEL_FRAMES.labels(label), MODEL_BATCH_SIZE.labels(label), MODEL_INFER_SECONDS.labels(label)))
+    return series

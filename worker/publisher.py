@@ -201,6 +201,6 @@ def verdict_record(topic: str, write: FrameWrite) -> OutRecord:
         verdict=c.VERDICT_NG if write.anomalous else c.VERDICT_OK, score=float(f["score"]),
         threshold=float(f["threshold"]), model_name=f["model_name"], model_version=f["model_version"],
         boxes=[tuple(b) for b in json.loads(f["boxes"] or "[]")], emitted_ns=int(f["published_ms"]) * 1_000_000,
-        part=f.get("part", ""),
+        part=f.get("part", ""), recipe=f.get("recipe", ""),
     )
     return OutRecord(topic, write.camera.encode(), verdict.to_json())

@@ -18,6 +18,7 @@ from linewatch.contract import FrameMeta, frame_id
 from linewatch.errors import FrameRejected
 
 if TYPE_CHECKING:
+    from worker.routing import Route
     from worker.serving import ServedModel
 
 STOP = object()
@@ -41,6 +42,7 @@ class Item:
     decoded_index: int = 0  # this frame's place in the job's results
     rejection: FrameRejected | None = None
     last_offset: int | None = None  # a record range stepped over as one (an unparseable batch)
+    route: "Route | None" = None  # the recipe it was routed by at intake (None: no recipes, LW_MODEL)
 
     @property
     def frame_id(self) -> str:

@@ -24,6 +24,16 @@ class WorkerSettings(KafkaSettings, RedisSettings, ShiftSettings):
     model: str = Field("default@production", description="Model to serve: name, name@version or name@alias.")
     model_root: Path = Field(Path("models"), description="Root folder of the model store.")
     model_poll_s: float = Field(5.0, description="How often to check whether the model alias moved (0: never).")
+    recipe_poll_ms: float = Field(
+        2000.0, ge=100,
+        description="How often the line's recipe table (<model root>/_line/recipes.json) is checked; a recipe change "
+        "takes effect on every worker within this (the changeover bound). No recipes: every camera gets LW_MODEL.",
+    )
+    max_loaded_models: int = Field(
+        4, ge=1, le=64,
+        description="Models loaded at once when recipes route cameras to several; beyond it the least recently used "
+        "is unloaded (and loaded again when a frame needs it). The bound is memory: README, Recipes.",
+    )
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Inference device; auto picks CUDA when present.")
     amp: Literal["off", "fp16", "bf16"] = Field("off", description="Mixed precision on CUDA (ignored on CPU, where it is slower).")
     torch_threads: int = Field(

@@ -105,7 +105,8 @@ class ShadowRunner(SupervisedThread):
         frames = []
         for i, w in enumerate(writes):
             f = w.fields
-            if isinstance(results.get(i), Written) and any(p.covers(w.camera) and p.picks(int(f["seq"])) for p in plans):
+            recipe = _recipe(job, i)
+            if isinstance(results.get(i), Written) and any(p.covers(w.camera, recipe) and p.picks(int(f["seq"])) for p in plans):
                 frames.append((i, f["score"], f["anomalous"]))
         if not frames:
             return
@@ -186,7 +187,7 @@ class ShadowRunner(SupervisedThread):
     def _score(self, plan: Plan, offer: _Offer) -> None:
         served = self._models.get(plan.candidate)
         job = offer.job
-        picked = [f for f in offer.frames if plan.covers(job.items[f[0]].meta.camera)
+        picked = [f for f in offer.frames if plan.covers(job.items[f[0]].meta.camera, _recipe(job, f[0]))
                   and plan.picks(job.items[f[0]].meta.seq)]
         if served is None or not picked:
             if served is None and picked:  # loading, or failed to load: visible as shed work
@@ -230,6 +231,11 @@ class ShadowRunner(SupervisedThread):
                 log.warning("shadow entries not written", candidate=plan.candidate, error=str(exc))
             return
         SHADOW_FRAMES.labels(plan.candidate, "scored").inc(len(chunk))
+
+
+def _recipe(job: ScoredBatch, i: int) -> str | None:
+    route = job.items[i].route
+    return route.recipe if route is not None else None
 
 
 class RolloutWatch:

@@ -144,12 +144,13 @@ local function write_frame(meta, mask_png, heat_png, frame_jpeg, preview_jpeg, p
   local admitted_now = admit(meta.cam)
   local state = redis.call('HMGET', k.alert_state, 'recent', 'last_alert_ms')
   local recent = (state[1] or '') .. meta.an
-  if #recent > tonumber(debounce_m) then recent = string.sub(recent, -tonumber(debounce_m)) end
+  local dn, dm = tonumber(meta.dn or debounce_n), tonumber(meta.dm or debounce_m)  -- a recipe's override
+  if #recent > dm then recent = string.sub(recent, -dm) end
   local alert = 0
   if meta.an == '1' and alert_json ~= '' then
     local _, count = string.gsub(recent, '1', '')
     local last = tonumber(state[2])
-    if count >= tonumber(debounce_n) and (not last or math.abs(meta.ev - last) >= tonumber(cooldown_ms)) then
+    if count >= dn and (not last or math.abs(meta.ev - last) >= tonumber(cooldown_ms)) then
       alert = 1
       redis.call('HSET', k.alert_state, 'last_alert_ms', meta.ev)
     end
@@ -292,6 +293,7 @@ class FrameWrite:
     preview_jpeg: bytes = b""
     preview_heat: bytes = b""
     alert_json: bytes = b""  # the alert to record if the debounce decides this frame raises one
+    debounce: tuple[int, int] | None = None  # (n, m) of the frame's recipe; None: the worker's Debounce
 
 
 @dataclass(frozen=True, slots=True)
@@ -352,6 +354,8 @@ class ResultWriter:
         }
         if self.counting:
             meta["count"] = self.counting.keys(k, w)
+        if w.debounce is not None:
+            meta["dn"], meta["dm"] = w.debounce
         return [json.dumps(meta, separators=(",", ":")), w.mask_png, w.heat_png, w.frame_jpeg, w.preview_jpeg,
                 w.preview_heat, w.alert_json]
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from linewatch.contract import Alert, RedisKeys
 from worker.previews import PreviewClock, heat_png, preview_jpeg
 from worker.records import ScoredBatch
+from worker.routing import frame_map
 from worker.scoring import anomaly_mask, effective_threshold
 from worker.sinks import FrameWrite, boxes_json
 
@@ -61,18 +62,24 @@ class VerdictBuilder:
 
     def frame_write(self, job: ScoredBatch, i: int, score: float, runtime: dict[str, float], now_ns: int) -> FrameWrite:
         item, served = job.items[i], job.served
-        meta = item.meta
+        meta, route = item.meta, item.route
         assert meta is not None
         camera, fid = meta.camera, item.frame_id
-        threshold = effective_threshold(
-            camera, runtime, self.policy.configured, served.camera_thresholds, self.policy.default_threshold
-        )
+        amap = job.maps[i]
+        if route is not None and route.regions:  # the model saw the regions' box: back onto the frame
+            amap = frame_map(amap, route, meta.width, meta.height)
+        if route is not None and route.threshold is not None and camera not in runtime:
+            threshold = route.threshold  # the recipe's, under an operator's runtime override only
+        else:
+            threshold = effective_threshold(
+                camera, runtime, self.policy.configured, served.camera_thresholds, self.policy.default_threshold
+            )
         anomalous = bool(score >= threshold)
         clock_ok = self.clock.plausible(meta.capture_ns, item.received_ns)
         keep_mask = self.policy.masks == "all" or (self.policy.masks == "anomalous" and anomalous)
-        mask = anomaly_mask(job.maps[i], served.pixel_threshold) if keep_mask or anomalous else None
+        mask = anomaly_mask(amap, served.pixel_threshold) if keep_mask or anomalous else None
         show = self.pictures.enabled and (anomalous or self.previews.due(camera))
-        heat = heat_png(job.maps[i], served.pixel_threshold) if show else b""
+        heat = heat_png(amap, served.pixel_threshold) if show else b""
         jpeg = preview_jpeg(item.value, meta, self.pictures.width) if show else b""
         keep_frame = anomalous and bool(jpeg)
         mask_key = self.keys.mask(camera, fid) if keep_mask else ""
@@ -87,7 +94,7 @@ class VerdictBuilder:
             "heat_key": self.keys.heat_at(camera, fid) if keep_frame else "",
             "frame_key": self.keys.frame_at(camera, fid) if keep_frame else "",
             "boxes": boxes_json(mask.boxes) if mask and anomalous else "[]", "worker": self.worker_id,
-            "part": meta.part,
+            "part": meta.part, "recipe": route.recipe if route is not None else "",
         }
         alert = b""
         if anomalous:
@@ -95,11 +102,12 @@ class VerdictBuilder:
                 camera=camera, frame_seq=meta.seq, capture_ns=meta.capture_ns, score_raw=float(job.scores[i]),
                 score=score, threshold=threshold, model_name=served.name, model_version=served.version,
                 mask_key=mask_key, mask_size=mask.size if mask else (0, 0), boxes=mask.boxes if mask else [],
-                frame_id=fid, emitted_ns=now_ns, part=meta.part,
+                frame_id=fid, emitted_ns=now_ns, part=meta.part, recipe=fields["recipe"],
             ).to_json()
         return FrameWrite(
             tp=item.tp, offset=item.offset, fingerprint=item.fingerprint, camera=camera, frame_id=fid,
             anomalous=anomalous, event_ms=meta.capture_ns // 1_000_000 if clock_ok else now_ms, fields=fields,
             mask_png=mask.png if keep_mask and mask else b"", heat_png=heat if keep_frame else b"",
             frame_jpeg=jpeg if keep_frame else b"", preview_jpeg=jpeg, preview_heat=heat, alert_json=alert,
+            debounce=route.debounce if route is not None else None,
         )

@@ -81,7 +81,7 @@ class ShapesWriter:
             "mask_key": k.mask(camera, frame_id) if images else "",
             "heat_key": k.heat_at(camera, frame_id) if images and anomalous else "",
             "frame_key": k.frame_at(camera, frame_id) if images and anomalous else "",
-            "boxes": json.dumps(boxes), "worker": "shapes-writer", "part": part,
+            "boxes": json.dumps(boxes), "worker": "shapes-writer", "part": part, "recipe": "",
         }
         assert tuple(fields) == RESULT_FIELDS
         pipe = self.client.pipeline(transaction=True)

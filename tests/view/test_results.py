@@ -31,11 +31,11 @@ def test_frame_and_entry_ids(value: str, ok: bool) -> None:
 def test_camera_state_reads_a_full_hash() -> None:
     fields = {"camera": "cam-1", "seq": "41", "frame_id": "2-99", "score": "0.730000", "threshold": "0.500000",
               "anomalous": "1", "model_name": "draem", "model_version": "7", "published_ms": "1700000000123",
-              "latency_ms": "12.5", "preview_frame_id": "2-97", "worker": "w1"}
+              "latency_ms": "12.5", "preview_frame_id": "2-97", "worker": "w1", "recipe": "weld"}
     state = camera_state("cam-1", fields)
     assert state == {"camera": "cam-1", "frame_id": "2-99", "seq": 41, "score": 0.73, "threshold": 0.5,
                      "anomalous": True, "model": "draem@7", "published_ms": 1700000000123, "latency_ms": 12.5,
-                     "preview": "2-97", "worker": "w1", "part": ""}
+                     "preview": "2-97", "worker": "w1", "part": "", "recipe": "weld"}
 
 
 def test_camera_state_survives_junk() -> None:

@@ -181,3 +181,16 @@ def test_rollout_watch_raises_one_event_when_alarms_exceed_the_prediction(redis_
     assert watch.observe("m", "v0002", [("cam-2", False)] * 200) == []  # a camera in line with the prediction
     stored = redis_client.xrange(keys.recalibrate)
     assert len(stored) == 1 and stored[0][1][b"signal"] == b"rollout" and stored[0][1][b"model"] == b"m@v0002"
+
+
+def test_a_plan_picks_by_recipe_camera_and_fraction() -> None:
+    from model_store.shadow_plans import Plan
+
+    plan = Plan(candidate="m@v2", against="m@production", production_model="m", cameras=("press-*",), recipes=("press",))
+    assert plan.covers("press-1", "press") and not plan.covers("press-1", "weld") and not plan.covers("press-1")
+    assert not plan.covers("weld-1", "press")
+    anywhere = Plan(candidate="m@v2", against="m@production", production_model="m")
+    assert anywhere.covers("any", None) and anywhere.covers("any", "weld")
+    half = Plan(candidate="m@v2", against="m@production", production_model="m", fraction=0.5)
+    picked = sum(half.picks(seq) for seq in range(10_000))
+    assert 4_700 < picked < 5_300 and [half.picks(s) for s in range(50)] == [half.picks(s) for s in range(50)]

@@ -113,6 +113,7 @@ export function header(active, onMode) {
     h("a", { href: "/review", class: active === "review" ? "active" : "", id: "review-link" },
       "Alert review ", h("span", { id: "pending", class: "badge" }, "0")),
     h("a", { href: "/part", class: active === "part" ? "active" : "" }, "Part search"),
+    h("a", { href: "/recipes", class: active === "recipes" ? "active" : "" }, "Recipes"),
     h("a", { href: "/shadow", class: active === "shadow" ? "active" : "" }, "Shadow"));
   const bar = h("header", { class: "top" },
     h("span", { class: "brand" }, "linewatch"), nav,

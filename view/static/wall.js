@@ -123,7 +123,7 @@ function render(t) {
   t.el.querySelector(".score").textContent = `${fmt(st.score)} / ${fmt(st.threshold)}`;
   t.el.querySelector(".score").title = "normalised score / threshold";
   setScoreBar(t.bar, st.score, st.threshold);
-  t.el.querySelector(".model").textContent = st.model;
+  t.el.querySelector(".model").textContent = st.recipe ? `${st.recipe} · ${st.model}` : st.model;
   t.el.querySelector(".part").textContent = st.part ? `part ${st.part}` : "";
   t.el.querySelector(".age").textContent = st.published_ms === null ? "" : fmtAge(clock.now() - st.published_ms);
   const marker = t.el.querySelector(".alarm-marker");
