@@ -3,6 +3,7 @@ acceptable reason, or lost."""
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -24,6 +25,13 @@ class Audit:
     bad_scored: int = 0  # a mutation that left a valid frame
     bad_unaccounted: int = 0
     reason_ok: int = 0  # dead letters whose reason is one the mutations may cause
+    # Bad records dead-lettered more than once (the same source offset, the same reason): Kafka
+    # outputs are at least once (README: Delivery guarantees); the lw-dlq-source header is the
+    # key a reader deduplicates by. Counted, not a failure.
+    dead_letter_repeats: int = 0
+    # Valid mutants whose result Redis no longer holds (their camera, on probation, forgotten with
+    # its keys by a later id flood, as designed) but whose verdict is on the results topic.
+    scored_on_results_topic: int = 0
     must_reject: int = 0
     must_reject_dead_lettered: int = 0
     reasons: Counter = field(default_factory=Counter)
@@ -49,10 +57,16 @@ def results_by_frame(client: redis.Redis, prefix: str) -> dict[str, list[dict[st
     return found
 
 
+def _verdict_frame_ids(bootstrap: str, base: str) -> set[str]:
+    return {c.FrameVerdict.from_json(r.value).frame_id for r in read_topic(bootstrap, f"{base}.results")}
+
+
 def audit(bootstrap: str, base: str, client: redis.Redis, prefix: str, good: GoodStream,
-          fuzz: FuzzStream | None = None, retained: int = 0) -> Audit:
+          fuzz: FuzzStream | None = None, retained: int = 0, results_topic: bool = False) -> Audit:
     """`retained` > 0: audit only each camera's last `retained` good frames, the ones the history's
-    caps still keep (a soak outlives them by design)."""
+    caps still keep (a soak outlives them by design). `results_topic`: the workers also published
+    verdicts (LW_RESULTS_TOPIC); a mutant with neither a result in Redis nor a dead letter counts as
+    scored if its verdict is there (its camera never left probation and a flood evicted it)."""
     topic = f"{base}.frames"
     results = results_by_frame(client, prefix)
     dead = {}
@@ -77,12 +91,14 @@ def audit(bootstrap: str, base: str, client: redis.Redis, prefix: str, good: Goo
             a.good_missing += 1
             a.mismatches.append(f"good {camera}#{seq} at {landed.frame_id}: no result ({dead.get(landed.frame_id)})")
         a.duplicates += max(0, len(entries) - 1)
+    verdicts = functools.cache(lambda: _verdict_frame_ids(bootstrap, base))  # read once, only if needed
     for n, (landed, mutant) in (fuzz.landed.items() if fuzz else []):
         scored = results.get(landed.frame_id, [])
         reasons = dead.get(landed.frame_id, [])
         a.duplicates += max(0, len(scored) - 1)
-        if len(reasons) == 1 and not scored:
+        if reasons and len(set(reasons)) == 1 and not scored:
             a.bad_dead_lettered += 1
+            a.dead_letter_repeats += len(reasons) - 1
             a.reasons[reasons[0]] += 1
             if reasons[0] in mutant.acceptable:
                 a.reason_ok += 1
@@ -90,12 +106,15 @@ def audit(bootstrap: str, base: str, client: redis.Redis, prefix: str, good: Goo
                 a.mismatches.append(f"mutant {n} {mutant.kinds}: dead-lettered as {reasons[0]}, not {sorted(mutant.acceptable)}")
         elif len(scored) == 1 and not reasons:
             a.bad_scored += 1
+        elif results_topic and not scored and not reasons and landed.frame_id in verdicts():
+            a.bad_scored += 1
+            a.scored_on_results_topic += 1
         else:
             a.bad_unaccounted += 1
             a.mismatches.append(f"mutant {n} {mutant.kinds} at {landed.frame_id}: {len(scored)} results, dead letters {reasons}")
         if mutant.must_reject:
             a.must_reject += 1
-            if len(reasons) == 1 and not scored:
+            if reasons and len(set(reasons)) == 1 and not scored:
                 a.must_reject_dead_lettered += 1
             else:
                 a.mismatches.append(f"mutant {n} {mutant.kinds}: invalid, yet {len(scored)} results")

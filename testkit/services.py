@@ -70,7 +70,9 @@ class PrivateKafka:
         self.folder = Path(folder)
         self.bootstrap = f"127.0.0.1:{self.port}"
         self._env = {**os.environ, "LW_KAFKA_PORT": str(self.port), "LW_KAFKA_CONTROLLER_PORT": str(self.cport),
-                     "LW_RUN_DIR": str(self.folder), "LW_KAFKA_NAME": "kafka-faults", "LW_KAFKA_HEAP": "384m"}
+                     "LW_RUN_DIR": str(self.folder), "LW_KAFKA_NAME": "kafka-faults", "LW_KAFKA_HEAP": "384m",
+                     # a restart on a loaded 2-core machine has taken minutes (docs/reliability.md)
+                     "LW_KAFKA_START_TIMEOUT": os.environ.get("LW_KAFKA_START_TIMEOUT", "300")}
 
     def _script(self, verb: str) -> None:
         subprocess.run(["bash", str(REPO / "deploy/local/kafka.sh"), verb], env=self._env, check=True,

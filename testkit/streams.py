@@ -11,6 +11,7 @@ from typing import Any
 
 import cv2
 from kafka import KafkaProducer
+from kafka.errors import KafkaError
 
 from linewatch import contract as c
 from linewatch.contract import FrameMeta, frame_headers
@@ -73,7 +74,12 @@ class GoodStream:
         def bad(_exc: Any) -> None:
             self.failed += 1
 
-        self.producer.send(self.topic, key=key, value=value, headers=headers).add_callback(ok).add_errback(bad)
+        try:
+            future = self.producer.send(self.topic, key=key, value=value, headers=headers)
+        except KafkaError:  # no metadata or buffer within max_block_ms (a broker away): not sent, not audited
+            self.failed += 1
+            return
+        future.add_callback(ok).add_errback(bad)
 
     def send_round(self) -> None:
         for name in self.names:
@@ -90,10 +96,18 @@ class GoodStream:
             if period:
                 due += period
                 time.sleep(max(0.0, due - time.monotonic()))
-        self.producer.flush(60)
+        self.flush()
+
+    def flush(self, timeout_s: float = 180.0) -> None:
+        """Wait until every record sent is acknowledged or failed (the producer gives a record up
+        after its delivery timeout, 120 s: a broker restart must not end the stream)."""
+        try:
+            self.producer.flush(timeout_s)
+        except KafkaError:  # those still unanswered are counted by their errback when they expire
+            pass
 
     def close(self) -> None:
-        self.producer.flush(60)
+        self.flush()
         self.producer.close(10)
 
 
@@ -133,7 +147,10 @@ class FuzzStream:
                 self.refused.update(mutant.kinds)
                 continue
             future.add_callback(ok).add_errback(bad)
-        self.producer.flush(60)
+        try:
+            self.producer.flush(180)
+        except KafkaError:  # a broker away: those unanswered are counted by their errback later
+            pass
 
     def _fuzz_base(self, camera: str, seq: int) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
         value = self.good.record(self.good.names[seq % len(self.good.names)], seq % 50)[1]

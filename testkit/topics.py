@@ -27,7 +27,8 @@ def create_topics(bootstrap: str, base: str, partitions: int) -> None:
 def delete_topics(bootstrap: str, base: str) -> None:
     admin = KafkaAdminClient(bootstrap_servers=bootstrap)
     try:
-        admin.delete_topics([f"{base}.frames", f"{base}.alerts", f"{base}.frames.dlq"], raise_errors=False)
+        admin.delete_topics([f"{base}.frames", f"{base}.alerts", f"{base}.frames.dlq", f"{base}.results"],
+                            raise_errors=False)
     finally:
         admin.close()
 

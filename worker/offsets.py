@@ -10,6 +10,7 @@ records) never block progress, because only offsets actually taken in are waited
 from __future__ import annotations
 
 import heapq
+from collections import Counter
 from dataclasses import dataclass, field
 
 
@@ -19,7 +20,12 @@ class PartitionOffsets:
 
     committed: int | None = None  # next offset to read according to the last commit we made
     _pending: list[int] = field(default_factory=list)  # min-heap of taken, unacknowledged offsets
-    _acked: set[int] = field(default_factory=set)  # acknowledged offsets still above a pending one
+    # Acknowledgements of offsets still above a pending one, counted: an offset taken twice (read
+    # again after the client went back to the committed offset without a revocation, e.g. when the
+    # group's coordinator came back after a broker restart) is pending twice and needs two. A set
+    # merged the two acks when both came while a lower offset was pending, and the partition's
+    # commit point stayed on the second copy for good.
+    _acked: Counter[int] = field(default_factory=Counter)
     _highest: int = -1
 
     def take(self, offset: int) -> None:
@@ -27,9 +33,12 @@ class PartitionOffsets:
         self._highest = max(self._highest, offset)
 
     def ack(self, offset: int) -> None:
-        self._acked.add(offset)
-        while self._pending and self._pending[0] in self._acked:
-            self._acked.discard(heapq.heappop(self._pending))
+        self._acked[offset] += 1
+        while self._pending and self._acked[self._pending[0]] > 0:
+            done = heapq.heappop(self._pending)
+            self._acked[done] -= 1
+            if not self._acked[done]:
+                del self._acked[done]
 
     @property
     def in_flight(self) -> int:

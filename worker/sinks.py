@@ -508,6 +508,10 @@ class KafkaTopicCheck:
             self._admin.close()
 
 
+def topic_missing(topic: str) -> OutputRefused:
+    return OutputRefused(f"kafka: topic {topic} does not exist (or this worker may not describe it)")
+
+
 def kafka_error(exc: KafkaError, topic: str, topic_exists: TopicCheck) -> PublishError:
     """Translate a failed send to `topic` into the kind of PublishError it is."""
     text = f"{type(exc).__name__}: {exc}"
@@ -519,7 +523,7 @@ def kafka_error(exc: KafkaError, topic: str, topic_exists: TopicCheck) -> Publis
         # A missing topic and an unreachable broker both look like a timeout here: a send to a topic
         # deleted after its metadata was cached times out in the record's future, not in metadata.
         if topic_exists(topic) is False:
-            return OutputRefused(f"kafka: topic {topic} does not exist (or this worker may not describe it)")
+            return topic_missing(topic)
         return OutputUnavailable(f"kafka: {text[:200]}")
     if getattr(exc, "retriable", False) or isinstance(exc, KafkaTimeoutError):
         return OutputUnavailable(f"kafka: {text[:200]}")
@@ -527,12 +531,19 @@ def kafka_error(exc: KafkaError, topic: str, topic_exists: TopicCheck) -> Publis
 
 
 class KafkaSender:
-    """Sends alert and dead-letter records and waits until the broker acknowledged them."""
+    """Sends alert and dead-letter records and waits until the broker acknowledged them.
 
-    def __init__(self, producer: KafkaProducer, topic_exists: TopicCheck, timeout_s: float = 15.0) -> None:
+    A record for a topic deleted after its metadata was cached is not refused by the client: it
+    waits in the producer until `timeout_s`. So records still unanswered after `name_after_s` have
+    their topics looked up, and those of a topic the cluster no longer lists are refused then
+    (`topic ... does not exist`), not after the whole timeout: readiness names the cause sooner."""
+
+    def __init__(self, producer: KafkaProducer, topic_exists: TopicCheck, timeout_s: float = 15.0,
+                 name_after_s: float = 5.0) -> None:
         self.producer = producer
         self.topic_exists = topic_exists
         self.timeout_s = timeout_s
+        self.name_after_s = name_after_s
 
     def send_all(self, records: list[OutRecord]) -> list[PublishError | None]:
         """One outcome per record: None when acknowledged, else its PublishError."""
@@ -546,17 +557,34 @@ class KafkaSender:
         # One deadline for the whole call: waiting `timeout_s` per record let a batch whose topic had
         # vanished hold the publish thread for minutes (records x timeout) after the topic was back.
         deadline = time.monotonic() + self.timeout_s
+        if futures and self.name_after_s < self.timeout_s:
+            self._flush(self.name_after_s)
+            futures = self._refuse_missing_topics(records, futures, outcomes)
         if futures:
-            try:
-                self.producer.flush(timeout=self.timeout_s)
-            except KafkaError:
-                pass  # each future below says what happened to its record
+            self._flush(max(0.0, deadline - time.monotonic()))
         for i, future in futures:
             try:
                 future.get(timeout=max(0.0, deadline - time.monotonic()))
             except KafkaError as exc:
                 outcomes[i] = kafka_error(exc, records[i].topic, self.topic_exists)
         return outcomes
+
+    def _flush(self, timeout_s: float) -> None:
+        try:
+            self.producer.flush(timeout=timeout_s)
+        except KafkaError:
+            pass  # each future says what happened to its record
+
+    def _refuse_missing_topics(self, records: list[OutRecord], futures: list[tuple[int, Any]],
+                               outcomes: list[PublishError | None]) -> list[tuple[int, Any]]:
+        """Refuse the unanswered records of topics the cluster does not list; the others go on waiting.
+        (A refused record may still reach a topic created again meanwhile: at least once.)"""
+        waiting = {records[i].topic for i, f in futures if not f.is_done}
+        missing = {t for t in waiting if self.topic_exists(t) is False}
+        for i, f in futures:
+            if records[i].topic in missing and not f.is_done:
+                outcomes[i] = topic_missing(records[i].topic)
+        return [(i, f) for i, f in futures if outcomes[i] is None]
 
 
 def boxes_json(boxes: list[tuple[int, int, int, int]]) -> str:

@@ -65,3 +65,27 @@ def test_in_flight_counts_every_partition() -> None:
     assert book.in_flight() == 1
     book.mark_committed({("f", 0): 1})
     assert book.committable() == {("f", 1): 7}
+
+
+def test_an_offset_taken_twice_needs_two_acks_even_when_both_come_early() -> None:
+    # Offset 6 read again (the client went back to the committed offset without a revocation): both
+    # copies are acknowledged while 5 is still pending; once 5 is, the commit point passes 6.
+    p = PartitionOffsets()
+    for offset in (5, 6, 6):
+        p.take(offset)
+    p.ack(6)
+    p.ack(6)
+    assert p.committable() == 5
+    p.ack(5)
+    assert p.committable() == 7 and p.in_flight == 0
+
+
+def test_an_offset_taken_twice_waits_for_its_second_ack() -> None:
+    p = PartitionOffsets()
+    for offset in (6, 6, 7):
+        p.take(offset)
+    p.ack(6)
+    p.ack(7)
+    assert p.committable() == 6  # the second copy of 6 is still in the pipeline
+    p.ack(6)
+    assert p.committable() == 8
