@@ -50,7 +50,7 @@ from worker.batching import fit_to
 from worker.records import ScoredBatch
 from worker.scoring import effective_threshold
 from worker.sinks import FrameWrite, Written
-from worker.serving import EngineFactory, ServedModel, load_served
+from worker.serving import _LOAD_ERRORS, EngineFactory, ServedModel, load_served
 from worker.supervision import SupervisedThread, Supervisor
 
 log = structlog.get_logger(__name__)
@@ -63,7 +63,6 @@ SHADOW_FRAMES = Counter(
 ROLLOUT_EVENTS = Counter(
     "linewatch_worker_rollout_events_total", "A promoted version alarming clearly above its shadow's prediction.", ["model"]
 )
-_LOAD_ERRORS = (LinewatchError, RuntimeError, OSError, ValueError)
 
 
 @dataclass(frozen=True)

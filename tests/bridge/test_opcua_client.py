@@ -11,7 +11,7 @@ from typing import Iterator
 
 import pytest
 from asyncua import ua
-from kafka import KafkaConsumer, KafkaProducer
+from kafka import KafkaProducer
 from pydantic import ValidationError
 
 from bridge.dead_letters import H_DLQ_SINK
@@ -20,6 +20,7 @@ from bridge.sinks.opcua_client import as_type, next_counter
 from linewatch.contract import H_DLQ_DETAIL, H_DLQ_REASON, FrameVerdict
 from tests.bridge.helpers import running_bridge, wait_until
 from tests.bridge.plc import PlcServer
+from testkit.topics import read_topic
 
 
 def test_values_take_the_plc_nodes_types() -> None:
@@ -88,7 +89,7 @@ def test_a_verdict_the_plc_has_no_node_for_is_dead_lettered_with_the_reason(tmp_
                                opcua_client_password="plc-pass-1", opcua_client_cert_dir=tmp_path / "client", webhook_max_attempts=2)
     with running_bridge(settings) as bridge:
         assert wait_until(lambda: len(plc.frames("cam-2")) == 4, 30), plc.handshakes
-        letters = read_all(kafka_bootstrap, f"{topic_base}.bridge.dlq", 1)
+        letters = read_topic(kafka_bootstrap, f"{topic_base}.bridge.dlq", 1, timeout_s=30)
         assert wait_until(lambda: bridge.readiness()[0], 10), bridge.readiness()  # a refused record is not an outage
     assert plc.frames("cam-2") == [f"0-{s}" for s in range(4)] and plc.counters("cam-2") == [1, 2, 3, 4]
     assert len(letters) == 1 and letters[0].key == b"cam-9"
@@ -100,14 +101,3 @@ def test_a_verdict_the_plc_has_no_node_for_is_dead_lettered_with_the_reason(tmp_
 def verdict(camera: str, seq: int) -> bytes:
     return FrameVerdict(camera=camera, frame_id=f"0-{seq}", seq=seq, capture_ns=time.time_ns(), verdict="NG" if seq % 2 else "OK",
                         score=0.7 if seq % 2 else 0.2, threshold=0.5, model_name="m", model_version="1").to_json()
-
-
-def read_all(kafka_bootstrap: str, topic: str, expected: int, timeout_s: float = 30) -> list:
-    consumer = KafkaConsumer(topic, bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest")
-    records: list = []
-    deadline = time.monotonic() + timeout_s
-    while len(records) < expected and time.monotonic() < deadline:
-        for batch in consumer.poll(timeout_ms=500).values():
-            records.extend(batch)
-    consumer.close()
-    return records

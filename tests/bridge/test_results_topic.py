@@ -2,26 +2,13 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
-from kafka import KafkaConsumer
 
 from linewatch.contract import FrameVerdict, Topics
 from linewatch.errors import FrameRejected
 from producer.app import produce_synthetic
+from testkit.topics import read_topic
 from tests.worker.helpers import history, running_worker, wait_for_results
-
-
-def consume_all(kafka_bootstrap: str, topic: str, expected: int, timeout_s: float = 30) -> list:
-    consumer = KafkaConsumer(topic, bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest", group_id=None)
-    records: list = []
-    deadline = time.monotonic() + timeout_s
-    while len(records) < expected and time.monotonic() < deadline:
-        for batch in consumer.poll(timeout_ms=500).values():
-            records.extend(batch)
-    consumer.close()
-    return records
 
 
 def test_verdict_json_round_trip_and_refusals() -> None:
@@ -42,7 +29,7 @@ def test_every_scored_frame_has_one_verdict_on_the_results_topic(kafka_bootstrap
                              defects={"cam-2": (10, 20)})
     with running_worker(worker_settings(max_batch=8, results_topic=True)):
         assert wait_for_results(redis_client, redis_prefix, ["cam-1", "cam-2"], sent.sent, timeout_s=90) == sent.sent
-        records = consume_all(kafka_bootstrap, f"{topic_base}.results", sent.sent)
+        records = read_topic(kafka_bootstrap, f"{topic_base}.results", sent.sent, timeout_s=30)
     assert len(records) == sent.sent
     by_camera: dict[str, list[FrameVerdict]] = {}
     for r in records:
