@@ -110,7 +110,7 @@ class Worker:
             ShadowPolicy(s.shadow_queue_batches, s.shadow_max_batch, s.shadow_ttl_s, s.shadow_poll_s),
             busy=lambda: not self.inbox.empty() or self.batcher.working(), supervisor=self.supervisor,
         ) if s.shadow else None
-        self.rollout = RolloutWatch(self.store, self.redis, s.keys, s.rollout_watch_frames, s.rollout_alpha,
+        self.rollout = RolloutWatch(self.store, self.writer.recalibrate_events, s.rollout_watch_frames, s.rollout_alpha,
                                     s.worker_id) if s.rollout_watch_frames else None
         # Made by start(): they connect to Kafka as they are made.
         self.producer: KafkaProducer | None = None

@@ -240,9 +240,10 @@ def _recipe(job: ScoredBatch, i: int) -> str | None:
 class RolloutWatch:
     """The first frames of a shadow-gated promotion, against what the shadow predicted (module docstring)."""
 
-    def __init__(self, store: ModelStore, client: redis.Redis, keys: RedisKeys, frames: int, alpha: float,
-                 worker_id: str, alias: str = "production") -> None:
-        self.store, self.client, self.keys, self.frames, self.alpha = store, client, keys, frames, alpha
+    def __init__(self, store: ModelStore, write_events: Callable[[list[dict[str, str]]], None], frames: int,
+                 alpha: float, worker_id: str, alias: str = "production") -> None:
+        # write_events: the ResultWriter's recalibrate_events, so the stream has one writer and one cap
+        self.store, self.write_events, self.frames, self.alpha = store, write_events, frames, alpha
         self.worker_id, self.alias = worker_id, alias
         self._predicted: dict[tuple[str, str], float | None] = {}
         self._counts: dict[tuple[str, str, str], list[int]] = {}  # (name, version, camera) -> [frames, alarms]
@@ -300,7 +301,7 @@ class RolloutWatch:
         log.error("promoted version alarms above its shadow's prediction", model=f"{name}@{version}", camera=camera,
                   alarms=k, frames=n, predicted_bound=bound)
         try:
-            self.client.xadd(self.keys.recalibrate, event, maxlen=10_000, approximate=True)
-        except redis.RedisError as exc:
+            self.write_events([event])
+        except LinewatchError as exc:
             log.warning("rollout event not written", error=str(exc))
         return event

@@ -26,6 +26,7 @@ from model_store.store import ModelStore
 from producer.app import produce_synthetic
 from tests.worker.helpers import history, running_worker, wait_for_results
 from worker.shadow import RolloutWatch
+from worker.sinks import Debounce, Retention, ResultWriter
 
 pytestmark = pytest.mark.integration
 
@@ -172,7 +173,8 @@ class _Evidence:
 def test_rollout_watch_raises_one_event_when_alarms_exceed_the_prediction(redis_client, redis_prefix) -> None:
     keys = RedisKeys(redis_prefix)
     evidence = [{"version": "v0002", "shadow": {"alarm_upper_bound": 0.02}}]
-    watch = RolloutWatch(_Evidence(evidence), redis_client, keys, frames=200, alpha=0.001, worker_id="w")
+    writer = ResultWriter(redis_client, keys, Retention(alerts_maxlen=50), Debounce())
+    watch = RolloutWatch(_Evidence(evidence), writer.recalibrate_events, frames=200, alpha=0.001, worker_id="w")
     assert watch.observe("m", "v0001", [("cam-1", True)] * 50) == []  # no gated promotion of v0001: no watch
     assert watch.observe("m", "v0002", [("cam-1", i % 10 == 0) for i in range(40)]) == []  # 4 of 40 at 2 %: p ~ 0.009
     events = watch.observe("m", "v0002", [("cam-1", i % 5 == 0) for i in range(40)])  # 12 of 80: clearly above
