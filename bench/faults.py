@@ -32,7 +32,7 @@ worker exits and restarts, peak worker RSS. broker_restart also times, from the 
 answering, the producer's first acknowledged record, the workers' first record taken in and the
 first result in Redis (`phases`; target: a result within RECOVERY_TARGET_S = 10 s).
 
-    .venv/bin/python bench/faults.py                      # everything (about 25 minutes here)
+    .venv/bin/python bench/faults.py                      # everything (70 minutes here: the flood 27, chaos 30)
     .venv/bin/python bench/faults.py --quick              # what CI runs (tests/worker/test_faults.py)
     .venv/bin/python bench/faults.py --write docs/reliability.md
     .venv/bin/python bench/faults.py --only soak --soak-minutes 60 --write docs/reliability.md
