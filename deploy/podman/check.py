@@ -52,6 +52,15 @@ class CheckFailed(Exception):
     pass
 
 
+def _alert_line(line: str) -> bool:
+    """linewatch-alerts prints each alert as the contract's JSON (camera, frame_id, score, ...)."""
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return False
+    return isinstance(record, dict) and str(record.get("camera", "")).startswith("cam-") and "frame_id" in record
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -210,7 +219,7 @@ class Stack:
 
     def alerts(self, state: dict[str, Any]) -> None:
         logs = self.run("podman", "logs", self.container("alerts")).stdout + self.run("podman", "logs", self.container("alerts")).stderr
-        logged = sum(1 for line in logs.splitlines() if "alert" in line.lower() and "cam-" in line)
+        logged = sum(1 for line in logs.splitlines() if _alert_line(line))
         if state["alerts_kafka"] < 1 or state["alerts_redis"] < 1 or logged < 1:
             raise CheckFailed(f"alerts: kafka {state['alerts_kafka']}, redis {state['alerts_redis']}, "
                               f"alert consumer log lines {logged}")
