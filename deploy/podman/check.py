@@ -218,7 +218,8 @@ class Stack:
         return state
 
     def alerts(self, state: dict[str, Any]) -> None:
-        logs = self.run("podman", "logs", self.container("alerts")).stdout + self.run("podman", "logs", self.container("alerts")).stderr
+        printed = self.run("podman", "logs", self.container("alerts"))  # the container's stdout and stderr
+        logs = printed.stdout + printed.stderr
         logged = sum(1 for line in logs.splitlines() if _alert_line(line))
         if state["alerts_kafka"] < 1 or state["alerts_redis"] < 1 or logged < 1:
             raise CheckFailed(f"alerts: kafka {state['alerts_kafka']}, redis {state['alerts_redis']}, "
