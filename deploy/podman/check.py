@@ -305,7 +305,7 @@ def main() -> int:
     build = STATE / "build.json"
     if build.exists():
         images = json.loads(build.read_text())
-        print(f"\n| image | size | build (s), last `make images` |\n|---|---|---|")
+        print("\n| image | size | build (s), last `make images` |\n|---|---|---|")
         for tag, info in images.get("images", {}).items():
             print(f"| {tag} | {info['size_bytes'] / 1e9:.2f} GB | {info['build_s']} |")
         print(f"| all | | {images.get('total_s')} |")
