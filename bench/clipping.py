@@ -18,7 +18,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.model_table import DATASETS  # noqa: E402
-from model_store.cli import _parse_size  # noqa: E402
+from model_store.cli import parse_size  # noqa: E402
 from model_store.data import load_uint8  # noqa: E402
 
 
@@ -37,7 +37,7 @@ def main() -> None:
     print("|---|---|---|" + "---|" * len(args.gains.split(",")))
     for folder, size in DATASETS.values():
         paths = sorted((Path(args.data) / folder / "test" / "good").iterdir())
-        images = load_uint8(paths, _parse_size(size))
+        images = load_uint8(paths, parse_size(size))
         cells = []
         for g in args.gains.split(","):
             share = clipped_share(images, float(g))

@@ -34,7 +34,7 @@ from linewatch.errors import LinewatchError
 log = structlog.get_logger(__name__)
 
 
-def _parse_size(text: str) -> tuple[int, int]:
+def parse_size(text: str) -> tuple[int, int]:
     h, _, w = text.lower().partition("x")
     return int(h), int(w or h)
 
@@ -122,7 +122,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         name=args.name,
         arch=args.arch,
         kwargs=_parse_sets(args.set),
-        input_size=_parse_size(args.input_size),
+        input_size=parse_size(args.input_size),
         batch_size=args.batch_size,
         lr=args.lr,
         max_steps=args.steps,

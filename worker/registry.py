@@ -27,12 +27,11 @@ from dataclasses import dataclass
 
 import structlog
 
-from linewatch.errors import LinewatchError
 from model_store.recipes import RecipeBook
 from worker import metrics
 from worker.decode import InputSpec
 from worker.routing import Routes, routes_of
-from worker.serving import _LOAD_ERRORS, EngineFactory, ModelHolder, ServedModel
+from worker.serving import LOAD_ERRORS, EngineFactory, ModelHolder, ServedModel
 from worker.supervision import SupervisedThread, Supervisor
 
 log = structlog.get_logger(__name__)
@@ -102,7 +101,7 @@ class ModelRegistry:
             self._make_room(ref)
             try:
                 served = holder.load_initial()
-            except (*_LOAD_ERRORS, LinewatchError) as exc:
+            except LOAD_ERRORS as exc:
                 attempts = down.attempts + 1 if down else 1
                 delay = min(_RETRY_FIRST_S * 2 ** (attempts - 1), _RETRY_MAX_S)
                 self._unavailable[ref] = Unavailable(str(exc), time.monotonic() + delay, attempts,

@@ -34,7 +34,8 @@ from worker.supervision import SupervisedThread, Supervisor
 
 log = structlog.get_logger(__name__)
 
-_LOAD_ERRORS = (LinewatchError, RuntimeError, OSError, ValueError)
+# What loading a model version may raise: a bad manifest or hash, a broken file, a refused state dict.
+LOAD_ERRORS = (LinewatchError, RuntimeError, OSError, ValueError)
 _RETRY_MAX_S = 600.0
 
 
@@ -99,7 +100,7 @@ class ModelHolder:
         name, version = self.store.resolve(self.ref)
         try:
             served = self._load(name, version)
-        except _LOAD_ERRORS as exc:
+        except LOAD_ERRORS as exc:
             served = self._load_fallback(name, version, exc)
         self._serve(served)
         return served
@@ -109,7 +110,7 @@ class ModelHolder:
         for candidate in candidates:
             try:
                 served = self._load(name, candidate)
-            except _LOAD_ERRORS as exc:
+            except LOAD_ERRORS as exc:
                 log.warning("fallback version does not load either", model=name, version=candidate, error=str(exc))
                 continue
             self.fallback = f"serving {name}@{candidate}: {name}@{version} (the target of {self.ref}) failed to load: {error}"
@@ -123,7 +124,7 @@ class ModelHolder:
         key = (name, version)
         try:
             served = load_served(self.store, f"{name}@{version}", self.make_engine)
-        except _LOAD_ERRORS as exc:
+        except LOAD_ERRORS as exc:
             self._record_failure(key, exc)
             raise
         self._failed.pop(key, None)
@@ -201,7 +202,7 @@ class ModelHolder:
             return False
         try:
             fresh = self._load(name, version)
-        except _LOAD_ERRORS as exc:
+        except LOAD_ERRORS as exc:
             log.error("model version failed to load; the current one keeps serving", model=name, version=version,
                       error=str(exc), retry_in_s=round(self._failed[(name, version)].retry_at - time.monotonic()))
             return False

@@ -50,7 +50,7 @@ from worker.batching import fit_to
 from worker.records import ScoredBatch
 from worker.scoring import effective_threshold
 from worker.sinks import FrameWrite, Written
-from worker.serving import _LOAD_ERRORS, EngineFactory, ServedModel, load_served
+from worker.serving import LOAD_ERRORS, EngineFactory, ServedModel, load_served
 from worker.supervision import SupervisedThread, Supervisor
 
 log = structlog.get_logger(__name__)
@@ -176,7 +176,7 @@ class ShadowRunner(SupervisedThread):
     def _load(self, candidate: str, now: float) -> None:
         try:
             self._models[candidate] = load_served(self.store, candidate, self.make_engine)
-        except _LOAD_ERRORS as exc:
+        except LOAD_ERRORS as exc:
             self._retry_at[candidate] = now + 60.0  # a bad candidate must not cost the worker a load per poll
             log.error("shadow candidate does not load; retrying in 60 s", candidate=candidate, error=str(exc))
             return
