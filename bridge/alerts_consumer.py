@@ -6,7 +6,10 @@ own group, commit after handling, deduplicate by (camera, frame_id) since delive
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
+import time
 import urllib.request
 from collections import OrderedDict
 
@@ -22,6 +25,8 @@ from linewatch.settings import KafkaSettings, RedisSettings
 from linewatch.startup import EXIT_BAD_SETTINGS, program_settings
 
 log = structlog.get_logger(__name__)
+
+TOPIC_WAIT_S = 60.0  # how long a start waits for the alert topic to exist
 
 
 class AlertConsumerSettings(KafkaSettings, RedisSettings):
@@ -57,11 +62,30 @@ def handle(alert: Alert, webhook: str | None) -> None:
         print(line.decode(), flush=True)
 
 
-def follow(settings: AlertConsumerSettings, max_alerts: int = 0, idle_exit_s: float = 0) -> int:
-    """Consume alerts; stop after `max_alerts` (0: never) or `idle_exit_s` without one (0: never)."""
+def _await_topic(consumer: KafkaConsumer, topic: str, stop: threading.Event, timeout_s: float = TOPIC_WAIT_S) -> None:
+    """Wait until the subscribed topic has partitions, before the first poll joins the group.
+
+    The worker's order (worker/kafka_input.py): a member that joins while the topic is missing
+    may be assigned nothing until the group rebalances again. In containers this program starts
+    before the topics one-shot has run. Past the wait it exits 1, saying why; a container's
+    restart policy starts it again.
+    """
+    deadline = time.monotonic() + timeout_s
+    while not consumer.partitions_for_topic(topic):
+        if time.monotonic() > deadline:
+            raise ServiceUnavailable(f"topic {topic} not found within {timeout_s:.0f} s (create the topics first)")
+        if stop.wait(0.5):
+            return
+
+
+def follow(
+    settings: AlertConsumerSettings, max_alerts: int = 0, idle_exit_s: float = 0, stop: threading.Event | None = None
+) -> int:
+    """Consume alerts; stop after `max_alerts` (0: never), `idle_exit_s` without one (0: never) or
+    when `stop` is set, within one poll (half a second)."""
+    stop = stop or threading.Event()
     with kafka_connecting(settings, "linewatch-alerts"):
         consumer = KafkaConsumer(
-            settings.topics.alerts,
             **settings.kafka_client_kwargs(),
             group_id=settings.alerts_group_id,
             enable_auto_commit=False,
@@ -69,7 +93,9 @@ def follow(settings: AlertConsumerSettings, max_alerts: int = 0, idle_exit_s: fl
         )
     seen, count, idle = _Seen(), 0, 0.0
     try:
-        while not max_alerts or count < max_alerts:
+        consumer.subscribe([settings.topics.alerts])
+        _await_topic(consumer, settings.topics.alerts, stop)
+        while (not max_alerts or count < max_alerts) and not stop.is_set():
             polled = consumer.poll(timeout_ms=500)
             idle = 0.0 if polled else idle + 0.5
             if idle_exit_s and idle >= idle_exit_s:
@@ -108,8 +134,14 @@ def main(argv: list[str] | None = None) -> int:
     settings = program_settings("linewatch-alerts", AlertConsumerSettings, overrides)
     if settings is None:
         return EXIT_BAD_SETTINGS
+    # SIGTERM ends the loop after the current poll, with what was handled committed. Without a
+    # handler, the process is PID 1 in its container, where an unhandled SIGTERM is ignored: it was
+    # killed at the end of every stop's grace period.
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
     try:
-        return 0 if follow(settings, args.max_alerts, args.idle_exit) >= 0 else 1
+        return 0 if follow(settings, args.max_alerts, args.idle_exit, stop) >= 0 else 1
     except ServiceUnavailable as exc:
         log.error("alert consumer could not start", error=str(exc))
         return 1
