@@ -8,6 +8,7 @@ import pytest
 
 from linewatch.contract import Topics
 from producer.settings import ProducerSettings
+from view.settings import ViewSettings
 from worker.settings import WorkerSettings
 
 from .conftest import K8S_DIR, console_scripts, find, kustomize_resources, load_yaml_docs, pod_containers, read_env_file
@@ -126,6 +127,24 @@ def test_producer_metrics_port(docs: list[dict[str, Any]]) -> None:
     service = find(docs, "Service", "linewatch-producer-metrics")
     assert _port(container, service["spec"]["ports"][0]["targetPort"]) == port
     assert deployment["spec"]["replicas"] == 1 and deployment["spec"]["strategy"]["type"] == "Recreate"
+
+
+def test_view_serves_where_its_probes_and_service_look(docs: list[dict[str, Any]]) -> None:
+    from view.app import create_app  # the real routes, not a list copied here
+    from view.auth import OPEN_PATHS
+
+    deployment = find(docs, "Deployment", "linewatch-view")
+    (container,) = pod_containers(deployment)
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["LW_VIEW_HOST"] == "0.0.0.0"  # reachable through the Service, not loopback only
+    port = effective("k8s-config", ViewSettings, "view_port")
+    paths = {r.path for r in create_app(ViewSettings()).app.routes}
+    for probe in ("readinessProbe", "livenessProbe"):
+        assert container[probe]["httpGet"]["path"] in paths
+        assert container[probe]["httpGet"]["path"] in OPEN_PATHS  # probes still pass once a token is set
+        assert _port(container, container[probe]["httpGet"]["port"]) == port
+    service = find(docs, "Service", "linewatch-view")
+    assert _port(container, service["spec"]["ports"][0]["targetPort"]) == port
 
 
 def test_commands_are_console_scripts(docs: list[dict[str, Any]]) -> None:

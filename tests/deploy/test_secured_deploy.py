@@ -16,15 +16,16 @@ import pytest
 from linewatch.settings import known_variables
 from producer.settings import ProducerSettings
 from bridge.alerts_consumer import AlertConsumerSettings
+from view.settings import ViewSettings
 from worker.settings import WorkerSettings
 
 from .conftest import COMPOSE_DIR, K8S_DIR, ROOT, find, kustomize_resources, load_yaml_docs, pod_containers, read_env_file
 
-PROGRAMS = (WorkerSettings, ProducerSettings, AlertConsumerSettings)
+PROGRAMS = (WorkerSettings, ProducerSettings, AlertConsumerSettings, ViewSettings)
 KNOWN = known_variables(*PROGRAMS)
 SECURED = K8S_DIR / "components" / "secured"
 SERVICE_CLASS = {"worker": WorkerSettings, "producer": ProducerSettings, "alerts": AlertConsumerSettings,
-                 "topics": ProducerSettings}
+                 "topics": ProducerSettings, "view": ViewSettings}
 FILE_VARS = ("LW_KAFKA_SASL_PASSWORD_FILE", "LW_KAFKA_SASL_USERNAME_FILE", "LW_REDIS_PASSWORD_FILE", "LW_REDIS_USERNAME_FILE")
 # What a written-out secret would look like: a password setting with a value of its own.
 INLINE_SECRET = re.compile(r"^LW_(KAFKA_SASL_PASSWORD|REDIS_PASSWORD)=.+", re.MULTILINE)
@@ -55,7 +56,7 @@ def test_compose_override_only_adds_the_setup_service(secure_compose: dict[str, 
     assert set(secure_compose["services"]) - set(base["services"]) == {"security-setup"}
 
 
-@pytest.mark.parametrize("service", ["producer", "worker", "alerts", "topics"])
+@pytest.mark.parametrize("service", ["producer", "worker", "alerts", "topics", "view"])
 def test_compose_services_read_their_own_secrets_from_files(
     secure_compose: dict[str, Any], service: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -70,6 +71,12 @@ def test_compose_services_read_their_own_secrets_from_files(
     for key in [*FILE_VARS, "LW_KAFKA_SSL_CAFILE", "LW_REDIS_SSL_CA_CERTS"]:
         if key in env:
             assert env[key] in mounted, f"{service}: {key}={env[key]} is not one of its secrets"
+    if service == "view":  # Redis only
+        assert "LW_KAFKA_SASL_USERNAME" not in env and env["LW_REDIS_USERNAME"] == "lw-view"
+        assert env["LW_REDIS_PASSWORD_FILE"] == "/run/secrets/redis-view-password"
+        settings = _settings_from(env, SERVICE_CLASS[service], tmp_path, monkeypatch)
+        assert settings.redis_client_kwargs()["ssl_ca_certs"] == "/run/secrets/ca"
+        return
     role = "admin" if service == "topics" else service  # topics are created by the admin
     assert env["LW_KAFKA_SASL_USERNAME"] == f"lw-{role}"
     assert env["LW_KAFKA_SASL_PASSWORD_FILE"] == f"/run/secrets/kafka-{role}-password"
@@ -143,7 +150,7 @@ def secured_docs() -> list[dict[str, Any]]:
 
 def test_k8s_component_patches_every_program(secured_docs: list[dict[str, Any]]) -> None:
     names = {d["metadata"]["name"] for d in secured_docs}
-    assert names == {"linewatch-worker", "linewatch-producer", "linewatch-alerts", "linewatch-topics"}
+    assert names == {"linewatch-worker", "linewatch-producer", "linewatch-alerts", "linewatch-topics", "linewatch-view"}
 
 
 def test_k8s_programs_read_their_own_secret_files(secured_docs: list[dict[str, Any]]) -> None:
@@ -165,7 +172,10 @@ def test_k8s_programs_read_their_own_secret_files(secured_docs: list[dict[str, A
         for key in FILE_VARS:
             if key in env:
                 assert str(Path(env[key]).parent) in secret_dirs, key
-        assert "LW_KAFKA_SASL_PASSWORD_FILE" in env
+        if doc["metadata"]["name"] == "linewatch-view":  # Redis only
+            assert "LW_REDIS_PASSWORD_FILE" in env and not any(k.startswith("LW_KAFKA") for k in env)
+        else:
+            assert "LW_KAFKA_SASL_PASSWORD_FILE" in env
         for ca in (config["LW_KAFKA_SSL_CAFILE"], config["LW_REDIS_SSL_CA_CERTS"]):
             assert "configMap" in mounts[str(Path(ca).parent)]
         if doc["metadata"]["name"] == "linewatch-worker":
