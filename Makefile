@@ -37,5 +37,5 @@ screenshots:  ## docs/view-*.png from a live pipeline (the README shows one)
 images:  ## every container image, built with podman from a local Debian base (deploy/podman/build.sh)
 	bash deploy/podman/build.sh
 
-containers-check:  ## images + the compose stack end to end with podman, with a summary (docs/deploy.md)
+containers-check:  ## images + compose, Kubernetes (kube play) and secured stacks end to end with podman (docs/deploy.md)
 	bash deploy/podman/check.sh

@@ -7,6 +7,8 @@ Runs in the producer image (it has kafka-python, redis and linewatch) on the sta
     verify.py wait-scored N TIMEOUT  wait until more than N distinct frames are scored; print the
                                      JSON state plus the seconds it took (exit 1 on timeout)
     verify.py wait-drained TIMEOUT   wait until the group has no lag and every frame is scored
+    verify.py plaintext-refused      the secured stack: a client without TLS and login gets no
+                                     answer from Kafka or Redis (exit 1 when either answers)
 
 A frame is scored when its offset is in the worker's dedupe hashes (RedisKeys.seen), which the
 worker writes with the result in one transaction, so "every offset of every partition is there"
@@ -17,9 +19,11 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sys
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
 import redis
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
@@ -111,12 +115,39 @@ def _try_state() -> dict[str, Any] | None:
         return None
 
 
+# A Kafka ApiVersions request (v0, correlation id 1, no client id): a plaintext listener answers it.
+_API_VERSIONS = bytes.fromhex("0000000a" "00120000" "00000001" "ffff")
+
+
+def _answer(host: str, port: int, hello: bytes) -> bytes:
+    with socket.create_connection((host, port), timeout=5) as sock:
+        sock.sendall(hello)
+        try:
+            return sock.recv(64)
+        except OSError:  # reset: refused as well
+            return b""
+
+
+def plaintext_refused() -> dict[str, Any]:
+    """What Kafka and Redis say to a plaintext client: nothing, or a TLS alert record (0x15)."""
+    kafka_host, kafka_port = KafkaSettings().kafka_bootstrap.split(",")[0].rsplit(":", 1)
+    url = urlsplit(RedisSettings().redis_url)
+    answers = {"kafka": _answer(kafka_host, int(kafka_port), _API_VERSIONS),
+               "redis": _answer(url.hostname or "redis", url.port or 6379, b"PING\r\n")}
+    refused = all(not got or got[:1] == b"\x15" for got in answers.values())
+    return {"refused": refused, **{k: got.hex()[:24] for k, got in answers.items()}}
+
+
 def main(argv: list[str]) -> int:
     cmd = argv[0] if argv else "state"
     t0 = time.monotonic()
     if cmd == "state":
         print(json.dumps(state()))
         return 0
+    if cmd == "plaintext-refused":
+        result = plaintext_refused()
+        print(json.dumps(result))
+        return 0 if result["refused"] else 1
     if cmd == "wait-scored":
         above, timeout = int(argv[1]), float(argv[2])
         while True:

@@ -21,6 +21,7 @@ yaml = pytest.importorskip("yaml")
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_DIR = ROOT / "deploy" / "compose"
 K8S_DIR = ROOT / "deploy" / "k8s"
+KUBE_DIR = ROOT / "deploy" / "podman" / "kube"  # the base run with podman kube play
 
 
 def read_env_file(path: Path) -> dict[str, str]:

@@ -218,3 +218,15 @@ def test_generated_secrets_are_ignored_by_git() -> None:
              "somewhere/else/server.pem"]
     result = subprocess.run(["git", "check-ignore", "--no-index", *paths], cwd=ROOT, capture_output=True, text=True, check=False)
     assert sorted(result.stdout.split()) == sorted(paths)
+
+
+def test_compose_override_health_checks_replace_the_base_ones(secure_compose: dict[str, Any]) -> None:
+    """Strings in both files, not lists: podman-compose 1.0.3 appends an override's list to the base
+    file's (the secured broker's check became `python3 probe.py 9092 CMD-SHELL ...`, always
+    unhealthy) and cannot merge a string into a list."""
+    base = load_yaml_docs(COMPOSE_DIR / "docker-compose.yml")[0]["services"]
+    for name in ("kafka", "redis"):
+        test = secure_compose["services"][name]["healthcheck"]["test"]
+        assert isinstance(test, str) and isinstance(base[name]["healthcheck"]["test"], str), name
+    kafka = secure_compose["services"]["kafka"]
+    assert "/run/secrets/ca" in kafka["healthcheck"]["test"] and "ca" in kafka["secrets"]

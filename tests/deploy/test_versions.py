@@ -12,7 +12,7 @@ import xml.etree.ElementTree as ET
 from importlib.metadata import version
 from pathlib import Path
 
-from .conftest import COMPOSE_DIR, K8S_DIR, ROOT, dockerfile_instructions, load_yaml_docs, read_env_file
+from .conftest import COMPOSE_DIR, K8S_DIR, KUBE_DIR, ROOT, dockerfile_instructions, load_yaml_docs, read_env_file
 
 VERSIONS = read_env_file(ROOT / "deploy" / "versions.env")
 
@@ -39,7 +39,7 @@ def _images(paths: list[Path]) -> dict[str, str]:
 
 
 def _deployment_files() -> list[Path]:
-    return sorted(COMPOSE_DIR.glob("*.yml")) + sorted(K8S_DIR.rglob("*.yaml"))
+    return sorted(COMPOSE_DIR.glob("*.yml")) + sorted(K8S_DIR.rglob("*.yaml")) + sorted(KUBE_DIR.glob("*.yaml"))
 
 
 def test_tests_run_the_pinned_torch() -> None:
