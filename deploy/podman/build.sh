@@ -96,7 +96,7 @@ EOF
 
 kafka_context() {
   local ctx=$state/kafka-context libs=$repo/.cache/kafka/libs
-  compgen -G "$libs/kafka_2.13-$(kafka_version).jar" >/dev/null || LW_KAFKA_NAME=kafka bash "$repo/deploy/local/kafka.sh" fetch
+  compgen -G "$libs/kafka_2.13-$(kafka_version).jar" >/dev/null || LW_KAFKA_NAME=kafka bash "$repo/deploy/local/kafka.sh" fetch >&2  # stdout is the context path
   compgen -G "$libs/kafka_2.13-$(kafka_version).jar" >/dev/null \
     || { echo "the jars in $libs are not Kafka $(kafka_version) (deploy/versions.env)" >&2; exit 1; }
   rm -rf "$ctx" && mkdir -p "$ctx"
