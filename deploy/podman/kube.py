@@ -58,7 +58,7 @@ class KubeStack(Stack):
 
     # -- steps -----------------------------------------------------------------------------------
     def steps(self) -> list[Callable[[], Any]]:
-        return [self.clean, self.up, lambda: self.view("view-kube.png"), self.workers, self.kill_restart,
+        return [self.clean, self.up, self.view, self.workers, self.kill_restart,
                 lambda: self.alerts(self.drained("two workers, one killed")), self.stop_cleanly]
 
     def play(self, docs: list[dict[str, Any]], name: str) -> None:

@@ -5,7 +5,7 @@ rate and cameras) as project `lwcheck` with one worker; its `steps` check, in or
 
 1. up -> the first frame scored (a model is trained by model-init inside that time);
 2. the view answers and Debian's chromium shows every camera's tile with a live picture
-   (screenshot: .run/containers/view-compose.png);
+   (screenshot: .run/containers/view-<stack>.png);
 3. Prometheus scrapes the worker and the producer (targets up, the worker's frame counter > 0);
 4. the images' health checks pass in the running containers (`podman healthcheck run`: without
    systemd nothing runs them on a timer here);
@@ -183,14 +183,14 @@ class Stack:
     def view_url(self) -> str:
         return f"http://127.0.0.1:{self.env['LW_VIEW_HOST_PORT']}"
 
-    def view(self, shot_name: str = "view-compose.png") -> None:
+    def view(self) -> None:
         from playwright.sync_api import expect, sync_playwright
 
         url = self.view_url()
         with urllib.request.urlopen(f"{url}/healthz", timeout=10) as resp:
             if resp.status != 200:
                 raise CheckFailed(f"view /healthz: {resp.status}")
-        shot = STATE / shot_name
+        shot = STATE / f"view-{self.name}.png"
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(
                 executable_path="/usr/bin/chromium",
