@@ -9,7 +9,6 @@ import argparse
 import signal
 import sys
 import threading
-import time
 import urllib.request
 from collections import OrderedDict
 
@@ -23,6 +22,7 @@ from linewatch.contract import Alert
 from linewatch.errors import FrameRejected, ServiceUnavailable
 from linewatch.settings import KafkaSettings, RedisSettings
 from linewatch.startup import EXIT_BAD_SETTINGS, program_settings
+from linewatch.topics import await_partitions
 
 log = structlog.get_logger(__name__)
 
@@ -62,22 +62,6 @@ def handle(alert: Alert, webhook: str | None) -> None:
         print(line.decode(), flush=True)
 
 
-def _await_topic(consumer: KafkaConsumer, topic: str, stop: threading.Event, timeout_s: float = TOPIC_WAIT_S) -> None:
-    """Wait until the subscribed topic has partitions, before the first poll joins the group.
-
-    The worker's order (worker/kafka_input.py): a member that joins while the topic is missing
-    may be assigned nothing until the group rebalances again. In containers this program starts
-    before the topics one-shot has run. Past the wait it exits 1, saying why; a container's
-    restart policy starts it again.
-    """
-    deadline = time.monotonic() + timeout_s
-    while not consumer.partitions_for_topic(topic):
-        if time.monotonic() > deadline:
-            raise ServiceUnavailable(f"topic {topic} not found within {timeout_s:.0f} s (create the topics first)")
-        if stop.wait(0.5):
-            return
-
-
 def follow(
     settings: AlertConsumerSettings, max_alerts: int = 0, idle_exit_s: float = 0, stop: threading.Event | None = None
 ) -> int:
@@ -93,8 +77,12 @@ def follow(
         )
     seen, count, idle = _Seen(), 0, 0.0
     try:
+        # Subscribe, then wait for the topic, then let the first poll join (the worker's order,
+        # worker/kafka_input.py): a member that joins while the topic is missing may be assigned
+        # nothing until the group rebalances again. In containers this program starts before the
+        # topics one-shot; past the wait it exits 1, saying why, and its restart policy retries.
         consumer.subscribe([settings.topics.alerts])
-        _await_topic(consumer, settings.topics.alerts, stop)
+        await_partitions(consumer, settings.topics.alerts, stop, TOPIC_WAIT_S)
         while (not max_alerts or count < max_alerts) and not stop.is_set():
             polled = consumer.poll(timeout_ms=500)
             idle = 0.0 if polled else idle + 0.5

@@ -26,6 +26,7 @@ from bridge.dead_letters import DeadLetters
 from bridge.records import Envelope, Refused, SinkDown, read_record
 from linewatch.errors import FrameRejected, ServiceUnavailable
 from linewatch.logs import RateLimitedLog
+from linewatch.topics import await_partitions
 
 log = structlog.get_logger(__name__)
 Outcome = None | SinkDown | Refused
@@ -98,13 +99,9 @@ class SinkRunner(threading.Thread):
     def _partitions(self, timeout_s: float = 60.0) -> list[TopicPartition]:
         found: list[TopicPartition] = []
         for topic in self.topics:
-            deadline = time.monotonic() + timeout_s
-            parts = self._consumer.partitions_for_topic(topic)
-            while not parts and time.monotonic() < deadline and not self.stopping.is_set():
-                self.stopping.wait(0.5)
-                parts = self._consumer.partitions_for_topic(topic)
+            parts = await_partitions(self._consumer, topic, self.stopping, timeout_s)
             if not parts:
-                raise ServiceUnavailable(f"topic {topic} not found within {timeout_s:.0f} s")
+                raise ServiceUnavailable(f"stopped before topic {topic} was found")
             found += [TopicPartition(topic, p) for p in sorted(parts)]
         return found
 

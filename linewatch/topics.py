@@ -7,6 +7,10 @@ Kafka's admin exceptions are translated here into linewatch's.
 
 from __future__ import annotations
 
+import threading
+import time
+from typing import Any
+
 import structlog
 from kafka.admin import KafkaAdminClient
 from kafka.errors import KafkaError, TopicAlreadyExistsError, for_code
@@ -79,3 +83,18 @@ def _warn_if_fewer_partitions(admin: KafkaAdminClient, names: list[str], partiti
         if have < partitions:
             name = topic.get("name", topic.get("topic"))  # kafka-python 3 says "name", 2.x "topic"
             log.warning("topic_has_fewer_partitions", topic=name, partitions=have, wanted=partitions)
+
+
+def await_partitions(consumer: Any, topic: str, stop: threading.Event, timeout_s: float = 60.0) -> set[int]:
+    """The topic's partitions in the consumer's metadata, waiting for a topic that does not exist yet
+    (a program started before the topics one-shot). Empty when `stop` is set first;
+    ServiceUnavailable when the topic is still missing after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    parts = consumer.partitions_for_topic(topic)
+    while not parts:
+        if time.monotonic() >= deadline:
+            raise ServiceUnavailable(f"topic {topic} not found within {timeout_s:.0f} s (create the topics first)")
+        if stop.wait(0.5):
+            return set()
+        parts = consumer.partitions_for_topic(topic)
+    return set(parts)

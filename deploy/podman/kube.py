@@ -17,7 +17,7 @@ import urllib.request
 from typing import Any, Callable
 
 import yaml
-from stacks import MODELS_TAR, PARTITIONS, REPO, STATE, CheckFailed, Stack
+from stacks import MODELS_TAR, REPO, STATE, CheckFailed, Stack
 
 # Pod of each service: Deployments' pods are <name>-pod-<i> under podman, containers <pod>-<container>.
 PODS = {"worker": "linewatch-worker-pod-{i}", "producer": "linewatch-producer-pod-0", "view": "linewatch-view-pod-0",
@@ -75,10 +75,8 @@ class KubeStack(Stack):
             # The claim first, filled with the compose check's model store, then the rest: kube play
             # refuses a claim whose volume already exists.
             self.play([d for d in docs if d["kind"] == "PersistentVolumeClaim"], "kube-claims.yaml")
-            self.run("podman", "volume", "import", "linewatch-models", str(MODELS_TAR))
-            self.seeded = True
             docs = [d for d in docs if d["kind"] != "PersistentVolumeClaim"]
-        self.results["figures"]["model_seeded"] = self.seeded
+        self.seed_models("linewatch-models", create=False)
         self.play(docs, "kube-rest.yaml")
         self.results["figures"]["kube_play_command_s"] = round(time.time() - t0, 1)
         self.verify("wait-scored", "0", "1800")
@@ -109,17 +107,13 @@ class KubeStack(Stack):
             time.sleep(0.5)
 
     def workers(self) -> None:
-        deadline = time.time() + 300
-        while True:
-            members = self.verify("state")["members"]
-            parts = [set(m["partitions"]) for m in members]
-            counts = [self.frames_out(n) for n in (1, 2)]
-            if len(members) == 2 and all(parts) and not (parts[0] & parts[1]) \
-                    and parts[0] | parts[1] == set(range(PARTITIONS)) and all(counts):
-                break
-            if time.time() > deadline:
-                raise CheckFailed(f"two workers sharing {PARTITIONS} partitions, both scoring: members {members}, "
-                                  f"frames out {counts}")
-            time.sleep(5)
+        counts: list[float] = []
+
+        def both_score() -> bool:
+            """both workers' own frame counters above 0"""
+            counts[:] = [self.frames_out(n) for n in (1, 2)]
+            return all(counts)
+
+        parts = self.await_split(both_score)
         self.ok("two worker pods share the partitions and both score",
                 {"partitions": [sorted(p) for p in parts], "frames_out": counts})

@@ -172,10 +172,12 @@ class Stack:
     def model_origin(self) -> str:
         return "the model trained by the compose check, copied in" if self.seeded else "model-init trains the model in it"
 
-    def seed_models(self, volume: str) -> None:
-        """Start from the model store the compose check trained, when there is one (minutes saved)."""
+    def seed_models(self, volume: str, create: bool = True) -> None:
+        """Start from the model store the compose check trained, when there is one (minutes saved).
+        `create=False`: the volume exists already (kube play made it for its claim)."""
         if MODELS_TAR.exists():
-            self.run("podman", "volume", "create", volume)
+            if create:
+                self.run("podman", "volume", "create", volume)
             self.run("podman", "volume", "import", volume, str(MODELS_TAR))
             self.seeded = True
         self.results["figures"]["model_seeded"] = self.seeded
@@ -298,18 +300,24 @@ class Stack:
     def scale(self) -> None:
         self.compose("up", "-d", "worker", LW_WORKERS="2")
         self.run("podman", "start", self.container("producer"))
+        parts = self.await_split()
+        self.ok("LW_WORKERS=2: two workers share the partitions", [sorted(p) for p in parts])
+        self.prometheus(workers=2)
+
+    def await_split(self, also: Callable[[], bool] = lambda: True) -> list[set[int]]:
+        """Wait (5 minutes at most) until two group members hold all partitions between them, none
+        twice, and `also` holds; their partitions."""
         deadline = time.time() + 300
         while True:
             members = self.verify("state")["members"]
             parts = [set(m["partitions"]) for m in members]
             if len(members) == 2 and all(parts) and not (parts[0] & parts[1]) \
-                    and parts[0] | parts[1] == set(range(PARTITIONS)):
-                break
+                    and parts[0] | parts[1] == set(range(PARTITIONS)) and also():
+                return parts
             if time.time() > deadline:
-                raise CheckFailed(f"the group did not settle on two members sharing {PARTITIONS} partitions: {members}")
+                raise CheckFailed(f"the group did not settle on two members sharing {PARTITIONS} partitions "
+                                  f"(and {also.__doc__ or 'the rest'}): {members}")
             time.sleep(3)
-        self.ok("LW_WORKERS=2: two workers share the partitions", [sorted(p) for p in parts])
-        self.prometheus(workers=2)
 
     def stop_cleanly(self) -> None:
         stops = {}
